@@ -1,0 +1,9 @@
+//! Decision records, client address minimization, and the log sink.
+
+pub mod ip;
+pub mod record;
+pub mod sink;
+
+pub use ip::{IpMode, Minimizer};
+pub use record::Decision;
+pub use sink::LogSink;

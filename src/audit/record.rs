@@ -1,0 +1,34 @@
+//! The decision record: one JSON object per request.
+
+use crate::category::CategorySet;
+use crate::filter::CookieReport;
+use serde::Serialize;
+
+/// Everything the decision log says about one request. No cookie value, no query string and no
+/// raw client address can be put here: `client` is filled only from the minimizer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// RFC 3339 UTC timestamp of when the response ended.
+    pub ts: String,
+    /// The minimized client address.
+    pub client: String,
+    pub method: String,
+    pub host: String,
+    /// The request path, without its query string.
+    pub path: String,
+    /// The status sent to the client; 499 when the client went away before a response.
+    pub status: u16,
+    pub granted: CategorySet,
+    pub source: &'static str,
+    pub signals: Vec<&'static str>,
+    #[serde(flatten)]
+    pub cookies: CookieReport,
+    /// A tracking endpoint of a denied category (answered locally unless report-only).
+    pub blocked: bool,
+    pub mode: &'static str,
+    pub duration_ms: f64,
+    /// Set when the response failed: `upstream_unavailable`, `upstream_timeout`,
+    /// `client_disconnected`, `body_error`, `misdirected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}

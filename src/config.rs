@@ -1,0 +1,220 @@
+//! Process settings: listener, upstream, policy file, trusted proxies, client-address
+//! minimization, timeouts. Read from an optional YAML file; command-line flags override it.
+
+use crate::audit::IpMode;
+use crate::located::{LocatedError, read_yaml};
+use http::uri::{Authority, Scheme};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting to the upstream; exceeded → 504.
+    #[serde(with = "humantime_serde", default = "Timeouts::connect")]
+    pub upstream_connect: Duration,
+    /// From sending the request to the upstream's response headers; exceeded → 504.
+    #[serde(with = "humantime_serde", default = "Timeouts::response")]
+    pub upstream_response: Duration,
+    /// Reading a client's request headers (against slowloris).
+    #[serde(with = "humantime_serde", default = "Timeouts::header_read")]
+    pub header_read: Duration,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[serde(with = "humantime_serde", default = "Timeouts::shutdown_grace")]
+    pub shutdown_grace: Duration,
+}
+
+impl Timeouts {
+    fn connect() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn response() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn header_read() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn shutdown_grace() -> Duration {
+        Duration::from_secs(25)
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            upstream_connect: Timeouts::connect(),
+            upstream_response: Timeouts::response(),
+            header_read: Timeouts::header_read(),
+            shutdown_grace: Timeouts::shutdown_grace(),
+        }
+    }
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+    /// Relative paths are relative to the config file's directory.
+    pub policy: Option<PathBuf>,
+    /// Addresses or networks whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    #[serde(default)]
+    pub client_ip: IpMode,
+    /// Host names this proxy serves; an absolute-form request (`GET http://host/ HTTP/1.1`) for
+    /// any other host is refused.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// The upstream origin: where every request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+}
+
+impl Upstream {
+    /// Parses `http://host[:port]`.
+    pub fn parse(s: &str) -> Result<Upstream, String> {
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| format!("upstream `{s}` is not a URL: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("upstream `{s}` needs a scheme, e.g. http://{s}"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!(
+                "upstream `{s}`: only http:// upstreams are supported (the scheme was {scheme})"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("upstream `{s}` has no host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "upstream `{s}`: a path or query is not supported; give only scheme, host and port"
+            ));
+        }
+        Ok(Upstream { scheme, authority })
+    }
+}
+
+/// Everything the server needs, resolved from file and flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub policy: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub client_ip: IpMode,
+    pub server_names: Vec<String>,
+    pub timeouts: Timeouts,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+    pub policy: Option<PathBuf>,
+}
+
+/// Reads a config file.
+pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
+    let name = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| LocatedError::whole(&name, e.to_string()))?;
+    let mut file: ConfigFile = read_yaml(&name, &text)?;
+    file.client_ip
+        .validate()
+        .map_err(|m| LocatedError::whole(&name, format!("client_ip: {m}")))?;
+    if let Some(p) = &file.policy
+        && p.is_relative()
+        && let Some(dir) = path.parent()
+    {
+        file.policy = Some(dir.join(p));
+    }
+    Ok(file)
+}
+
+/// Merges the file (if any) and the flags. Flags win.
+pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, String> {
+    let file = file.unwrap_or_default();
+    let listen = match o.listen.or(file.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse().expect("valid default"),
+    };
+    let upstream = o
+        .upstream
+        .or(file.upstream)
+        .ok_or("no upstream: pass --upstream URL or set `upstream` in the config file")?;
+    Ok(Settings {
+        listen,
+        upstream: Upstream::parse(&upstream)?,
+        policy: o.policy.or(file.policy),
+        trusted_proxies: file.trusted_proxies,
+        client_ip: file.client_ip,
+        server_names: file.server_names,
+        timeouts: file.timeouts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_forms() {
+        let u = Upstream::parse("http://127.0.0.1:3000").unwrap();
+        assert_eq!(u.authority.as_str(), "127.0.0.1:3000");
+        assert!(Upstream::parse("http://app/").is_ok());
+        assert!(Upstream::parse("127.0.0.1:3000").unwrap_err().contains("scheme"));
+        assert!(Upstream::parse("https://app").unwrap_err().contains("only http"));
+        assert!(Upstream::parse("http://app/base").unwrap_err().contains("path"));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: ConfigFile = read_yaml(
+            "c.yaml",
+            "listen: 0.0.0.0:9000\nupstream: http://a:1\ntimeouts:\n  upstream_response: 2s\nclient_ip:\n  mode: hmac\n",
+        )
+        .unwrap();
+        let s = resolve(
+            Some(file),
+            Overrides {
+                upstream: Some("http://b:2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.upstream.authority.as_str(), "b:2");
+        assert_eq!(s.timeouts.upstream_response, Duration::from_secs(2));
+        assert_eq!(s.timeouts.upstream_connect, Duration::from_secs(5));
+        assert_eq!(s.client_ip, IpMode::Hmac);
+    }
+
+    #[test]
+    fn config_errors_have_positions() {
+        let e = read_yaml::<ConfigFile>("c.yaml", "upstream: http://a\nlisten_port: 3\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1), "{e}");
+        let e = read_yaml::<ConfigFile>("c.yaml", "timeouts:\n  upstream_connect: soon\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = read_yaml::<ConfigFile>("c.yaml", "trusted_proxies: [10.0.0.0/33]\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        assert!(resolve(None, Overrides::default()).unwrap_err().contains("no upstream"));
+    }
+}

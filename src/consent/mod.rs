@@ -1,0 +1,184 @@
+//! What the visitor said: a pure function from request headers and the compiled policy to the
+//! set of granted categories, and what decided it.
+
+pub mod native;
+pub mod signals;
+
+use crate::category::CategorySet;
+use crate::policy::{CompiledPolicy, Precedence};
+use http::HeaderMap;
+use native::CookieGrant;
+pub use signals::BrowserSignals;
+
+/// What decided the granted set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The site's own consent cookie.
+    Cookie,
+    /// A consent cookie was present but could not be read: it grants nothing.
+    InvalidCookie,
+    /// No consent cookie: the policy's default applies.
+    Default,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cookie => "cookie",
+            Source::InvalidCookie => "invalid-cookie",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// The consent decision for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent {
+    /// Granted categories; always contains `necessary`.
+    pub granted: CategorySet,
+    pub source: Source,
+    /// The browser signals present on the request (whether or not they changed the outcome).
+    pub signals: BrowserSignals,
+}
+
+/// Decides what the visitor has granted.
+pub fn decide(headers: &HeaderMap, policy: &CompiledPolicy) -> Consent {
+    let signals = BrowserSignals::read(headers);
+    let (base, source) = match native::read(headers, &policy.consent_cookie) {
+        CookieGrant::Absent => (policy.default_grant, Source::Default),
+        CookieGrant::Unreadable => (CategorySet::EMPTY, Source::InvalidCookie),
+        CookieGrant::Granted(set) => (set, Source::Cookie),
+    };
+    let signals_apply = match policy.precedence {
+        Precedence::Signal => true,
+        Precedence::Cookie => source != Source::Cookie,
+    };
+    let mut granted = base;
+    if signals_apply {
+        if signals.dnt
+            && let Some(denied) = policy.dnt_denies
+        {
+            granted = granted.difference(denied);
+        }
+        if signals.gpc
+            && let Some(denied) = policy.gpc_denies
+        {
+            granted = granted.difference(denied);
+        }
+    }
+    Consent {
+        granted: granted.union(CategorySet::NECESSARY),
+        source,
+        signals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::category::Category::{self, *};
+    use crate::policy::compile;
+    use http::HeaderValue;
+
+    fn set(cs: &[Category]) -> CategorySet {
+        cs.iter().copied().collect::<CategorySet>().with(Necessary)
+    }
+
+    fn decide_with(policy: &str, headers: &[(&str, &str)]) -> Consent {
+        let p = compile("t.yaml", policy).unwrap();
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        decide(&h, &p)
+    }
+
+    #[test]
+    fn no_signal_means_necessary_only() {
+        let c = decide_with("", &[]);
+        assert_eq!(c.granted, set(&[]));
+        assert_eq!(c.source, Source::Default);
+    }
+
+    #[test]
+    fn opt_out_default_grants_everything_but_signals_still_deny() {
+        assert_eq!(decide_with("default: opt-out", &[]).granted, CategorySet::ALL);
+        assert_eq!(
+            decide_with("default: opt-out", &[("sec-gpc", "1")]).granted,
+            set(&[Preferences, Analytics])
+        );
+    }
+
+    #[test]
+    fn cookie_grants_listed_categories() {
+        let c = decide_with("", &[("cookie", "a=b; cookie_consent=analytics,preferences")]);
+        assert_eq!(c.granted, set(&[Analytics, Preferences]));
+        assert_eq!(c.source, Source::Cookie);
+    }
+
+    #[test]
+    fn dnt_denies_analytics_and_marketing_over_the_cookie() {
+        let c = decide_with("", &[("cookie", "cookie_consent=all"), ("dnt", "1")]);
+        assert_eq!(c.granted, set(&[Preferences]));
+        assert!(c.signals.dnt && !c.signals.gpc);
+        let c = decide_with("", &[("cookie", "cookie_consent=all"), ("dnt", "0")]);
+        assert_eq!(c.granted, CategorySet::ALL);
+    }
+
+    #[test]
+    fn gpc_denies_marketing_only_for_exact_one() {
+        let c = decide_with("", &[("cookie", "cookie_consent=all"), ("sec-gpc", "1")]);
+        assert_eq!(c.granted, set(&[Preferences, Analytics]));
+        for v in ["0", "true", "1 ", "yes", "11"] {
+            let c = decide_with("", &[("cookie", "cookie_consent=all"), ("sec-gpc", v)]);
+            assert_eq!(c.granted, CategorySet::ALL, "Sec-GPC: {v:?}");
+        }
+        let c = decide_with(
+            "",
+            &[("cookie", "cookie_consent=all"), ("sec-gpc", "0"), ("sec-gpc", "1")],
+        );
+        assert_eq!(c.granted, set(&[Preferences, Analytics]));
+    }
+
+    #[test]
+    fn cookie_precedence_lets_a_cookie_grant_stand() {
+        let p = "signals:\n  precedence: cookie\n";
+        let c = decide_with(p, &[("cookie", "cookie_consent=all"), ("dnt", "1"), ("sec-gpc", "1")]);
+        assert_eq!(c.granted, CategorySet::ALL);
+        assert!(c.signals.dnt && c.signals.gpc);
+        let c = decide_with("default: opt-out\nsignals:\n  precedence: cookie\n", &[("dnt", "1")]);
+        assert_eq!(c.granted, set(&[Preferences]));
+    }
+
+    #[test]
+    fn configurable_signal_rules() {
+        let p = "signals:\n  gpc: { deny: [analytics, marketing] }\n  dnt: { enabled: false, deny: [] }\n";
+        let c = decide_with(p, &[("cookie", "cookie_consent=all"), ("sec-gpc", "1")]);
+        assert_eq!(c.granted, set(&[Preferences]));
+        let c = decide_with(p, &[("cookie", "cookie_consent=all"), ("dnt", "1")]);
+        assert_eq!(c.granted, CategorySet::ALL);
+    }
+
+    #[test]
+    fn unreadable_cookie_grants_nothing_even_under_opt_out() {
+        let c = decide_with("default: opt-out", &[("cookie", "cookie_consent=%ZZ")]);
+        assert_eq!(c.granted, set(&[]));
+        assert_eq!(c.source, Source::InvalidCookie);
+    }
+
+    #[test]
+    fn configured_cookie_name() {
+        let p = "consent_cookie: site_consent\n";
+        assert_eq!(
+            decide_with(p, &[("cookie", "site_consent=marketing")]).granted,
+            set(&[Marketing])
+        );
+        assert_eq!(
+            decide_with(p, &[("cookie", "cookie_consent=marketing")]).source,
+            Source::Default
+        );
+    }
+}

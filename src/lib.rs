@@ -1,0 +1,16 @@
+//! consent-proxy: a reverse proxy that enforces cookie consent, Do Not Track and Global Privacy
+//! Control in front of an existing website.
+//!
+//! A request passes through fixed phases: [`consent`] decides what the visitor granted,
+//! [`filter`] acts on it (blocking tracking endpoints, filtering cookies both ways), [`proxy`]
+//! carries the HTTP, and [`audit`] writes one decision record per request.
+
+pub mod audit;
+pub mod category;
+pub mod config;
+pub mod consent;
+pub mod demo;
+pub mod filter;
+pub mod located;
+pub mod policy;
+pub mod proxy;

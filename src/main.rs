@@ -1,0 +1,187 @@
+//! The command line: serve, check, demo.
+
+use clap::{Parser, Subcommand};
+use consent_proxy::audit::LogSink;
+use consent_proxy::config::{self, Overrides};
+use consent_proxy::policy::{self, CompiledPolicy};
+use consent_proxy::proxy::{self, State};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "consent-proxy", version, about = "A reverse proxy that enforces cookie consent, Do Not Track and Global Privacy Control")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in front of an upstream site.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The site to protect, e.g. http://127.0.0.1:3000.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Policy file (YAML). Without it, the built-in policy applies.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Config file (YAML). Flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a policy (and a config file, if given) and print a summary.
+    Check {
+        /// Policy file to validate. Without it, the built-in policy is checked.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Config file to validate.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start a sample site and the proxy in front of it, and show what the proxy does.
+    Demo {
+        /// Address for the proxy (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run the walkthrough, print it and exit instead of serving.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { policy, config } => check(policy.as_deref(), config.as_deref()),
+        Command::Serve {
+            listen,
+            upstream,
+            policy,
+            config,
+        } => serve(
+            Overrides {
+                listen,
+                upstream,
+                policy,
+            },
+            config.as_deref(),
+        ),
+        Command::Demo { listen, once } => run_async(consent_proxy::demo::run(listen, once)),
+    }
+}
+
+/// Panic messages can carry request data; print only where the panic happened.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("consent-proxy: internal error{at}");
+    }));
+}
+
+fn run_async(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("consent-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consent-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_policy(path: Option<&Path>) -> Result<CompiledPolicy, policy::PolicyError> {
+    match path {
+        Some(p) => policy::load(p),
+        None => policy::builtin(),
+    }
+}
+
+fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
+    let mut policy_path = policy_path.map(Path::to_path_buf);
+    if let Some(c) = config_path {
+        match config::load_file(c) {
+            Ok(file) => {
+                println!("{}: ok", c.display());
+                policy_path = policy_path.or(file.policy);
+            }
+            Err(e) => {
+                println!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match load_policy(policy_path.as_deref()) {
+        Ok(p) => {
+            println!("{}", p.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
+    let file = match config_path.map(config::load_file).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = match config::resolve(file, overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("consent-proxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let policy = match load_policy(settings.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    run_async(async move {
+        let listener = proxy::bind(settings.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let sink = Arc::new(LogSink::stdout());
+        tracing::info!(
+            "listening on http://{addr}, forwarding to {}://{}, policy {} ({} mode)",
+            settings.upstream.scheme,
+            settings.upstream.authority,
+            policy.source,
+            policy.mode.as_str()
+        );
+        let state = Arc::new(State::new(settings, policy, sink.clone()));
+        proxy::serve(listener, state, proxy::shutdown_signal()).await;
+        sink.close();
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,210 @@
+//! What the site declares: cookie and endpoint classifications, the consent cookie, signal
+//! rules and defaults. Loaded from YAML, validated, and compiled once into matchers.
+
+pub mod model;
+pub mod pattern;
+
+use crate::category::{Category, CategorySet};
+pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
+use model::{Extends, PolicyFile};
+use pattern::Matcher;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The built-in policy: a catalogue of well-known cookies and tracking endpoints.
+pub const BUILTIN_YAML: &str = include_str!("../../policies/default.yaml");
+/// The name under which the built-in policy appears in messages.
+pub const BUILTIN_NAME: &str = "<builtin>/policies/default.yaml";
+
+pub use crate::located::LocatedError as PolicyError;
+
+/// How a cookie is classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieClass {
+    pub category: Category,
+    pub vendor: Option<Arc<str>>,
+}
+
+/// A policy compiled for the hot path.
+pub struct CompiledPolicy {
+    pub source: String,
+    pub mode: Mode,
+    pub consent_cookie: String,
+    /// Granted when no consent source speaks (always includes necessary).
+    pub default_grant: CategorySet,
+    /// Categories denied by `DNT: 1`, if the DNT rule is enabled.
+    pub dnt_denies: Option<CategorySet>,
+    /// Categories denied by `Sec-GPC: 1`, if the GPC rule is enabled.
+    pub gpc_denies: Option<CategorySet>,
+    pub precedence: Precedence,
+    /// Categories that must all be granted for an unknown cookie to pass.
+    pub unknown_requires: CategorySet,
+    /// Rule layers, searched in order: the file's own rules, then the built-in catalogue if
+    /// the file extends it.
+    cookie_layers: Vec<Matcher<CookieClass>>,
+    endpoint_layers: Vec<Matcher<Category>>,
+}
+
+/// What a cookie name means under a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// The consent cookie itself: always passes.
+    ConsentCookie,
+    Known(&'a CookieClass),
+    Unknown,
+}
+
+impl CompiledPolicy {
+    /// Classifies a cookie name.
+    pub fn classify(&self, name: &str) -> Verdict<'_> {
+        if name == self.consent_cookie {
+            return Verdict::ConsentCookie;
+        }
+        self.cookie_layers
+            .iter()
+            .find_map(|m| m.find(name))
+            .map_or(Verdict::Unknown, Verdict::Known)
+    }
+
+    /// The categories that must be granted for a cookie to pass.
+    pub fn requires(&self, verdict: Verdict<'_>) -> CategorySet {
+        match verdict {
+            Verdict::ConsentCookie => CategorySet::EMPTY,
+            Verdict::Known(c) => CategorySet::EMPTY.with(c.category),
+            Verdict::Unknown => self.unknown_requires,
+        }
+    }
+
+    /// The category of a tracking endpoint, if the path is one.
+    pub fn endpoint(&self, path: &str) -> Option<Category> {
+        self.endpoint_layers
+            .iter()
+            .find_map(|m| m.find(path))
+            .copied()
+    }
+
+    pub fn cookie_rule_count(&self) -> usize {
+        self.cookie_layers.iter().map(Matcher::len).sum()
+    }
+
+    pub fn endpoint_rule_count(&self) -> usize {
+        self.endpoint_layers.iter().map(Matcher::len).sum()
+    }
+
+    /// A short human summary, as `consent-proxy check` prints it.
+    pub fn summary(&self) -> String {
+        let fmt_set = |s: Option<CategorySet>| match s {
+            None => "off".to_string(),
+            Some(s) => format!(
+                "denies {}",
+                s.iter().map(Category::as_str).collect::<Vec<_>>().join(",")
+            ),
+        };
+        format!(
+            "{}: ok\n  mode: {}\n  consent cookie: {}\n  default: {}\n  DNT: {}\n  GPC: {}\n  \
+             precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}",
+            self.source,
+            self.mode.as_str(),
+            self.consent_cookie,
+            self.default_grant
+                .iter()
+                .map(Category::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            fmt_set(self.dnt_denies),
+            fmt_set(self.gpc_denies),
+            match self.precedence {
+                Precedence::Signal => "signal",
+                Precedence::Cookie => "cookie",
+            },
+            if self.unknown_requires.is_empty() {
+                "nothing (allowed)".to_string()
+            } else {
+                self.unknown_requires
+                    .iter()
+                    .map(Category::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            self.cookie_rule_count(),
+            self.endpoint_rule_count(),
+        )
+    }
+}
+
+fn parse_file(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
+    crate::located::read_yaml(name, text)
+}
+
+fn layers(
+    name: &str,
+    file: &PolicyFile,
+) -> Result<(Matcher<CookieClass>, Matcher<Category>), PolicyError> {
+    let cookies = Matcher::new(file.cookies.0.iter().map(|r| {
+        (
+            r.pattern.clone(),
+            CookieClass {
+                category: r.category,
+                vendor: r.vendor.as_deref().map(Arc::from),
+            },
+        )
+    }))
+    .map_err(|m| PolicyError::whole(name, m))?;
+    let endpoints = Matcher::new(
+        file.endpoints
+            .0
+            .iter()
+            .map(|r| (r.pattern.clone(), r.category)),
+    )
+    .map_err(|m| PolicyError::whole(name, m))?;
+    Ok((cookies, endpoints))
+}
+
+/// Parses and compiles a policy from text. `name` is used in messages.
+pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
+    let file = parse_file(name, text)?;
+    let (cookies, endpoints) = layers(name, &file)?;
+    let mut cookie_layers = vec![cookies];
+    let mut endpoint_layers = vec![endpoints];
+    if file.extends == Some(Extends::Builtin) {
+        let builtin = parse_file(BUILTIN_NAME, BUILTIN_YAML)?;
+        let (c, e) = layers(BUILTIN_NAME, &builtin)?;
+        cookie_layers.push(c);
+        endpoint_layers.push(e);
+    }
+    let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
+    Ok(CompiledPolicy {
+        source: name.to_string(),
+        mode: file.mode,
+        consent_cookie: file.consent_cookie.0,
+        default_grant: match file.default {
+            DefaultConsent::OptIn => CategorySet::NECESSARY,
+            DefaultConsent::OptOut => CategorySet::ALL,
+        },
+        dnt_denies: file.signals.dnt.enabled.then_some(file.signals.dnt.deny.0),
+        gpc_denies: file.signals.gpc.enabled.then_some(file.signals.gpc.deny.0),
+        precedence: file.signals.precedence,
+        unknown_requires: match file.unknown_cookies {
+            UnknownCookies::Strip => non_essential,
+            UnknownCookies::Allow => CategorySet::EMPTY,
+            UnknownCookies::As(c) => CategorySet::EMPTY.with(c).difference(CategorySet::NECESSARY),
+        },
+        cookie_layers,
+        endpoint_layers,
+    })
+}
+
+/// Loads and compiles a policy file.
+pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| PolicyError::whole(&name, e.to_string()))?;
+    compile(&name, &text)
+}
+
+/// The built-in policy.
+pub fn builtin() -> Result<CompiledPolicy, PolicyError> {
+    compile(BUILTIN_NAME, BUILTIN_YAML)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+use super::*;
+
+fn err(text: &str) -> PolicyError {
+    match compile("p.yaml", text) {
+        Ok(_) => panic!("policy should have been refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn empty_file_is_the_strict_default() {
+    let p = compile("p.yaml", "").unwrap();
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.consent_cookie, "cookie_consent");
+    assert_eq!(p.default_grant, CategorySet::NECESSARY);
+    assert_eq!(
+        p.dnt_denies,
+        Some(CategorySet::EMPTY.with(Category::Analytics).with(Category::Marketing))
+    );
+    assert_eq!(p.gpc_denies, Some(CategorySet::EMPTY.with(Category::Marketing)));
+    assert_eq!(p.precedence, Precedence::Signal);
+    assert_eq!(p.classify("anything"), Verdict::Unknown);
+    assert_eq!(
+        p.requires(Verdict::Unknown),
+        CategorySet::ALL.difference(CategorySet::NECESSARY)
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_with_position() {
+    let e = err("mode: enforce\nconsent_cookie: c\nbogus: 1\n");
+    assert_eq!((e.line, e.column), (3, 1), "{e}");
+    assert!(e.message.contains("bogus"), "{e}");
+    assert!(e.to_string().starts_with("p.yaml:3:1: "), "{e}");
+}
+
+#[test]
+fn unknown_key_inside_a_rule_is_an_error_with_position() {
+    let e = err("cookies:\n  - name: _ga\n    category: analytics\n    colour: red\n");
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.message.contains("colour"), "{e}");
+}
+
+#[test]
+fn bad_category_is_an_error_with_position() {
+    let e = err("cookies:\n  - { name: _ga, category: tracking }\n");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(e.message.contains("tracking"), "{e}");
+}
+
+#[test]
+fn bad_mode_and_default_are_errors() {
+    assert!(err("mode: enforcing\n").message.contains("enforcing"));
+    assert!(err("default: maybe\n").message.contains("maybe"));
+    assert!(err("signals:\n  precedence: browser\n").message.contains("browser"));
+}
+
+#[test]
+fn rule_needs_exactly_one_pattern() {
+    let e = err("cookies:\n  - { category: analytics }\n");
+    assert!(e.message.contains("needs one of"), "{e}");
+    assert_eq!(e.line, 2, "{e}");
+    let e = err("cookies:\n  - { name: a, prefix: b, category: analytics }\n");
+    assert!(e.message.contains("only one of"), "{e}");
+}
+
+#[test]
+fn duplicate_rule_is_an_error_at_the_duplicate() {
+    let e = err(
+        "cookies:\n  - { name: _ga, category: analytics }\n  - { name: _gid, category: analytics }\n  - { name: _ga, category: marketing }\n",
+    );
+    assert!(e.message.contains("duplicate"), "{e}");
+    assert_eq!(e.line, 4, "{e}");
+}
+
+#[test]
+fn invalid_glob_and_cookie_names_are_errors() {
+    assert!(err("cookies:\n  - { glob: 'a[', category: analytics }\n")
+        .message
+        .contains("invalid glob"));
+    assert!(err("cookies:\n  - { name: 'a b', category: analytics }\n")
+        .message
+        .contains("not a valid cookie name"));
+    assert!(err("consent_cookie: 'a;b'\n")
+        .message
+        .contains("not a valid cookie name"));
+}
+
+#[test]
+fn necessary_cannot_be_denied_or_blocked() {
+    assert!(err("signals:\n  dnt:\n    deny: [necessary]\n")
+        .message
+        .contains("cannot be denied"));
+    assert!(err("endpoints:\n  - { path: /x, category: necessary }\n")
+        .message
+        .contains("never be blocked"));
+    assert!(err("endpoints:\n  - { path: x, category: analytics }\n")
+        .message
+        .contains("must start with"));
+}
+
+#[test]
+fn type_errors_have_positions() {
+    let e = err("cookies: 3\n");
+    assert_eq!(e.line, 1, "{e}");
+    let e = err("signals:\n  dnt:\n    enabled: perhaps\n    deny: []\n");
+    assert_eq!(e.line, 3, "{e}");
+}
+
+#[test]
+fn malformed_yaml_has_position() {
+    let e = err("mode: enforce\ncookies: [\n  { name: a\n");
+    assert!(e.line >= 2, "{e}");
+}
+
+#[test]
+fn settings_are_read() {
+    let p = compile(
+        "p.yaml",
+        "mode: report-only\nconsent_cookie: my_consent\ndefault: opt-out\nsignals:\n  dnt: { enabled: false, deny: [] }\n  gpc: { deny: [analytics, marketing] }\n  precedence: cookie\nunknown_cookies: allow\n",
+    )
+    .unwrap();
+    assert_eq!(p.mode, Mode::ReportOnly);
+    assert_eq!(p.consent_cookie, "my_consent");
+    assert_eq!(p.default_grant, CategorySet::ALL);
+    assert_eq!(p.dnt_denies, None);
+    assert_eq!(
+        p.gpc_denies,
+        Some(CategorySet::EMPTY.with(Category::Analytics).with(Category::Marketing))
+    );
+    assert_eq!(p.precedence, Precedence::Cookie);
+    assert!(p.requires(Verdict::Unknown).is_empty());
+}
+
+#[test]
+fn unknown_cookies_as_a_category() {
+    let p = compile("p.yaml", "unknown_cookies: analytics\n").unwrap();
+    assert_eq!(
+        p.requires(Verdict::Unknown),
+        CategorySet::EMPTY.with(Category::Analytics)
+    );
+    assert!(err("unknown_cookies: drop\n").message.contains("drop"));
+}
+
+#[test]
+fn own_rules_come_before_the_builtin_catalogue() {
+    let p = compile(
+        "p.yaml",
+        "extends: builtin\ncookies:\n  - { name: _ga, category: preferences }\n  - { name: site_pref, category: preferences }\n",
+    )
+    .unwrap();
+    let cat = |n: &str| match p.classify(n) {
+        Verdict::Known(c) => Some(c.category),
+        _ => None,
+    };
+    assert_eq!(cat("_ga"), Some(Category::Preferences));
+    assert_eq!(cat("site_pref"), Some(Category::Preferences));
+    assert_eq!(cat("_fbp"), Some(Category::Marketing));
+    assert_eq!(p.endpoint("/g/collect"), Some(Category::Analytics));
+    let bare = compile("p.yaml", "cookies: []\n").unwrap();
+    assert_eq!(bare.classify("_fbp"), Verdict::Unknown);
+}
+
+#[test]
+fn consent_cookie_is_its_own_verdict() {
+    let p = compile("p.yaml", "consent_cookie: c\ncookies:\n  - { name: c, category: marketing }\n")
+        .unwrap();
+    assert_eq!(p.classify("c"), Verdict::ConsentCookie);
+    assert!(p.requires(Verdict::ConsentCookie).is_empty());
+}
+
+// --- The built-in catalogue's curation invariants. ---
+
+fn builtin_category(name: &str) -> Option<Category> {
+    let p = builtin().unwrap();
+    match p.classify(name) {
+        Verdict::Known(c) => Some(c.category),
+        Verdict::ConsentCookie => Some(Category::Necessary),
+        Verdict::Unknown => None,
+    }
+}
+
+#[test]
+fn builtin_policy_compiles_with_strict_defaults() {
+    let p = builtin().unwrap();
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.consent_cookie, "cookie_consent");
+    assert_eq!(p.default_grant, CategorySet::NECESSARY);
+    assert!(p.cookie_rule_count() > 1000, "{}", p.cookie_rule_count());
+    for path in ["/collect", "/g/collect", "/tr"] {
+        assert!(p.endpoint(path).is_some(), "{path}");
+    }
+}
+
+#[test]
+fn builtin_framework_session_and_csrf_cookies_are_necessary() {
+    for name in [
+        "PHPSESSID",
+        "JSESSIONID",
+        "ASP.NET_SessionId",
+        "connect.sid",
+        "laravel_session",
+        "csrftoken",
+        "XSRF-TOKEN",
+        "sessionid",
+        "__RequestVerificationToken",
+        "cookie_consent",
+    ] {
+        assert_eq!(builtin_category(name), Some(Category::Necessary), "{name}");
+    }
+}
+
+#[test]
+fn builtin_known_trackers_are_never_necessary_or_preferences() {
+    let trackers = [
+        ("_ga", Category::Analytics),
+        ("_ga_ABC123", Category::Analytics),
+        ("_gid", Category::Analytics),
+        ("_gat", Category::Analytics),
+        ("_gat_UA-12345-1", Category::Analytics),
+        ("_hjSession_123", Category::Analytics),
+        ("_hjSessionUser_123", Category::Analytics),
+        ("_clck", Category::Analytics),
+        ("_fbp", Category::Marketing),
+        ("_fbc", Category::Marketing),
+        ("_gcl_au", Category::Marketing),
+        ("IDE", Category::Marketing),
+        ("_uetsid", Category::Marketing),
+        ("_ttp", Category::Marketing),
+    ];
+    for (name, want) in trackers {
+        assert_eq!(builtin_category(name), Some(want), "{name}");
+    }
+}
+
+#[test]
+fn rule_errors_point_at_the_rule() {
+    let e = err("cookies:\n  - { name: a, category: analytics }\n  - { category: analytics }\n");
+    assert_eq!(e.line, 3, "{e}");
+    let e = err("endpoints:\n  - { path: /a, category: analytics }\n\n  - { path: b, category: analytics }\n");
+    assert_eq!(e.line, 4, "{e}");
+}

@@ -1,0 +1,279 @@
+//! One request's journey through the phases, in order: consent, request filter, upstream,
+//! response headers, response body, log.
+
+use super::State;
+use super::body::{LoggedBody, RecordGuard, empty, full};
+use super::upstream::Failure;
+use crate::audit::Decision;
+use crate::consent::{self, Consent};
+use crate::filter::forward::{self, Forwarding};
+use crate::filter::{request, response};
+use crate::policy::{CompiledPolicy, Mode};
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The longest host or path the decision log records; longer ones are cut.
+const MAX_LOGGED: usize = 2048;
+
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(MAX_LOGGED);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Handles one request. Never fails: every problem becomes a response and a decision record.
+pub async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let policy = state.policy.load_full();
+    let client = forward::client_ip(peer.ip(), req.headers(), &state.settings.trusted_proxies);
+    let host = request_host(&req);
+    let consent = consent::decide(req.headers(), &policy);
+    let guard = RecordGuard::new(
+        Decision {
+            ts: String::new(),
+            client: state.minimizer.minimize(client),
+            method: clip(req.method().as_str()),
+            host: clip(host.as_deref().unwrap_or("")),
+            path: clip(req.uri().path()),
+            status: 0,
+            granted: consent.granted,
+            source: consent.source.as_str(),
+            signals: consent.signals.names().collect(),
+            cookies: Default::default(),
+            blocked: false,
+            mode: policy.mode.as_str(),
+            duration_ms: 0.0,
+            error: None,
+        },
+        state.sink.clone(),
+    );
+    Ok(journey(state, peer, req, host, &policy, consent, guard).await)
+}
+
+/// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+}
+
+fn local(status: StatusCode, text: &'static str, mut guard: RecordGuard) -> Response<LoggedBody> {
+    guard.decision.status = status.as_u16();
+    let mut resp = Response::new(LoggedBody::new(full(text), guard));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// True if an absolute-form HTTP/1 request names a host this proxy does not serve.
+fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
+    if req.version() == Version::HTTP_2 {
+        return false; // HTTP/2 always carries an authority; it plays the role of Host.
+    }
+    let Some(authority) = req.uri().authority() else {
+        return false;
+    };
+    let host = authority.host();
+    let s = &state.settings;
+    let served = s.server_names.iter().any(|n| n.eq_ignore_ascii_case(host))
+        || authority == &s.upstream.authority
+        || authority.as_str() == s.listen.to_string();
+    !served
+}
+
+/// The names of the request headers that the consent decision read.
+fn vary_names(policy: &CompiledPolicy) -> Vec<&'static str> {
+    let mut v = vec!["Cookie"];
+    if policy.dnt_denies.is_some() {
+        v.push("DNT");
+    }
+    if policy.gpc_denies.is_some() {
+        v.push("Sec-GPC");
+    }
+    v
+}
+
+async fn journey(
+    state: Arc<State>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    host: Option<String>,
+    policy: &CompiledPolicy,
+    consent: Consent,
+    mut guard: RecordGuard,
+) -> Response<LoggedBody> {
+    let enforce = policy.mode == Mode::Enforce;
+
+    // Never an open proxy.
+    if req.method() == Method::CONNECT {
+        guard.decision.error = Some("misdirected");
+        return local(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this is a reverse proxy\n",
+            guard,
+        );
+    }
+    if misdirected(&state, &req) {
+        guard.decision.error = Some("misdirected");
+        return local(
+            StatusCode::MISDIRECTED_REQUEST,
+            "421 Misdirected Request: this proxy does not serve that host\n",
+            guard,
+        );
+    }
+
+    // Request filter: tracking endpoints.
+    if request::blocked_endpoint(policy, consent.granted, req.uri().path()).is_some() {
+        guard.decision.blocked = true;
+        if enforce {
+            guard.decision.status = 204;
+            let mut resp = Response::new(LoggedBody::new(empty(), guard));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            response::add_vary(resp.headers_mut(), &vary_names(policy));
+            return resp;
+        }
+    }
+
+    // Request filter: cookies, hop-by-hop headers, forwarding headers.
+    let upgrade = forward::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    request::filter_cookie_header(
+        &mut parts.headers,
+        policy,
+        consent.granted,
+        enforce,
+        &mut guard.decision.cookies,
+    );
+    forward::remove_hop_by_hop(&mut parts.headers, upgrade);
+    let peer_trusted = state
+        .settings
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&peer.ip()));
+    forward::set_forwarding_headers(
+        &mut parts.headers,
+        &Forwarding {
+            peer: peer.ip(),
+            peer_trusted,
+            host: host.as_deref(),
+            proto: "http",
+            version: parts.version,
+        },
+    );
+    let host_value = host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(state.settings.upstream.authority.as_str())
+                .expect("an authority is a valid header value")
+        });
+    parts.headers.insert(HOST, host_value);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    parts.uri = match Uri::builder()
+        .scheme(state.settings.upstream.scheme.clone())
+        .authority(state.settings.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => {
+            return local(StatusCode::BAD_REQUEST, "400 Bad Request: bad request target\n", guard);
+        }
+    };
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, body);
+
+    // Upstream.
+    let sent = tokio::time::timeout(
+        state.settings.timeouts.upstream_response,
+        state.client.request(upstream_req),
+    )
+    .await;
+    let mut resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let failure = Failure::classify(&e);
+            tracing::warn!(error = %e, "upstream request failed");
+            return upstream_failure(failure, guard);
+        }
+        Err(_) => {
+            tracing::warn!("upstream did not answer in time");
+            return upstream_failure(Failure::Timeout, guard);
+        }
+    };
+
+    // Upgrades (WebSocket and others): join the two connections once both sides switch.
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && let Some(client_upgrade) = client_upgrade {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((c, u)) => {
+                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
+            }
+        });
+    }
+
+    // Response headers.
+    let (mut parts, body) = resp.into_parts();
+    forward::remove_hop_by_hop(&mut parts.headers, switched);
+    let report = &mut guard.decision.cookies;
+    response::filter_set_cookies(&mut parts.headers, policy, consent.granted, enforce, report);
+    if enforce {
+        response::expire_cookies(&mut parts.headers, &report.expired_cookies, host.as_deref());
+        response::add_vary(&mut parts.headers, &vary_names(policy));
+    }
+    forward::append_via(&mut parts.headers, Version::HTTP_11);
+    guard.decision.status = parts.status.as_u16();
+
+    // Response body: streamed through untouched. The HTML rewriter plugs in here.
+    let body = body.map_err(Into::into).boxed_unsync();
+    Response::from_parts(parts, LoggedBody::new(body, guard))
+}
+
+fn upstream_failure(failure: Failure, mut guard: RecordGuard) -> Response<LoggedBody> {
+    match failure {
+        Failure::Unavailable => {
+            guard.decision.error = Some("upstream_unavailable");
+            local(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream server is unavailable\n",
+                guard,
+            )
+        }
+        Failure::Timeout => {
+            guard.decision.error = Some("upstream_timeout");
+            local(
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the upstream server did not answer in time\n",
+                guard,
+            )
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Real servers on loopback for the end-to-end tests: an upstream site (hyper), the proxy as a
+//! child process, and HTTP/1.1 and HTTP/2 clients.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+/// The upstream site. Routes:
+/// - `/stream`: sends "first;" then waits for `release` before sending "rest".
+/// - `/upload`: reports when its first request-body chunk arrived through `first_chunk`, then
+///   reads the rest and answers with the byte count.
+/// - `/slow`: answers after 3 s.
+/// - `/ws`: answers an upgrade with 101 and echoes every byte.
+/// - anything else: 200 `text/html`, one `Set-Cookie` per `x-set-cookie` request header.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub hits: Arc<AtomicUsize>,
+    pub release: Arc<Notify>,
+    pub first_chunk: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let first_chunk = Arc::new(Notify::new());
+        let (s, h, r, f) = (seen.clone(), hits.clone(), release.clone(), first_chunk.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (s, h, r, f) = (s.clone(), h.clone(), r.clone(), f.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        upstream_route(req, s.clone(), h.clone(), r.clone(), f.clone())
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen, hits, release, first_chunk, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last_seen(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw a request")
+    }
+}
+
+fn boxed(b: impl Into<Bytes>) -> UpBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+async fn upstream_route(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    hits: Arc<AtomicUsize>,
+    release: Arc<Notify>,
+    first_chunk: Arc<Notify>,
+) -> Result<Response<UpBody>, std::convert::Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    seen.lock().unwrap().push(Seen {
+        path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_string();
+    let resp = match path.as_str() {
+        "/stream" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await;
+                release.notified().await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"rest")))).await;
+            });
+            let stream = tokio_stream_from(rx);
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+            r
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut total = 0usize;
+            let mut first = true;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                if let Some(d) = frame.data_ref() {
+                    total += d.len();
+                    if first {
+                        first = false;
+                        first_chunk.notify_one();
+                    }
+                }
+            }
+            Response::new(boxed(format!("received {total}")))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Response::new(boxed("slow"))
+        }
+        "/ws" => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            let mut r = Response::new(boxed(""));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+            r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+            r
+        }
+        _ => {
+            let mut r = Response::new(boxed("<!doctype html><title>upstream</title>"));
+            r.headers_mut().insert("content-type", "text/html".parse().unwrap());
+            for v in req.headers().get_all("x-set-cookie") {
+                r.headers_mut().append("set-cookie", v.clone());
+            }
+            if path == "/hop" {
+                r.headers_mut().insert("connection", "x-up-secret".parse().unwrap());
+                r.headers_mut().insert("x-up-secret", "1".parse().unwrap());
+                r.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+            }
+            r
+        }
+    };
+    Ok(resp)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A free loopback port with nothing listening on it.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The proxy, running as a child process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    child: Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn reader<R: std::io::Read + Send + 'static>(r: R, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_consent-proxy")
+}
+
+impl Proxy {
+    /// Starts `consent-proxy serve --listen 127.0.0.1:0 --upstream URL ARGS...` and waits until
+    /// it listens.
+    pub fn start(upstream: &str, args: &[&str]) -> Proxy {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream]).args(args);
+        Proxy::spawn(cmd)
+    }
+
+    pub fn spawn(mut cmd: Command) -> Proxy {
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the proxy");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        reader(child.stdout.take().unwrap(), stdout.clone());
+        reader(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found: Option<SocketAddr> = stderr.lock().unwrap().iter().find_map(|l| {
+                let rest = l.split("listening on http://").nth(1)?;
+                rest.split(',').next()?.parse().ok()
+            });
+            if let Some(addr) = found {
+                return Proxy { addr, child, stdout, stderr };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the proxy exited with {status}: {:?}", stderr.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "the proxy did not start: {:?}", stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until the decision log holds at least `n` records and returns them all.
+    pub fn logs(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.stdout.lock().unwrap().clone();
+            if lines.len() >= n {
+                return lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "expected {n} log records, have {lines:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The last decision record, once `n` exist.
+    pub fn log(&self, n: usize) -> Value {
+        self.logs(n).pop().unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers drain
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn all_output(&self) -> String {
+        let mut s = self.stdout.lock().unwrap().join("\n");
+        s.push('\n');
+        s.push_str(&self.stderr.lock().unwrap().join("\n"));
+        s
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a file into a fresh temporary directory.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub type ClientBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// An HTTP/1.1 client.
+pub fn http1() -> Client<HttpConnector, ClientBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 client with prior knowledge (h2c).
+pub fn http2() -> Client<HttpConnector, ClientBody> {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+pub fn empty_body() -> ClientBody {
+    boxed(Bytes::new())
+}
+
+/// A finished response: status, headers, body text.
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub version: http::Version,
+}
+
+impl Got {
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Names of cookies the response sets (not expiries).
+    pub fn set_cookie_names(&self) -> Vec<String> {
+        self.set_cookies()
+            .iter()
+            .filter(|c| !c.contains("Max-Age=0"))
+            .map(|c| c.split('=').next().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Sends a GET with the given headers through `client`.
+pub async fn get(
+    client: &Client<HttpConnector, ClientBody>,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    let mut req = Request::builder().uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(empty_body()).unwrap()).await.expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        version: parts.version,
+    }
+}
+
+/// The names in a JSON array of strings.
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
