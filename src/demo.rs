@@ -170,7 +170,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
     let site_addr = site_listener.local_addr().map_err(|e| e.to_string())?;
     let site_task = tokio::spawn(serve_site(site_listener));
 
-    let settings = config::resolve(
+    let mut settings = config::resolve(
         None,
         Overrides {
             listen,
@@ -186,6 +186,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         )
     })?;
     let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    settings.listen = proxy_addr;
     let sink = Arc::new(LogSink::stdout());
     let state = Arc::new(State::new(settings, policy, sink.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -166,10 +166,12 @@ fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
         }
     };
     run_async(async move {
+        let mut settings = settings;
         let listener = proxy::bind(settings.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        settings.listen = addr;
         let sink = Arc::new(LogSink::stdout());
         tracing::info!(
             "listening on http://{addr}, forwarding to {}://{}, policy {} ({} mode)",
