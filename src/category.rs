@@ -129,14 +129,19 @@ mod tests {
 
     #[test]
     fn set_operations() {
-        let s: CategorySet = [Category::Analytics, Category::Marketing].into_iter().collect();
+        let s: CategorySet = [Category::Analytics, Category::Marketing]
+            .into_iter()
+            .collect();
         assert!(s.contains(Category::Analytics));
         assert!(!s.contains(Category::Preferences));
         assert_eq!(
             s.difference(CategorySet::EMPTY.with(Category::Marketing)),
             CategorySet::EMPTY.with(Category::Analytics)
         );
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![Category::Analytics, Category::Marketing]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![Category::Analytics, Category::Marketing]
+        );
         assert_eq!(CategorySet::ALL.iter().count(), 4);
     }
 
@@ -150,6 +155,9 @@ mod tests {
     #[test]
     fn serializes_as_list() {
         let s = CategorySet::NECESSARY.with(Category::Marketing);
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"["necessary","marketing"]"#);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"["necessary","marketing"]"#
+        );
     }
 }

@@ -180,9 +180,21 @@ mod tests {
         let u = Upstream::parse("http://127.0.0.1:3000").unwrap();
         assert_eq!(u.authority.as_str(), "127.0.0.1:3000");
         assert!(Upstream::parse("http://app/").is_ok());
-        assert!(Upstream::parse("127.0.0.1:3000").unwrap_err().contains("scheme"));
-        assert!(Upstream::parse("https://app").unwrap_err().contains("only http"));
-        assert!(Upstream::parse("http://app/base").unwrap_err().contains("path"));
+        assert!(
+            Upstream::parse("127.0.0.1:3000")
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(
+            Upstream::parse("https://app")
+                .unwrap_err()
+                .contains("only http")
+        );
+        assert!(
+            Upstream::parse("http://app/base")
+                .unwrap_err()
+                .contains("path")
+        );
     }
 
     #[test]
@@ -209,12 +221,18 @@ mod tests {
 
     #[test]
     fn config_errors_have_positions() {
-        let e = read_yaml::<ConfigFile>("c.yaml", "upstream: http://a\nlisten_port: 3\n").unwrap_err();
+        let e =
+            read_yaml::<ConfigFile>("c.yaml", "upstream: http://a\nlisten_port: 3\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 1), "{e}");
-        let e = read_yaml::<ConfigFile>("c.yaml", "timeouts:\n  upstream_connect: soon\n").unwrap_err();
+        let e =
+            read_yaml::<ConfigFile>("c.yaml", "timeouts:\n  upstream_connect: soon\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         let e = read_yaml::<ConfigFile>("c.yaml", "trusted_proxies: [10.0.0.0/33]\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
-        assert!(resolve(None, Overrides::default()).unwrap_err().contains("no upstream"));
+        assert!(
+            resolve(None, Overrides::default())
+                .unwrap_err()
+                .contains("no upstream")
+        );
     }
 }

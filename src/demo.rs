@@ -57,10 +57,22 @@ pub const HOME_PAGE: &str = r#"<!doctype html>
 
 /// The cookies the home page sets: (name, Set-Cookie value).
 pub const HOME_COOKIES: [(&str, &str); 5] = [
-    ("_ga", "_ga=GA1.1.1234567890.1700000000; Path=/; Max-Age=63072000; SameSite=Lax"),
-    ("_gid", "_gid=GA1.1.987654321.1700000000; Path=/; Max-Age=86400; SameSite=Lax"),
-    ("_fbp", "_fbp=fb.1.1700000000000.1234567890; Path=/; Max-Age=7776000; SameSite=Lax"),
-    ("sessionid", "sessionid=s3ss10n; Path=/; HttpOnly; SameSite=Lax"),
+    (
+        "_ga",
+        "_ga=GA1.1.1234567890.1700000000; Path=/; Max-Age=63072000; SameSite=Lax",
+    ),
+    (
+        "_gid",
+        "_gid=GA1.1.987654321.1700000000; Path=/; Max-Age=86400; SameSite=Lax",
+    ),
+    (
+        "_fbp",
+        "_fbp=fb.1.1700000000000.1234567890; Path=/; Max-Age=7776000; SameSite=Lax",
+    ),
+    (
+        "sessionid",
+        "sessionid=s3ss10n; Path=/; HttpOnly; SameSite=Lax",
+    ),
     ("csrftoken", "csrftoken=c5rf; Path=/; SameSite=Strict"),
 ];
 
@@ -76,7 +88,11 @@ fn page(status: StatusCode, content_type: &'static str, body: String) -> Respons
 pub async fn site(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/" => {
-            let mut r = page(StatusCode::OK, "text/html; charset=utf-8", HOME_PAGE.to_string());
+            let mut r = page(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                HOME_PAGE.to_string(),
+            );
             for (_, v) in HOME_COOKIES {
                 r.headers_mut()
                     .append(SET_COOKIE, http::HeaderValue::from_static(v));
@@ -101,7 +117,11 @@ pub async fn site(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infal
             "text/plain; charset=utf-8",
             "the site's tracking endpoint received a hit\n".into(),
         ),
-        _ => page(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".into()),
+        _ => page(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".into(),
+        ),
     })
 }
 
@@ -121,8 +141,7 @@ pub async fn serve_site(listener: TcpListener) {
 
 /// The cookie names a request through the proxy receives in `Set-Cookie`.
 async fn set_cookie_names(proxy: SocketAddr, cookie: Option<&str>) -> Result<Vec<String>, String> {
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = Request::builder().uri(format!("http://{proxy}/"));
     if let Some(c) = cookie {
         req = req.header(COOKIE, c);
@@ -158,7 +177,11 @@ fn walkthrough_line(out: &mut String, label: &str, names: &[String]) {
         out,
         "  {label:<32} passed: {:<40} stripped: {}",
         passed.join(" "),
-        if stripped.is_empty() { "-".to_string() } else { stripped.join(" ") }
+        if stripped.is_empty() {
+            "-".to_string()
+        } else {
+            stripped.join(" ")
+        }
     );
 }
 

@@ -5,13 +5,18 @@ use consent_proxy::audit::LogSink;
 use consent_proxy::config::{self, Overrides};
 use consent_proxy::policy::{self, CompiledPolicy};
 use consent_proxy::proxy::{self, State};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "consent-proxy", version, about = "A reverse proxy that enforces cookie consent, Do Not Track and Global Privacy Control")]
+#[command(
+    name = "consent-proxy",
+    version,
+    about = "A reverse proxy that enforces cookie consent, Do Not Track and Global Privacy Control"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -94,7 +100,10 @@ fn install_panic_hook() {
 }
 
 fn run_async(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("consent-proxy: cannot start the runtime: {e}");

@@ -17,8 +17,14 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn check_accepts_the_builtin_and_a_valid_policy() {
     let (code, out, _) = run(&["check"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("policies/default.yaml: ok") && out.contains("cookie rules:"), "{out}");
-    let (_d, p) = temp_file("site.yaml", "extends: builtin\ncookies:\n  - { name: cart, category: necessary }\n");
+    assert!(
+        out.contains("policies/default.yaml: ok") && out.contains("cookie rules:"),
+        "{out}"
+    );
+    let (_d, p) = temp_file(
+        "site.yaml",
+        "extends: builtin\ncookies:\n  - { name: cart, category: necessary }\n",
+    );
     let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("site.yaml: ok"), "{out}");
@@ -38,7 +44,10 @@ fn check_reports_file_line_column() {
     let (_d, p) = temp_file("bad.yaml", "mode: enforce\nsignal:\n  dnt: {}\n");
     let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
     assert_eq!(code, 1);
-    assert!(out.starts_with(&format!("{}:2:1: unknown field `signal`", p.display())), "{out}");
+    assert!(
+        out.starts_with(&format!("{}:2:1: unknown field `signal`", p.display())),
+        "{out}"
+    );
     let (code, out, _) = run(&["check", "--policy", "/nonexistent/p.yaml"]);
     assert_eq!(code, 1);
     assert!(out.contains("/nonexistent/p.yaml"), "{out}");
@@ -54,11 +63,31 @@ fn check_validates_the_config_file_too() {
 
 #[test]
 fn serve_refuses_a_bad_policy_with_its_position() {
-    let (_d, p) = temp_file("bad.yaml", "cookies:\n  - { name: _ga, category: analytics, colour: red }\n");
-    let (code, _, err) = run(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--policy", path_str(&p)]);
+    let (_d, p) = temp_file(
+        "bad.yaml",
+        "cookies:\n  - { name: _ga, category: analytics, colour: red }\n",
+    );
+    let (code, _, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://127.0.0.1:1",
+        "--policy",
+        path_str(&p),
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("{}:2:", p.display())) && err.contains("colour"), "{err}");
-    let (code, _, err) = run(&["serve", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"]);
+    assert!(
+        err.contains(&format!("{}:2:", p.display())) && err.contains("colour"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:1",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("needs a scheme"), "{err}");
 }
@@ -66,11 +95,18 @@ fn serve_refuses_a_bad_policy_with_its_position() {
 #[tokio::test]
 async fn flags_override_the_config_file() {
     let up = Upstream::start().await;
-    let (dir, policy) = temp_file("p.yaml", "extends: builtin\nconsent_cookie: from_config_policy\n");
+    let (dir, policy) = temp_file(
+        "p.yaml",
+        "extends: builtin\nconsent_cookie: from_config_policy\n",
+    );
     let config = dir.path().join("c.yaml");
     std::fs::write(
         &config,
-        format!("listen: 127.0.0.1:{}\nupstream: http://127.0.0.1:{}\npolicy: p.yaml\n", dead_port(), dead_port()),
+        format!(
+            "listen: 127.0.0.1:{}\nupstream: http://127.0.0.1:{}\npolicy: p.yaml\n",
+            dead_port(),
+            dead_port()
+        ),
     )
     .unwrap();
     let _ = policy;
@@ -78,11 +114,18 @@ async fn flags_override_the_config_file() {
     let got = get(
         &http1(),
         &proxy.url("/"),
-        &[("cookie", "from_config_policy=all"), ("x-set-cookie", "_ga=1")],
+        &[
+            ("cookie", "from_config_policy=all"),
+            ("x-set-cookie", "_ga=1"),
+        ],
     )
     .await;
     assert_eq!(got.status, 200, "--upstream overrode the file's upstream");
-    assert_eq!(got.set_cookie_names(), vec!["_ga"], "the file's policy (relative to it) applies");
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["_ga"],
+        "the file's policy (relative to it) applies"
+    );
 }
 
 #[test]
@@ -97,9 +140,15 @@ fn demo_once_shows_tracking_cookies_stripped_without_consent() {
     };
     let none = line("no consent");
     let (passed, stripped) = none.split_once("stripped:").unwrap();
-    assert!(passed.contains("sessionid") && passed.contains("csrftoken"), "{none}");
+    assert!(
+        passed.contains("sessionid") && passed.contains("csrftoken"),
+        "{none}"
+    );
     for c in ["_ga", "_gid", "_fbp"] {
-        assert!(stripped.contains(c) && !passed.contains(&format!(" {c} ")), "{none}");
+        assert!(
+            stripped.contains(c) && !passed.contains(&format!(" {c} ")),
+            "{none}"
+        );
     }
     let all = line("Cookie: cookie_consent=all");
     assert!(all.trim_end().ends_with("stripped: -"), "{all}");

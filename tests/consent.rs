@@ -36,7 +36,10 @@ async fn without_consent_only_necessary_cookies_are_set() {
     assert_eq!(names(&rec["granted"]), vec!["necessary"]);
     assert_eq!(rec["source"], "default");
     assert_eq!(names(&rec["signals"]), Vec::<String>::new());
-    assert_eq!(names(&rec["stripped_set_cookies"]), vec!["_ga", "_gid", "_fbp", "mystery_cookie"]);
+    assert_eq!(
+        names(&rec["stripped_set_cookies"]),
+        vec!["_ga", "_gid", "_fbp", "mystery_cookie"]
+    );
     assert_eq!(names(&rec["unknown_cookies"]), vec!["mystery_cookie"]);
     assert_eq!(rec["blocked"], false);
     assert_eq!(rec["mode"], "enforce");
@@ -45,20 +48,38 @@ async fn without_consent_only_necessary_cookies_are_set() {
     assert_eq!(rec["client"], "127.0.0.0/24");
     assert!(rec["host"].as_str().unwrap().starts_with("127.0.0.1:"));
     let out = proxy.all_output();
-    assert!(!out.contains("GA1.1.1.1") && !out.contains("secret=1"), "a value leaked: {out}");
+    assert!(
+        !out.contains("GA1.1.1.1") && !out.contains("secret=1"),
+        "a value leaked: {out}"
+    );
 }
 
 #[tokio::test]
 async fn consent_all_passes_every_cookie() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=all")])).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=all")]),
+    )
+    .await;
     assert_eq!(
         got.set_cookie_names(),
-        vec!["_ga", "_gid", "_fbp", "sessionid", "csrftoken", "mystery_cookie"]
+        vec![
+            "_ga",
+            "_gid",
+            "_fbp",
+            "sessionid",
+            "csrftoken",
+            "mystery_cookie"
+        ]
     );
     let rec = proxy.log(1);
-    assert_eq!(names(&rec["granted"]), vec!["necessary", "preferences", "analytics", "marketing"]);
+    assert_eq!(
+        names(&rec["granted"]),
+        vec!["necessary", "preferences", "analytics", "marketing"]
+    );
     assert_eq!(rec["source"], "cookie");
     assert_eq!(names(&rec["stripped_set_cookies"]), Vec::<String>::new());
 }
@@ -67,17 +88,39 @@ async fn consent_all_passes_every_cookie() {
 async fn consent_per_category() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=analytics,bogus")])).await;
-    assert_eq!(got.set_cookie_names(), vec!["_ga", "_gid", "sessionid", "csrftoken"]);
-    assert_eq!(names(&proxy.log(1)["granted"]), vec!["necessary", "analytics"]);
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=analytics,bogus")]),
+    )
+    .await;
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["_ga", "_gid", "sessionid", "csrftoken"]
+    );
+    assert_eq!(
+        names(&proxy.log(1)["granted"]),
+        vec!["necessary", "analytics"]
+    );
 }
 
 #[tokio::test]
 async fn dnt_denies_analytics_and_marketing() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=all"), ("dnt", "1")])).await;
-    assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken", "mystery_cookie"].into_iter().filter(|n| *n != "mystery_cookie").collect::<Vec<_>>());
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=all"), ("dnt", "1")]),
+    )
+    .await;
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["sessionid", "csrftoken", "mystery_cookie"]
+            .into_iter()
+            .filter(|n| *n != "mystery_cookie")
+            .collect::<Vec<_>>()
+    );
     let rec = proxy.log(1);
     assert_eq!(names(&rec["signals"]), vec!["dnt"]);
     assert_eq!(names(&rec["granted"]), vec!["necessary", "preferences"]);
@@ -87,13 +130,26 @@ async fn dnt_denies_analytics_and_marketing() {
 async fn gpc_denies_marketing_and_is_forwarded_unchanged() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=all"), ("sec-gpc", "1")])).await;
-    assert_eq!(got.set_cookie_names(), vec!["_ga", "_gid", "sessionid", "csrftoken"]);
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=all"), ("sec-gpc", "1")]),
+    )
+    .await;
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["_ga", "_gid", "sessionid", "csrftoken"]
+    );
     assert_eq!(up.last_seen().headers.get("sec-gpc").unwrap(), "1");
     let rec = proxy.log(1);
     assert_eq!(names(&rec["signals"]), vec!["gpc"]);
     // Only the exact value "1" counts.
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=all"), ("sec-gpc", "true")])).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=all"), ("sec-gpc", "true")]),
+    )
+    .await;
     assert!(got.set_cookie_names().contains(&"_fbp".to_string()));
     assert_eq!(up.last_seen().headers.get("sec-gpc").unwrap(), "true");
 }
@@ -103,7 +159,12 @@ async fn unreadable_consent_cookie_grants_nothing() {
     let up = Upstream::start().await;
     let (_d, policy) = temp_file("p.yaml", "extends: builtin\ndefault: opt-out\n");
     let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=%E0%A4%A")])).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=%E0%A4%A")]),
+    )
+    .await;
     assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken"]);
     let rec = proxy.log(1);
     assert_eq!(rec["source"], "invalid-cookie");
@@ -122,14 +183,24 @@ async fn request_cookies_of_denied_categories_are_withheld_and_expired() {
         &proxy.url("/"),
         &[
             ("host", "www.shop.example"),
-            ("cookie", "_ga=GA1.1.9; sessionid=abc; mystery_cookie=1; _fbp=fb; cookie_consent=analytics"),
+            (
+                "cookie",
+                "_ga=GA1.1.9; sessionid=abc; mystery_cookie=1; _fbp=fb; cookie_consent=analytics",
+            ),
         ],
     )
     .await;
     assert_eq!(got.status, 200);
     let seen = up.last_seen();
-    assert_eq!(seen.headers.get("cookie").unwrap(), "_ga=GA1.1.9; sessionid=abc; cookie_consent=analytics");
-    let expiries: Vec<String> = got.set_cookies().into_iter().filter(|c| c.contains("Max-Age=0")).collect();
+    assert_eq!(
+        seen.headers.get("cookie").unwrap(),
+        "_ga=GA1.1.9; sessionid=abc; cookie_consent=analytics"
+    );
+    let expiries: Vec<String> = got
+        .set_cookies()
+        .into_iter()
+        .filter(|c| c.contains("Max-Age=0"))
+        .collect();
     assert_eq!(
         expiries,
         vec![
@@ -139,12 +210,18 @@ async fn request_cookies_of_denied_categories_are_withheld_and_expired() {
         ]
     );
     let rec = proxy.log(1);
-    assert_eq!(names(&rec["stripped_request_cookies"]), vec!["mystery_cookie", "_fbp"]);
+    assert_eq!(
+        names(&rec["stripped_request_cookies"]),
+        vec!["mystery_cookie", "_fbp"]
+    );
     assert_eq!(names(&rec["expired_cookies"]), vec!["_fbp"]);
     assert_eq!(names(&rec["unknown_cookies"]), vec!["mystery_cookie"]);
     assert_eq!(rec["host"], "www.shop.example");
     let out = proxy.all_output();
-    assert!(!out.contains("GA1.1.9") && !out.contains("abc"), "a cookie value leaked: {out}");
+    assert!(
+        !out.contains("GA1.1.9") && !out.contains("abc"),
+        "a cookie value leaked: {out}"
+    );
 }
 
 #[tokio::test]
@@ -156,12 +233,24 @@ async fn tracking_endpoints_are_answered_locally_when_denied() {
         assert_eq!(got.status, 204, "{path}");
         assert!(got.body.is_empty());
     }
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the upstream was contacted");
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the upstream was contacted"
+    );
     let recs = proxy.logs(3);
-    assert!(recs.iter().all(|r| r["blocked"] == true && r["status"] == 204));
+    assert!(
+        recs.iter()
+            .all(|r| r["blocked"] == true && r["status"] == 204)
+    );
     assert_eq!(recs[0]["path"], "/collect");
     // With consent, the endpoint is the site's business.
-    let got = get(&http1(), &proxy.url("/collect"), &[("cookie", "cookie_consent=all")]).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/collect"),
+        &[("cookie", "cookie_consent=all")],
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(proxy.log(4)["blocked"], false);
@@ -172,16 +261,37 @@ async fn report_only_changes_nothing_and_logs_everything() {
     let up = Upstream::start().await;
     let (_d, policy) = temp_file("p.yaml", "extends: builtin\nmode: report-only\n");
     let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "_ga=1; sessionid=2")])).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "_ga=1; sessionid=2")]),
+    )
+    .await;
     assert_eq!(
         got.set_cookie_names(),
-        vec!["_ga", "_gid", "_fbp", "sessionid", "csrftoken", "mystery_cookie"]
+        vec![
+            "_ga",
+            "_gid",
+            "_fbp",
+            "sessionid",
+            "csrftoken",
+            "mystery_cookie"
+        ]
     );
-    assert!(got.set_cookies().iter().all(|c| !c.contains("Max-Age=0")), "no expiry in report-only");
-    assert_eq!(up.last_seen().headers.get("cookie").unwrap(), "_ga=1; sessionid=2");
+    assert!(
+        got.set_cookies().iter().all(|c| !c.contains("Max-Age=0")),
+        "no expiry in report-only"
+    );
+    assert_eq!(
+        up.last_seen().headers.get("cookie").unwrap(),
+        "_ga=1; sessionid=2"
+    );
     let rec = proxy.log(1);
     assert_eq!(rec["mode"], "report-only");
-    assert_eq!(names(&rec["stripped_set_cookies"]), vec!["_ga", "_gid", "_fbp", "mystery_cookie"]);
+    assert_eq!(
+        names(&rec["stripped_set_cookies"]),
+        vec!["_ga", "_gid", "_fbp", "mystery_cookie"]
+    );
     assert_eq!(names(&rec["stripped_request_cookies"]), vec!["_ga"]);
     assert_eq!(names(&rec["expired_cookies"]), vec!["_ga"]);
     let got = get(&http1(), &proxy.url("/collect"), &[]).await;
@@ -196,8 +306,14 @@ async fn unknown_cookies_can_be_allowed_by_policy() {
     let (_d, policy) = temp_file("p.yaml", "extends: builtin\nunknown_cookies: allow\n");
     let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
     let got = get(&http1(), &proxy.url("/"), &with(&[])).await;
-    assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken", "mystery_cookie"]);
-    assert_eq!(names(&proxy.log(1)["unknown_cookies"]), vec!["mystery_cookie"]);
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["sessionid", "csrftoken", "mystery_cookie"]
+    );
+    assert_eq!(
+        names(&proxy.log(1)["unknown_cookies"]),
+        vec!["mystery_cookie"]
+    );
 }
 
 #[tokio::test]
@@ -208,9 +324,22 @@ async fn site_policy_renames_the_consent_cookie_and_classifies_its_own_cookies()
         "extends: builtin\nconsent_cookie: site_consent\ncookies:\n  - { name: mystery_cookie, category: preferences }\n",
     );
     let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "site_consent=preferences")])).await;
-    assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken", "mystery_cookie"]);
-    let got = get(&http1(), &proxy.url("/"), &with(&[("cookie", "cookie_consent=all")])).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "site_consent=preferences")]),
+    )
+    .await;
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["sessionid", "csrftoken", "mystery_cookie"]
+    );
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &with(&[("cookie", "cookie_consent=all")]),
+    )
+    .await;
     assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken"]);
 }
 
@@ -218,14 +347,38 @@ async fn site_policy_renames_the_consent_cookie_and_classifies_its_own_cookies()
 async fn http2_clients_get_the_same_decisions() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http2(), &proxy.url("/h2"), &with(&[("cookie", "cookie_consent=analytics"), ("cookie", "_fbp=x; sessionid=y")])).await;
+    let got = get(
+        &http2(),
+        &proxy.url("/h2"),
+        &with(&[
+            ("cookie", "cookie_consent=analytics"),
+            ("cookie", "_fbp=x; sessionid=y"),
+        ]),
+    )
+    .await;
     assert_eq!(got.version, http::Version::HTTP_2);
-    assert_eq!(got.set_cookie_names(), vec!["_ga", "_gid", "sessionid", "csrftoken"]);
+    assert_eq!(
+        got.set_cookie_names(),
+        vec!["_ga", "_gid", "sessionid", "csrftoken"]
+    );
     let seen = up.last_seen();
     assert_eq!(seen.version, http::Version::HTTP_11);
-    assert_eq!(seen.headers.get("cookie").unwrap(), "cookie_consent=analytics; sessionid=y");
-    assert_eq!(seen.headers.get("host").unwrap().to_str().unwrap(), proxy.addr.to_string());
-    assert!(seen.headers.get("via").unwrap().to_str().unwrap().contains("2 consent-proxy"));
+    assert_eq!(
+        seen.headers.get("cookie").unwrap(),
+        "cookie_consent=analytics; sessionid=y"
+    );
+    assert_eq!(
+        seen.headers.get("host").unwrap().to_str().unwrap(),
+        proxy.addr.to_string()
+    );
+    assert!(
+        seen.headers
+            .get("via")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("2 consent-proxy")
+    );
     let rec = proxy.log(1);
     assert_eq!(names(&rec["stripped_request_cookies"]), vec!["_fbp"]);
     assert_eq!(rec["path"], "/h2");

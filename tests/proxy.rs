@@ -28,7 +28,9 @@ async fn raw(addr: std::net::SocketAddr, request: &str, until: &str) -> String {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("answer in time");
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("answer in time");
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -57,9 +59,20 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
         assert!(seen.headers.get(h).is_none(), "{h} was forwarded");
     }
     assert_eq!(seen.headers.get("accept").unwrap(), "text/html");
-    assert_eq!(seen.headers.get("host").unwrap(), "site.example", "Host is kept");
-    assert_eq!(seen.headers.get("x-forwarded-for").unwrap(), "127.0.0.1", "an untrusted XFF is replaced");
-    assert_eq!(seen.headers.get("x-forwarded-host").unwrap(), "site.example");
+    assert_eq!(
+        seen.headers.get("host").unwrap(),
+        "site.example",
+        "Host is kept"
+    );
+    assert_eq!(
+        seen.headers.get("x-forwarded-for").unwrap(),
+        "127.0.0.1",
+        "an untrusted XFF is replaced"
+    );
+    assert_eq!(
+        seen.headers.get("x-forwarded-host").unwrap(),
+        "site.example"
+    );
     assert_eq!(seen.headers.get("x-forwarded-proto").unwrap(), "http");
     assert_eq!(seen.headers.get("via").unwrap(), "1.1 consent-proxy");
     // Hop-by-hop headers of the upstream's answer do not reach the client either.
@@ -74,11 +87,21 @@ async fn upstream_down_is_502_and_the_proxy_keeps_serving() {
     for _ in 0..3 {
         let got = get(&http1(), &proxy.url("/"), &[]).await;
         assert_eq!(got.status, 502);
-        assert_eq!(got.header("content-type"), vec!["text/plain; charset=utf-8"]);
-        assert!(got.body.contains("upstream") && got.body.len() < 200, "{}", got.body);
+        assert_eq!(
+            got.header("content-type"),
+            vec!["text/plain; charset=utf-8"]
+        );
+        assert!(
+            got.body.contains("upstream") && got.body.len() < 200,
+            "{}",
+            got.body
+        );
     }
     let recs = proxy.logs(3);
-    assert!(recs.iter().all(|r| r["status"] == 502 && r["error"] == "upstream_unavailable"));
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] == 502 && r["error"] == "upstream_unavailable")
+    );
     let mut proxy = proxy;
     assert!(proxy.is_running());
 }
@@ -91,7 +114,10 @@ async fn slow_upstream_is_504() {
     let started = std::time::Instant::now();
     let got = get(&http1(), &proxy.url("/slow"), &[]).await;
     assert_eq!(got.status, 504);
-    assert!(started.elapsed() < Duration::from_secs(3), "the proxy waited for the upstream");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the proxy waited for the upstream"
+    );
     assert!(got.body.contains("did not answer in time"));
     assert_eq!(proxy.log(1)["error"], "upstream_timeout");
     // Still serving.
@@ -143,12 +169,19 @@ async fn websocket_upgrades_pass_through() {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).await.unwrap(), 1, "closed during the handshake");
+        assert_eq!(
+            s.read(&mut b).await.unwrap(),
+            1,
+            "closed during the handshake"
+        );
         head.push(b[0]);
     }
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     s.write_all(b"ping through the tunnel").await.unwrap();
     let mut echo = [0u8; 23];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
@@ -168,7 +201,9 @@ async fn bodies_stream_both_ways() {
     // Response: the first chunk reaches the client while the upstream still holds the rest.
     let resp = http1()
         .request(
-            http::Request::get(proxy.url("/stream")).body(empty_body()).unwrap(),
+            http::Request::get(proxy.url("/stream"))
+                .body(empty_body())
+                .unwrap(),
         )
         .await
         .unwrap();
@@ -194,11 +229,15 @@ async fn bodies_stream_both_ways() {
         .unwrap();
     let client = http1();
     let pending = tokio::spawn(async move { client.request(req).await });
-    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'a'; 1000])))).await.unwrap();
+    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'a'; 1000]))))
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(5), up.first_chunk.notified())
         .await
         .expect("the upstream got the first chunk before the client finished");
-    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'b'; 500])))).await.unwrap();
+    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'b'; 500]))))
+        .await
+        .unwrap();
     drop(tx);
     let resp = pending.await.unwrap().unwrap();
     let text = resp.into_body().collect().await.unwrap().to_bytes();
@@ -211,14 +250,25 @@ async fn the_raw_client_address_appears_in_no_output() {
     let (_d, config) = temp_file("c.yaml", "trusted_proxies: [127.0.0.1/32]\n");
     let mut proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
     let client = "203.0.113.77";
-    let h = [("x-forwarded-for", client), ("cookie", "cookie_consent=%%%; _ga=1")];
+    let h = [
+        ("x-forwarded-for", client),
+        ("cookie", "cookie_consent=%%%; _ga=1"),
+    ];
     assert_eq!(get(&http1(), &proxy.url("/"), &h).await.status, 200);
     assert_eq!(get(&http1(), &proxy.url("/collect"), &h).await.status, 204);
-    assert_eq!(get(&http2(), &proxy.url("/slow-enough?x=1"), &h).await.status, 200);
+    assert_eq!(
+        get(&http2(), &proxy.url("/slow-enough?x=1"), &h)
+            .await
+            .status,
+        200
+    );
     let rec = proxy.log(3);
     assert_eq!(rec["client"], "203.0.113.0/24");
     // The upstream still learns the address, as it would without the proxy.
-    assert_eq!(up.last_seen().headers.get("x-forwarded-for").unwrap(), "203.0.113.77, 127.0.0.1");
+    assert_eq!(
+        up.last_seen().headers.get("x-forwarded-for").unwrap(),
+        "203.0.113.77, 127.0.0.1"
+    );
     drop(up); // now the upstream is gone: errors are logged too
     let _ = get(&http1(), &proxy.url("/"), &h).await;
     proxy.log(4);
@@ -230,11 +280,29 @@ async fn the_raw_client_address_appears_in_no_output() {
 #[tokio::test]
 async fn hmac_mode_hides_the_address_behind_a_daily_key() {
     let up = Upstream::start().await;
-    let (_d, config) = temp_file("c.yaml", "trusted_proxies: [127.0.0.0/8]\nclient_ip:\n  mode: hmac\n");
+    let (_d, config) = temp_file(
+        "c.yaml",
+        "trusted_proxies: [127.0.0.0/8]\nclient_ip:\n  mode: hmac\n",
+    );
     let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
-    get(&http1(), &proxy.url("/"), &[("x-forwarded-for", "198.51.100.23")]).await;
-    get(&http1(), &proxy.url("/"), &[("x-forwarded-for", "198.51.100.23")]).await;
-    get(&http1(), &proxy.url("/"), &[("x-forwarded-for", "198.51.100.24")]).await;
+    get(
+        &http1(),
+        &proxy.url("/"),
+        &[("x-forwarded-for", "198.51.100.23")],
+    )
+    .await;
+    get(
+        &http1(),
+        &proxy.url("/"),
+        &[("x-forwarded-for", "198.51.100.23")],
+    )
+    .await;
+    get(
+        &http1(),
+        &proxy.url("/"),
+        &[("x-forwarded-for", "198.51.100.24")],
+    )
+    .await;
     let recs = proxy.logs(3);
     let c: Vec<&str> = recs.iter().map(|r| r["client"].as_str().unwrap()).collect();
     assert!(c[0].starts_with("hmac:") && c[0].len() == 37, "{c:?}");
@@ -252,7 +320,9 @@ async fn one_record_per_request_under_concurrency_and_none_lost_on_shutdown() {
     for i in 0..n {
         let url = proxy.url(&format!("/r{i}"));
         let client = if i % 2 == 0 { http1() } else { http2() };
-        tasks.push(tokio::spawn(async move { get(&client, &url, &[]).await.status }));
+        tasks.push(tokio::spawn(
+            async move { get(&client, &url, &[]).await.status },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
@@ -260,7 +330,10 @@ async fn one_record_per_request_under_concurrency_and_none_lost_on_shutdown() {
     assert!(proxy.terminate().success(), "SIGTERM exits 0");
     let recs = proxy.logs(n);
     assert_eq!(recs.len(), n, "exactly one record per request");
-    let mut paths: Vec<String> = recs.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect();
+    let mut paths: Vec<String> = recs
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
     paths.sort();
     paths.dedup();
     assert_eq!(paths.len(), n);
@@ -272,7 +345,9 @@ async fn a_client_that_leaves_early_still_gets_one_record() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(s);
     let rec = proxy.log(1);

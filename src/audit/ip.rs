@@ -171,12 +171,18 @@ mod tests {
     #[test]
     fn default_prefixes_match_google_analytics_anonymization() {
         let m = Minimizer::new(IpMode::default());
-        assert_eq!(m.minimize("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(
+            m.minimize("203.0.113.77".parse().unwrap()),
+            "203.0.113.0/24"
+        );
         assert_eq!(
             m.minimize("2001:db8:abcd:1234::1".parse().unwrap()),
             "2001:db8:abcd::/48"
         );
-        assert_eq!(m.minimize("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0/24");
+        assert_eq!(
+            m.minimize("::ffff:198.51.100.9".parse().unwrap()),
+            "198.51.100.0/24"
+        );
     }
 
     #[test]
@@ -186,8 +192,18 @@ mod tests {
             ipv6_prefix: 32,
         });
         assert_eq!(m.minimize("203.0.113.77".parse().unwrap()), "203.0.0.0/16");
-        assert_eq!(m.minimize("2001:db8:abcd::1".parse().unwrap()), "2001:db8::/32");
-        assert!(IpMode::Prefix { ipv4_prefix: 33, ipv6_prefix: 48 }.validate().is_err());
+        assert_eq!(
+            m.minimize("2001:db8:abcd::1".parse().unwrap()),
+            "2001:db8::/32"
+        );
+        assert!(
+            IpMode::Prefix {
+                ipv4_prefix: 33,
+                ipv6_prefix: 48
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -199,6 +215,9 @@ mod tests {
         assert!(a.starts_with("hmac:") && a.len() == 37, "{a}");
         assert!(!a.contains("203"));
         // Another process (another key) gives another value.
-        assert_ne!(a, Minimizer::new(IpMode::Hmac).minimize("203.0.113.77".parse().unwrap()));
+        assert_ne!(
+            a,
+            Minimizer::new(IpMode::Hmac).minimize("203.0.113.77".parse().unwrap())
+        );
     }
 }

@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn opt_out_default_grants_everything_but_signals_still_deny() {
-        assert_eq!(decide_with("default: opt-out", &[]).granted, CategorySet::ALL);
+        assert_eq!(
+            decide_with("default: opt-out", &[]).granted,
+            CategorySet::ALL
+        );
         assert_eq!(
             decide_with("default: opt-out", &[("sec-gpc", "1")]).granted,
             set(&[Preferences, Analytics])
@@ -114,7 +117,10 @@ mod tests {
 
     #[test]
     fn cookie_grants_listed_categories() {
-        let c = decide_with("", &[("cookie", "a=b; cookie_consent=analytics,preferences")]);
+        let c = decide_with(
+            "",
+            &[("cookie", "a=b; cookie_consent=analytics,preferences")],
+        );
         assert_eq!(c.granted, set(&[Analytics, Preferences]));
         assert_eq!(c.source, Source::Cookie);
     }
@@ -138,7 +144,11 @@ mod tests {
         }
         let c = decide_with(
             "",
-            &[("cookie", "cookie_consent=all"), ("sec-gpc", "0"), ("sec-gpc", "1")],
+            &[
+                ("cookie", "cookie_consent=all"),
+                ("sec-gpc", "0"),
+                ("sec-gpc", "1"),
+            ],
         );
         assert_eq!(c.granted, set(&[Preferences, Analytics]));
     }
@@ -146,10 +156,20 @@ mod tests {
     #[test]
     fn cookie_precedence_lets_a_cookie_grant_stand() {
         let p = "signals:\n  precedence: cookie\n";
-        let c = decide_with(p, &[("cookie", "cookie_consent=all"), ("dnt", "1"), ("sec-gpc", "1")]);
+        let c = decide_with(
+            p,
+            &[
+                ("cookie", "cookie_consent=all"),
+                ("dnt", "1"),
+                ("sec-gpc", "1"),
+            ],
+        );
         assert_eq!(c.granted, CategorySet::ALL);
         assert!(c.signals.dnt && c.signals.gpc);
-        let c = decide_with("default: opt-out\nsignals:\n  precedence: cookie\n", &[("dnt", "1")]);
+        let c = decide_with(
+            "default: opt-out\nsignals:\n  precedence: cookie\n",
+            &[("dnt", "1")],
+        );
         assert_eq!(c.granted, set(&[Preferences]));
     }
 

@@ -59,7 +59,11 @@ pub fn parse_value(raw: &str) -> Option<CategorySet> {
             granted.insert(c);
         }
     }
-    Some(if none { CategorySet::NECESSARY } else { granted })
+    Some(if none {
+        CategorySet::NECESSARY
+    } else {
+        granted
+    })
 }
 
 /// True if every `%` starts a two-digit hex escape.
@@ -90,20 +94,37 @@ mod tests {
 
     #[test]
     fn values() {
-        assert_eq!(parse_value("analytics,marketing"), s(&[Analytics, Marketing]));
+        assert_eq!(
+            parse_value("analytics,marketing"),
+            s(&[Analytics, Marketing])
+        );
         assert_eq!(parse_value("all"), Some(CategorySet::ALL));
         assert_eq!(parse_value("ALL"), Some(CategorySet::ALL));
         assert_eq!(parse_value("none"), s(&[]));
         assert_eq!(parse_value(""), s(&[]));
-        assert_eq!(parse_value("analytics, bogus ,preferences"), s(&[Analytics, Preferences]));
-        assert_eq!(parse_value("analytics%2Cmarketing"), s(&[Analytics, Marketing]));
+        assert_eq!(
+            parse_value("analytics, bogus ,preferences"),
+            s(&[Analytics, Preferences])
+        );
+        assert_eq!(
+            parse_value("analytics%2Cmarketing"),
+            s(&[Analytics, Marketing])
+        );
         assert_eq!(parse_value("\"analytics\""), s(&[Analytics]));
         assert_eq!(parse_value("none,all"), s(&[]));
     }
 
     #[test]
     fn unreadable_values() {
-        for v in ["%ZZ", "%", "%4", "{\"analytics\":true}", "analytics;marketing", "a%FFb", "ana lytics"] {
+        for v in [
+            "%ZZ",
+            "%",
+            "%4",
+            "{\"analytics\":true}",
+            "analytics;marketing",
+            "a%FFb",
+            "ana lytics",
+        ] {
             assert_eq!(parse_value(v), None, "{v:?}");
         }
     }
@@ -113,7 +134,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("cookie", "c=all".parse().unwrap());
         h.append("cookie", "x=1; c=analytics".parse().unwrap());
-        assert_eq!(read(&h, "c"), CookieGrant::Granted(s(&[Analytics]).unwrap()));
+        assert_eq!(
+            read(&h, "c"),
+            CookieGrant::Granted(s(&[Analytics]).unwrap())
+        );
         h.append("cookie", "c=%%".parse().unwrap());
         assert_eq!(read(&h, "c"), CookieGrant::Unreadable);
         assert_eq!(read(&h, "other"), CookieGrant::Absent);

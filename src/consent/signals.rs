@@ -17,10 +17,7 @@ pub struct BrowserSignals {
 
 /// True if any header of that name has exactly the value `1`.
 fn any_exactly_one(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .any(|v| v.as_bytes() == b"1")
+    headers.get_all(name).iter().any(|v| v.as_bytes() == b"1")
 }
 
 impl BrowserSignals {

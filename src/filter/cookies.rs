@@ -18,15 +18,12 @@ pub fn request_pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
             Ok(t) => (t, None),
             Err(_) => ("", Some(None)),
         };
-        bad.into_iter().chain(
-            text.split(';')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    Cookie::parse(p.trim())
-                        .ok()
-                        .and_then(|c| Some((c.name_raw()?, c.value_raw()?)))
-                }),
-        )
+        bad.into_iter()
+            .chain(text.split(';').filter(|p| !p.trim().is_empty()).map(|p| {
+                Cookie::parse(p.trim())
+                    .ok()
+                    .and_then(|c| Some((c.name_raw()?, c.value_raw()?)))
+            }))
     })
 }
 

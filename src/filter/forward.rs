@@ -25,7 +25,8 @@ const HOP_BY_HOP: [&str; 9] = [
 
 /// True if the message asks for a protocol upgrade (`Connection: upgrade` with `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+    headers.contains_key(UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -44,7 +45,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    let upgrade_value = if upgrade { headers.get(UPGRADE).cloned() } else { None };
+    let upgrade_value = if upgrade {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in named {
         headers.remove(name);
     }
@@ -151,7 +156,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -230,7 +238,10 @@ mod tests {
 
     #[test]
     fn forwarding_headers_extend_trusted_values() {
-        let mut m = h(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        let mut m = h(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
         set_forwarding_headers(
             &mut m,
             &Forwarding {

@@ -134,6 +134,9 @@ mod tests {
             Some(Category::Analytics)
         );
         assert_eq!(blocked_endpoint(&p, CategorySet::ALL, "/collect"), None);
-        assert_eq!(blocked_endpoint(&p, CategorySet::NECESSARY, "/collectx"), None);
+        assert_eq!(
+            blocked_endpoint(&p, CategorySet::NECESSARY, "/collectx"),
+            None
+        );
     }
 }

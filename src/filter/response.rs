@@ -93,9 +93,8 @@ pub fn expire_cookies(headers: &mut HeaderMap, names: &[String], host: Option<&s
     let domains = expiry_domains(host);
     for name in names {
         for domain in &domains {
-            let mut v = format!(
-                "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
-            );
+            let mut v =
+                format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/");
             if let Some(d) = domain {
                 v.push_str("; Domain=");
                 v.push_str(d);
@@ -221,7 +220,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(VARY, "Accept-Encoding, cookie".parse().unwrap());
         add_vary(&mut h, &["Cookie", "DNT", "Sec-GPC"]);
-        let all: Vec<_> = h.get_all(VARY).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = h
+            .get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(all, vec!["Accept-Encoding, cookie", "DNT, Sec-GPC"]);
         let mut h = HeaderMap::new();
         h.append(VARY, "*".parse().unwrap());

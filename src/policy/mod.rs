@@ -187,7 +187,9 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
         unknown_requires: match file.unknown_cookies {
             UnknownCookies::Strip => non_essential,
             UnknownCookies::Allow => CategorySet::EMPTY,
-            UnknownCookies::As(c) => CategorySet::EMPTY.with(c).difference(CategorySet::NECESSARY),
+            UnknownCookies::As(c) => CategorySet::EMPTY
+                .with(c)
+                .difference(CategorySet::NECESSARY),
         },
         cookie_layers,
         endpoint_layers,
@@ -197,7 +199,8 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
 /// Loads and compiles a policy file.
 pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| PolicyError::whole(&name, e.to_string()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| PolicyError::whole(&name, e.to_string()))?;
     compile(&name, &text)
 }
 

@@ -63,7 +63,9 @@ impl<'de> Deserialize<'de> for DeniableSet {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let set = CategorySet::deserialize(d)?;
         if set.contains(Category::Necessary) {
-            return Err(de::Error::custom("`necessary` is always granted and cannot be denied"));
+            return Err(de::Error::custom(
+                "`necessary` is always granted and cannot be denied",
+            ));
         }
         Ok(DeniableSet(set))
     }
@@ -194,7 +196,9 @@ impl<'de> Deserialize<'de> for CookieName {
         if is_cookie_name(&s) {
             Ok(CookieName(s))
         } else {
-            Err(de::Error::custom(format!("`{s}` is not a valid cookie name")))
+            Err(de::Error::custom(format!(
+                "`{s}` is not a valid cookie name"
+            )))
         }
     }
 }
@@ -228,7 +232,9 @@ fn one_pattern(
         (None, Some(p), None) => Pattern::Prefix(p),
         (None, None, Some(g)) => Pattern::Glob(g),
         (None, None, None) => {
-            return Err(format!("a rule needs one of `{exact_key}`, `prefix` or `glob`"));
+            return Err(format!(
+                "a rule needs one of `{exact_key}`, `prefix` or `glob`"
+            ));
         }
         _ => {
             return Err(format!(
@@ -267,7 +273,8 @@ pub struct RawEndpointRule {
 }
 
 /// A tracking endpoint on the site: requests to it are answered locally when its category is
-/// denied.
+/// denied. A `necessary` endpoint is never blocked: it exempts a path that a rule further down
+/// (e.g. in the built-in catalogue) would block.
 #[derive(Debug, Clone)]
 pub struct EndpointRule {
     pub pattern: Pattern,
@@ -280,9 +287,6 @@ impl TryFrom<RawEndpointRule> for EndpointRule {
         let pattern = one_pattern("path", r.path, r.prefix, r.glob)?;
         if !pattern.text().starts_with('/') && !matches!(pattern, Pattern::Glob(_)) {
             return Err(format!("endpoint {pattern} must start with `/`"));
-        }
-        if r.category == Category::Necessary {
-            return Err("an endpoint of category `necessary` would never be blocked".into());
         }
         Ok(EndpointRule {
             pattern,

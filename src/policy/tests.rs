@@ -15,9 +15,16 @@ fn empty_file_is_the_strict_default() {
     assert_eq!(p.default_grant, CategorySet::NECESSARY);
     assert_eq!(
         p.dnt_denies,
-        Some(CategorySet::EMPTY.with(Category::Analytics).with(Category::Marketing))
+        Some(
+            CategorySet::EMPTY
+                .with(Category::Analytics)
+                .with(Category::Marketing)
+        )
     );
-    assert_eq!(p.gpc_denies, Some(CategorySet::EMPTY.with(Category::Marketing)));
+    assert_eq!(
+        p.gpc_denies,
+        Some(CategorySet::EMPTY.with(Category::Marketing))
+    );
     assert_eq!(p.precedence, Precedence::Signal);
     assert_eq!(p.classify("anything"), Verdict::Unknown);
     assert_eq!(
@@ -52,7 +59,11 @@ fn bad_category_is_an_error_with_position() {
 fn bad_mode_and_default_are_errors() {
     assert!(err("mode: enforcing\n").message.contains("enforcing"));
     assert!(err("default: maybe\n").message.contains("maybe"));
-    assert!(err("signals:\n  precedence: browser\n").message.contains("browser"));
+    assert!(
+        err("signals:\n  precedence: browser\n")
+            .message
+            .contains("browser")
+    );
 }
 
 #[test]
@@ -75,28 +86,35 @@ fn duplicate_rule_is_an_error_at_the_duplicate() {
 
 #[test]
 fn invalid_glob_and_cookie_names_are_errors() {
-    assert!(err("cookies:\n  - { glob: 'a[', category: analytics }\n")
-        .message
-        .contains("invalid glob"));
-    assert!(err("cookies:\n  - { name: 'a b', category: analytics }\n")
-        .message
-        .contains("not a valid cookie name"));
-    assert!(err("consent_cookie: 'a;b'\n")
-        .message
-        .contains("not a valid cookie name"));
+    assert!(
+        err("cookies:\n  - { glob: 'a[', category: analytics }\n")
+            .message
+            .contains("invalid glob")
+    );
+    assert!(
+        err("cookies:\n  - { name: 'a b', category: analytics }\n")
+            .message
+            .contains("not a valid cookie name")
+    );
+    assert!(
+        err("consent_cookie: 'a;b'\n")
+            .message
+            .contains("not a valid cookie name")
+    );
 }
 
 #[test]
-fn necessary_cannot_be_denied_or_blocked() {
-    assert!(err("signals:\n  dnt:\n    deny: [necessary]\n")
-        .message
-        .contains("cannot be denied"));
-    assert!(err("endpoints:\n  - { path: /x, category: necessary }\n")
-        .message
-        .contains("never be blocked"));
-    assert!(err("endpoints:\n  - { path: x, category: analytics }\n")
-        .message
-        .contains("must start with"));
+fn necessary_cannot_be_denied() {
+    assert!(
+        err("signals:\n  dnt:\n    deny: [necessary]\n")
+            .message
+            .contains("cannot be denied")
+    );
+    assert!(
+        err("endpoints:\n  - { path: x, category: analytics }\n")
+            .message
+            .contains("must start with")
+    );
 }
 
 #[test]
@@ -126,7 +144,11 @@ fn settings_are_read() {
     assert_eq!(p.dnt_denies, None);
     assert_eq!(
         p.gpc_denies,
-        Some(CategorySet::EMPTY.with(Category::Analytics).with(Category::Marketing))
+        Some(
+            CategorySet::EMPTY
+                .with(Category::Analytics)
+                .with(Category::Marketing)
+        )
     );
     assert_eq!(p.precedence, Precedence::Cookie);
     assert!(p.requires(Verdict::Unknown).is_empty());
@@ -162,9 +184,26 @@ fn own_rules_come_before_the_builtin_catalogue() {
 }
 
 #[test]
+fn a_necessary_endpoint_exempts_a_builtin_one() {
+    let p = compile(
+        "p.yaml",
+        "extends: builtin\nendpoints:\n  - { path: /tr, category: necessary }\n",
+    )
+    .unwrap();
+    assert_eq!(p.endpoint("/tr"), Some(Category::Necessary));
+    assert_eq!(
+        builtin().unwrap().endpoint("/tr"),
+        Some(Category::Marketing)
+    );
+}
+
+#[test]
 fn consent_cookie_is_its_own_verdict() {
-    let p = compile("p.yaml", "consent_cookie: c\ncookies:\n  - { name: c, category: marketing }\n")
-        .unwrap();
+    let p = compile(
+        "p.yaml",
+        "consent_cookie: c\ncookies:\n  - { name: c, category: marketing }\n",
+    )
+    .unwrap();
     assert_eq!(p.classify("c"), Verdict::ConsentCookie);
     assert!(p.requires(Verdict::ConsentCookie).is_empty());
 }
@@ -237,6 +276,8 @@ fn builtin_known_trackers_are_never_necessary_or_preferences() {
 fn rule_errors_point_at_the_rule() {
     let e = err("cookies:\n  - { name: a, category: analytics }\n  - { category: analytics }\n");
     assert_eq!(e.line, 3, "{e}");
-    let e = err("endpoints:\n  - { path: /a, category: analytics }\n\n  - { path: b, category: analytics }\n");
+    let e = err(
+        "endpoints:\n  - { path: /a, category: analytics }\n\n  - { path: b, category: analytics }\n",
+    );
     assert_eq!(e.line, 4, "{e}");
 }

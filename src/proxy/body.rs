@@ -62,7 +62,9 @@ impl LoggedBody {
 
 /// A complete body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> InnerBody {
-    Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// An empty body.

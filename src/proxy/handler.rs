@@ -198,7 +198,11 @@ async fn journey(
     {
         Ok(u) => u,
         Err(_) => {
-            return local(StatusCode::BAD_REQUEST, "400 Bad Request: bad request target\n", guard);
+            return local(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: bad request target\n",
+                guard,
+            );
         }
     };
     parts.version = Version::HTTP_11;

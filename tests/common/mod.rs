@@ -61,10 +61,17 @@ impl Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Notify::new());
         let first_chunk = Arc::new(Notify::new());
-        let (s, h, r, f) = (seen.clone(), hits.clone(), release.clone(), first_chunk.clone());
+        let (s, h, r, f) = (
+            seen.clone(),
+            hits.clone(),
+            release.clone(),
+            first_chunk.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (s, h, r, f) = (s.clone(), h.clone(), r.clone(), f.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -76,7 +83,14 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, hits, release, first_chunk, task }
+        Upstream {
+            addr,
+            seen,
+            hits,
+            release,
+            first_chunk,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -84,7 +98,12 @@ impl Upstream {
     }
 
     pub fn last_seen(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw a request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw a request")
     }
 }
 
@@ -101,7 +120,11 @@ async fn upstream_route(
 ) -> Result<Response<UpBody>, std::convert::Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
     seen.lock().unwrap().push(Seen {
-        path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         version: req.version(),
         headers: req.headers().clone(),
     });
@@ -110,13 +133,16 @@ async fn upstream_route(
         "/stream" => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
             tokio::spawn(async move {
-                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await;
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"first;"))))
+                    .await;
                 release.notified().await;
                 let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"rest")))).await;
             });
             let stream = tokio_stream_from(rx);
             let mut r = Response::new(StreamBody::new(stream).boxed());
-            r.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/plain".parse().unwrap());
             r
         }
         "/upload" => {
@@ -150,20 +176,25 @@ async fn upstream_route(
             });
             let mut r = Response::new(boxed(""));
             *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-            r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+            r.headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
             r
         }
         _ => {
             let mut r = Response::new(boxed("<!doctype html><title>upstream</title>"));
-            r.headers_mut().insert("content-type", "text/html".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
             for v in req.headers().get_all("x-set-cookie") {
                 r.headers_mut().append("set-cookie", v.clone());
             }
             if path == "/hop" {
-                r.headers_mut().insert("connection", "x-up-secret".parse().unwrap());
+                r.headers_mut()
+                    .insert("connection", "x-up-secret".parse().unwrap());
                 r.headers_mut().insert("x-up-secret", "1".parse().unwrap());
-                r.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+                r.headers_mut()
+                    .insert("keep-alive", "timeout=5".parse().unwrap());
             }
             r
         }
@@ -209,7 +240,8 @@ impl Proxy {
     /// it listens.
     pub fn start(upstream: &str, args: &[&str]) -> Proxy {
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream]).args(args);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(args);
         Proxy::spawn(cmd)
     }
 
@@ -231,12 +263,24 @@ impl Proxy {
                 rest.split(',').next()?.parse().ok()
             });
             if let Some(addr) = found {
-                return Proxy { addr, child, stdout, stderr };
+                return Proxy {
+                    addr,
+                    child,
+                    stdout,
+                    stderr,
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the proxy exited with {status}: {:?}", stderr.lock().unwrap());
+                panic!(
+                    "the proxy exited with {status}: {:?}",
+                    stderr.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "the proxy did not start: {:?}", stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not start: {:?}",
+                stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -253,10 +297,15 @@ impl Proxy {
             if lines.len() >= n {
                 return lines
                     .iter()
-                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                    .map(|l| {
+                        serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+                    })
                     .collect();
             }
-            assert!(Instant::now() < deadline, "expected {n} log records, have {lines:?}");
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} log records, have {lines:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -268,7 +317,9 @@ impl Proxy {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -320,7 +371,9 @@ pub fn http1() -> Client<HttpConnector, ClientBody> {
 
 /// An HTTP/2 client with prior knowledge (h2c).
 pub fn http2() -> Client<HttpConnector, ClientBody> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 pub fn empty_body() -> ClientBody {
@@ -372,7 +425,10 @@ pub async fn get(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = client.request(req.body(empty_body()).unwrap()).await.expect("request");
+    let resp = client
+        .request(req.body(empty_body()).unwrap())
+        .await
+        .expect("request");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
     Got {

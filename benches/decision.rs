@@ -1,0 +1,82 @@
+//! The per-request decision work, without I/O: consent, request-cookie filtering and
+//! Set-Cookie filtering under the built-in policy (about two thousand cookie rules).
+//!
+//! Run with `cargo bench --bench decision`.
+
+use consent_proxy::category::CategorySet;
+use consent_proxy::consent;
+use consent_proxy::filter::{CookieReport, request, response};
+use consent_proxy::policy;
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use http::HeaderMap;
+use http::header::{COOKIE, SET_COOKIE};
+
+fn request_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        COOKIE,
+        "_ga=GA1.1.123.456; _ga_ABC123=GS1.1.1; _gid=GA1.1.9; _fbp=fb.1.2.3; sessionid=s3ss; \
+         csrftoken=tok; cookie_consent=analytics,preferences; _hjSessionUser_123=x; unknown_thing=1"
+            .parse()
+            .unwrap(),
+    );
+    h.insert("sec-gpc", "1".parse().unwrap());
+    h.insert("user-agent", "Mozilla/5.0".parse().unwrap());
+    h
+}
+
+fn response_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for v in [
+        "_ga=GA1.1.1.1; Path=/; Max-Age=63072000; Domain=example.com",
+        "_gid=GA1.1.2.2; Path=/; Max-Age=86400",
+        "_fbp=fb.1.1.1; Path=/; Max-Age=7776000",
+        "sessionid=s; Path=/; HttpOnly; Secure; SameSite=Lax",
+        "csrftoken=c; Path=/",
+    ] {
+        h.append(SET_COOKIE, v.parse().unwrap());
+    }
+    h
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = policy::builtin().expect("the built-in policy compiles");
+    let req = request_headers();
+    let resp = response_headers();
+
+    c.bench_function("consent::decide", |b| {
+        b.iter(|| consent::decide(black_box(&req), &policy))
+    });
+
+    let granted = consent::decide(&req, &policy).granted;
+    c.bench_function("filter_cookie_header (9 cookies)", |b| {
+        b.iter_batched(
+            || req.clone(),
+            |mut h| {
+                let mut r = CookieReport::default();
+                request::filter_cookie_header(&mut h, &policy, granted, true, &mut r);
+                (h, r)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("filter_set_cookies (5 headers)", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut h| {
+                let mut r = CookieReport::default();
+                response::filter_set_cookies(&mut h, &policy, CategorySet::NECESSARY, true, &mut r);
+                (h, r)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("classify (prefix match)", |b| {
+        b.iter(|| policy.classify(black_box("_hjSessionUser_123456")))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
