@@ -174,14 +174,15 @@ fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    run_async(async move {
+    let sink = Arc::new(LogSink::stdout());
+    let task_sink = sink.clone();
+    let code = run_async(async move {
         let mut settings = settings;
         let listener = proxy::bind(settings.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         settings.listen = addr;
-        let sink = Arc::new(LogSink::stdout());
         tracing::info!(
             "listening on http://{addr}, forwarding to {}://{}, policy {} ({} mode)",
             settings.upstream.scheme,
@@ -189,10 +190,12 @@ fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
             policy.source,
             policy.mode.as_str()
         );
-        let state = Arc::new(State::new(settings, policy, sink.clone()));
+        let state = Arc::new(State::new(settings, policy, task_sink));
         proxy::serve(listener, state, proxy::shutdown_signal()).await;
-        sink.close();
-        tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // The runtime is gone: every request task has ended and written its record. Flush them.
+    sink.close();
+    tracing::info!("stopped");
+    code
 }

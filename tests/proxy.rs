@@ -195,6 +195,24 @@ async fn websocket_upgrades_pass_through() {
 }
 
 #[tokio::test]
+async fn an_upgrade_to_http_itself_is_not_forwarded() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let answer = raw(
+        proxy.addr,
+        "GET /ws HTTP/1.1\r\nHost: site\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "\r\n\r\n",
+    )
+    .await;
+    let seen = up.last_seen();
+    assert!(seen.headers.get("upgrade").is_none(), "{:?}", seen.headers);
+    assert!(seen.headers.get("http2-settings").is_none());
+    // This upstream switches anyway; a tunnel nobody asked for is refused.
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}
+
+#[tokio::test]
 async fn bodies_stream_both_ways() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
@@ -244,7 +262,9 @@ async fn bodies_stream_both_ways() {
     assert_eq!(text, Bytes::from_static(b"received 1500"));
 }
 
-#[tokio::test]
+// terminate() blocks the test thread; the clients' connections must still answer the
+// proxy's graceful shutdown, so they run on other worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_raw_client_address_appears_in_no_output() {
     let up = Upstream::start().await;
     let (_d, config) = temp_file("c.yaml", "trusted_proxies: [127.0.0.1/32]\n");
@@ -311,7 +331,9 @@ async fn hmac_mode_hides_the_address_behind_a_daily_key() {
     assert!(!proxy.all_output().contains("198.51.100"));
 }
 
-#[tokio::test]
+// terminate() blocks the test thread; the clients' connections must still answer the
+// proxy's graceful shutdown, so they run on other worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_record_per_request_under_concurrency_and_none_lost_on_shutdown() {
     let up = Upstream::start().await;
     let mut proxy = Proxy::start(&up.url(), &[]);
@@ -327,6 +349,7 @@ async fn one_record_per_request_under_concurrency_and_none_lost_on_shutdown() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
+
     assert!(proxy.terminate().success(), "SIGTERM exits 0");
     let recs = proxy.logs(n);
     assert_eq!(recs.len(), n, "exactly one record per request");
@@ -355,4 +378,28 @@ async fn a_client_that_leaves_early_still_gets_one_record() {
     assert_eq!(rec["error"], "client_disconnected");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(proxy.logs(1).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_finish_on_shutdown() {
+    let up = Upstream::start().await;
+    let mut proxy = Proxy::start(&up.url(), &[]);
+    let url = proxy.url("/slow");
+    let pending = tokio::spawn(async move { get(&http1(), &url, &[]).await });
+    while up.hits.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let s = proxy.terminate();
+        (s, proxy)
+    });
+    let got = pending.await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "slow");
+    let (exit, proxy) = status.await.unwrap();
+    assert!(exit.success());
+    let recs = proxy.logs(1);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["status"], 200);
+    assert!(recs[0].get("error").is_none(), "{}", recs[0]);
 }

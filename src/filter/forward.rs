@@ -23,9 +23,22 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// True if the message asks for a protocol upgrade (`Connection: upgrade` with `Upgrade`).
+/// True if the message asks for a protocol upgrade (`Connection: upgrade` with `Upgrade`) that
+/// may pass. An upgrade to HTTP itself (`h2c`, `HTTP/…`) never passes: the tunnel that followed
+/// would carry requests and `Set-Cookie` headers past the filters.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    let mut protocols = headers
+        .get_all(UPGRADE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .peekable();
+    protocols.peek().is_some()
+        && protocols.all(|p| {
+            let p = p.to_ascii_lowercase();
+            !p.is_empty() && !p.starts_with("h2c") && !p.starts_with("http/")
+        })
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
@@ -187,6 +200,13 @@ mod tests {
         remove_hop_by_hop(&mut m, true);
         assert_eq!(m.get("upgrade").unwrap(), "websocket");
         assert_eq!(m.get("connection").unwrap(), "upgrade");
+        for proto in ["h2c", "HTTP/2.0", "websocket, h2c"] {
+            let m = h(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", proto),
+            ]);
+            assert!(!is_upgrade(&m), "{proto}");
+        }
         let mut m = h(&[("upgrade", "websocket")]);
         assert!(!is_upgrade(&m));
         remove_hop_by_hop(&mut m, false);

@@ -177,14 +177,16 @@ async fn journey(
             version: parts.version,
         },
     );
-    let host_value = host
-        .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok())
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(state.settings.upstream.authority.as_str())
-                .expect("an authority is a valid header value")
-        });
-    parts.headers.insert(HOST, host_value);
+    // Host is kept as the client sent it; an HTTP/2 request carries it as its authority.
+    if !parts.headers.contains_key(HOST) {
+        let authority = parts
+            .uri
+            .authority()
+            .unwrap_or(&state.settings.upstream.authority);
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -229,7 +231,11 @@ async fn journey(
 
     // Upgrades (WebSocket and others): join the two connections once both sides switch.
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switched && let Some(client_upgrade) = client_upgrade {
+    if switched && client_upgrade.is_none() {
+        tracing::warn!("the upstream switched protocols without being asked to");
+        return upstream_failure(Failure::Unavailable, guard);
+    }
+    if let Some(client_upgrade) = client_upgrade.filter(|_| switched) {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
