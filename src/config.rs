@@ -21,6 +21,10 @@ pub struct Timeouts {
     /// From sending the request to the upstream's response headers; exceeded → 504.
     #[serde(with = "humantime_serde", default = "Timeouts::response")]
     pub upstream_response: Duration,
+    /// Waiting for the next piece of an upstream response body; exceeded → the response is
+    /// cut off and logged with `body_error`.
+    #[serde(with = "humantime_serde", default = "Timeouts::body_idle")]
+    pub upstream_body_idle: Duration,
     /// Reading a client's request headers (against slowloris).
     #[serde(with = "humantime_serde", default = "Timeouts::header_read")]
     pub header_read: Duration,
@@ -36,6 +40,9 @@ impl Timeouts {
     fn response() -> Duration {
         Duration::from_secs(30)
     }
+    fn body_idle() -> Duration {
+        Duration::from_secs(60)
+    }
     fn header_read() -> Duration {
         Duration::from_secs(10)
     }
@@ -49,6 +56,7 @@ impl Default for Timeouts {
         Timeouts {
             upstream_connect: Timeouts::connect(),
             upstream_response: Timeouts::response(),
+            upstream_body_idle: Timeouts::body_idle(),
             header_read: Timeouts::header_read(),
             shutdown_grace: Timeouts::shutdown_grace(),
         }

@@ -403,3 +403,48 @@ async fn requests_in_flight_finish_on_shutdown() {
     assert_eq!(recs[0]["status"], 200);
     assert!(recs[0].get("error").is_none(), "{}", recs[0]);
 }
+
+#[tokio::test]
+async fn a_stalled_upstream_body_is_cut_off() {
+    let up = Upstream::start().await;
+    let (_d, config) = temp_file("c.yaml", "timeouts:\n  upstream_body_idle: 300ms\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    // /stream sends its first chunk, then waits for a release that never comes.
+    let resp = http1()
+        .request(
+            http::Request::get(proxy.url("/stream"))
+                .body(empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await;
+    assert!(
+        result.expect("cut off in time").is_err(),
+        "the body should end in an error"
+    );
+    let rec = proxy.log(1);
+    assert_eq!(rec["status"], 200);
+    assert_eq!(rec["error"], "body_error");
+}
+
+#[tokio::test]
+async fn absolute_form_authority_replaces_host() {
+    let up = Upstream::start().await;
+    let (_d, config) = temp_file("c.yaml", "server_names: [www.site.example]\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let answer = raw(
+        proxy.addr,
+        "GET http://www.site.example/a HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+        "</title>",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = up.last_seen();
+    assert_eq!(seen.headers.get("host").unwrap(), "www.site.example");
+    assert_eq!(
+        seen.headers.get("x-forwarded-host").unwrap(),
+        "www.site.example"
+    );
+    assert_eq!(seen.path, "/a");
+}

@@ -42,18 +42,25 @@ impl Default for IpMode {
 }
 
 impl IpMode {
-    /// Checks prefix lengths.
+    /// Checks prefix lengths. A prefix longer than the default would keep more of the address
+    /// than Google Analytics' anonymization does, up to the whole address: refused.
     pub fn validate(&self) -> Result<(), String> {
         if let IpMode::Prefix {
             ipv4_prefix,
             ipv6_prefix,
         } = *self
         {
-            if ipv4_prefix > 32 {
-                return Err(format!("ipv4_prefix must be 0..=32, found {ipv4_prefix}"));
+            if ipv4_prefix > default_v4() {
+                return Err(format!(
+                    "ipv4_prefix must be at most {}, found {ipv4_prefix}",
+                    default_v4()
+                ));
             }
-            if ipv6_prefix > 128 {
-                return Err(format!("ipv6_prefix must be 0..=128, found {ipv6_prefix}"));
+            if ipv6_prefix > default_v6() {
+                return Err(format!(
+                    "ipv6_prefix must be at most {}, found {ipv6_prefix}",
+                    default_v6()
+                ));
             }
         }
         Ok(())
@@ -140,12 +147,22 @@ impl Minimizer {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are minimized as IPv4.
+/// IPv6 addresses that carry an IPv4 address are minimized as that IPv4 address: IPv4-mapped
+/// (`::ffff:a.b.c.d`), 6to4 (`2002:AABB:CCDD::/48`, where a /48 would keep the whole IPv4
+/// address) and the NAT64 well-known prefix (`64:ff9b::a.b.c.d`).
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
+    let s = v6.segments();
+    if s[0] == 0x2002 {
+        return IpAddr::V4(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return IpAddr::V4(Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])));
+    }
+    ip
 }
 
 fn mask32(prefix: u8) -> u32 {
@@ -196,14 +213,15 @@ mod tests {
             m.minimize("2001:db8:abcd::1".parse().unwrap()),
             "2001:db8::/32"
         );
-        assert!(
-            IpMode::Prefix {
-                ipv4_prefix: 33,
-                ipv6_prefix: 48
-            }
-            .validate()
-            .is_err()
-        );
+        let mode = |v4, v6| IpMode::Prefix {
+            ipv4_prefix: v4,
+            ipv6_prefix: v6,
+        };
+        assert!(mode(24, 48).validate().is_ok());
+        assert!(mode(0, 0).validate().is_ok());
+        assert!(mode(25, 48).validate().is_err());
+        assert!(mode(32, 48).validate().is_err());
+        assert!(mode(24, 64).validate().is_err());
     }
 
     #[test]
@@ -213,7 +231,7 @@ mod tests {
         assert_eq!(a, m.minimize("203.0.113.77".parse().unwrap()));
         assert_ne!(a, m.minimize("203.0.113.78".parse().unwrap()));
         assert!(a.starts_with("hmac:") && a.len() == 37, "{a}");
-        assert!(!a.contains("203"));
+        assert!(!a.contains("203.0"));
         // Another process (another key) gives another value.
         assert_ne!(
             a,

@@ -1,7 +1,7 @@
 //! Forwarding headers: hop-by-hop removal, `X-Forwarded-*`, `Via`, and which address is the
 //! client's.
 
-use http::header::{CONNECTION, HeaderName, UPGRADE, VIA};
+use http::header::{CONNECTION, FORWARDED, HeaderName, UPGRADE, VIA};
 use http::{HeaderMap, HeaderValue, Version};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -9,6 +9,7 @@ use std::net::IpAddr;
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Headers that concern one connection only (RFC 9110 section 7.6.1, plus the customary ones).
 const HOP_BY_HOP: [&str; 9] = [
@@ -69,6 +70,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+    // Every `Proxy-*` header concerns the hop, not the site.
+    let proxy_named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_named {
+        headers.remove(name);
+    }
     if let Some(v) = upgrade_value {
         headers.insert(UPGRADE, v);
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -123,6 +133,11 @@ pub struct Forwarding<'a> {
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `Via`. Values from a trusted proxy are extended;
 /// from anyone else they are replaced, so a client cannot forge them.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    if !f.peer_trusted {
+        // Other spellings of the same claims, which only a trusted proxy may make.
+        headers.remove(FORWARDED);
+        headers.remove(&X_REAL_IP);
+    }
     let peer = f.peer.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if f.peer_trusted && !prev.trim().is_empty() => {
@@ -186,6 +201,7 @@ mod tests {
             ("te", "trailers"),
             ("transfer-encoding", "chunked"),
             ("proxy-authorization", "Basic x"),
+            ("proxy-foo", "1"),
             ("accept", "*/*"),
         ]);
         remove_hop_by_hop(&mut m, false);
@@ -239,7 +255,12 @@ mod tests {
 
     #[test]
     fn forwarding_headers_replace_untrusted_values() {
-        let mut m = h(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil")]);
+        let mut m = h(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
         set_forwarding_headers(
             &mut m,
             &Forwarding {
@@ -254,6 +275,7 @@ mod tests {
         assert_eq!(m.get("x-forwarded-host").unwrap(), "example.com");
         assert_eq!(m.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(m.get("via").unwrap(), "1.1 consent-proxy");
+        assert!(m.get("forwarded").is_none() && m.get("x-real-ip").is_none());
     }
 
     #[test]

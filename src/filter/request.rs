@@ -138,5 +138,9 @@ mod tests {
             blocked_endpoint(&p, CategorySet::NECESSARY, "/collectx"),
             None
         );
+        assert_eq!(
+            blocked_endpoint(&p, CategorySet::NECESSARY, "//Collect/;x"),
+            Some(Category::Analytics)
+        );
     }
 }

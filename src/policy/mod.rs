@@ -5,9 +5,10 @@ pub mod model;
 pub mod pattern;
 
 use crate::category::{Category, CategorySet};
+use crate::filter::path::canonical;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
-use pattern::Matcher;
+use pattern::{Matcher, Pattern};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,11 +76,14 @@ impl CompiledPolicy {
         }
     }
 
-    /// The category of a tracking endpoint, if the path is one.
+    /// The category of a tracking endpoint, if the path is one. The path is matched in its
+    /// canonical form ([`crate::filter::path::canonical`]): case, `;parameters`, escapes of
+    /// unreserved characters, dot segments and extra slashes do not matter.
     pub fn endpoint(&self, path: &str) -> Option<Category> {
+        let path = canonical(path);
         self.endpoint_layers
             .iter()
-            .find_map(|m| m.find(path))
+            .find_map(|m| m.find(&path))
             .copied()
     }
 
@@ -132,6 +136,15 @@ impl CompiledPolicy {
     }
 }
 
+/// An endpoint pattern in the form request paths are matched in.
+fn endpoint_pattern(p: &Pattern) -> Pattern {
+    match p {
+        Pattern::Exact(s) => Pattern::Exact(canonical(s)),
+        Pattern::Prefix(s) => Pattern::Prefix(s.to_ascii_lowercase()),
+        Pattern::Glob(s) => Pattern::Glob(s.to_ascii_lowercase()),
+    }
+}
+
 fn parse_file(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
     crate::located::read_yaml(name, text)
 }
@@ -154,7 +167,7 @@ fn layers(
         file.endpoints
             .0
             .iter()
-            .map(|r| (r.pattern.clone(), r.category)),
+            .map(|r| (endpoint_pattern(&r.pattern), r.category)),
     )
     .map_err(|m| PolicyError::whole(name, m))?;
     Ok((cookies, endpoints))

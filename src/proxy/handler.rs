@@ -2,12 +2,12 @@
 //! response headers, response body, log.
 
 use super::State;
-use super::body::{LoggedBody, RecordGuard, empty, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, empty, full};
 use super::upstream::Failure;
 use crate::audit::Decision;
 use crate::consent::{self, Consent};
 use crate::filter::forward::{self, Forwarding};
-use crate::filter::{request, response};
+use crate::filter::{path, request, response};
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -45,7 +45,7 @@ pub async fn handle(
             client: state.minimizer.minimize(client),
             method: clip(req.method().as_str()),
             host: clip(host.as_deref().unwrap_or("")),
-            path: clip(req.uri().path()),
+            path: clip(&path::without_params(req.uri().path())),
             status: 0,
             granted: consent.granted,
             source: consent.source.as_str(),
@@ -62,11 +62,19 @@ pub async fn handle(
 }
 
 /// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
+/// An HTTP/1 absolute-form target's authority replaces `Host` (RFC 9112, section 3.2.2).
 fn request_host(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
+    let absolute = (req.version() != Version::HTTP_2)
+        .then(|| req.uri().authority())
+        .flatten();
+    absolute
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
 }
 
@@ -138,19 +146,8 @@ async fn journey(
         );
     }
 
-    // Request filter: tracking endpoints.
-    if request::blocked_endpoint(policy, consent.granted, req.uri().path()).is_some() {
-        guard.decision.blocked = true;
-        if enforce {
-            guard.decision.status = 204;
-            let mut resp = Response::new(LoggedBody::new(empty(), guard));
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            response::add_vary(resp.headers_mut(), &vary_names(policy));
-            return resp;
-        }
-    }
-
-    // Request filter: cookies, hop-by-hop headers, forwarding headers.
+    // Request filter: cookies. Judged before the endpoint check so that a blocked request's
+    // answer can expire withdrawn cookies too.
     let upgrade = forward::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -161,6 +158,27 @@ async fn journey(
         enforce,
         &mut guard.decision.cookies,
     );
+
+    // Request filter: tracking endpoints, answered here without contacting the upstream.
+    if request::blocked_endpoint(policy, consent.granted, parts.uri.path()).is_some() {
+        guard.decision.blocked = true;
+        if enforce {
+            guard.decision.status = 204;
+            let mut headers = http::HeaderMap::new();
+            response::expire_cookies(
+                &mut headers,
+                &guard.decision.cookies.expired_cookies,
+                host.as_deref(),
+            );
+            response::add_vary(&mut headers, &vary_names(policy));
+            let mut resp = Response::new(LoggedBody::new(empty(), guard));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            *resp.headers_mut() = headers;
+            return resp;
+        }
+    }
+
+    // Request filter: hop-by-hop and forwarding headers.
     forward::remove_hop_by_hop(&mut parts.headers, upgrade);
     let peer_trusted = state
         .settings
@@ -177,7 +195,16 @@ async fn journey(
             version: parts.version,
         },
     );
-    // Host is kept as the client sent it; an HTTP/2 request carries it as its authority.
+    // Host is kept as the client sent it; an HTTP/2 request carries it as its authority, and an
+    // HTTP/1 absolute-form target's authority replaces it.
+    if parts.version != Version::HTTP_2
+        && let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(HOST, v);
+    }
     if !parts.headers.contains_key(HOST) {
         let authority = parts
             .uri
@@ -263,7 +290,11 @@ async fn journey(
     guard.decision.status = parts.status.as_u16();
 
     // Response body: streamed through untouched. The HTML rewriter plugs in here.
-    let body = body.map_err(Into::into).boxed_unsync();
+    let body = IdleTimeout::new(
+        body.map_err(Into::into).boxed_unsync(),
+        state.settings.timeouts.upstream_body_idle,
+    )
+    .boxed_unsync();
     Response::from_parts(parts, LoggedBody::new(body, guard))
 }
 

@@ -54,7 +54,12 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(state.settings.timeouts.header_read);
-    builder.http2().timer(TokioTimer::new());
+    // Pings find HTTP/2 peers that vanished without closing the connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
