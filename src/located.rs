@@ -64,5 +64,8 @@ pub fn read_yaml<T: serde::de::DeserializeOwned + Default>(
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str::<T>(text).map_err(|e| LocatedError::yaml(name, &e))
+    // A document that is only `~` or `null` is as empty as an empty file.
+    serde_yaml::from_str::<Option<T>>(text)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| LocatedError::yaml(name, &e))
 }

@@ -100,17 +100,22 @@ async fn flags_override_the_config_file() {
         "extends: builtin\nconsent_cookie: from_config_policy\n",
     );
     let config = dir.path().join("c.yaml");
+    let file_port = dead_port();
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{}\nupstream: http://127.0.0.1:{}\npolicy: p.yaml\n",
-            dead_port(),
+            "listen: 127.0.0.1:{file_port}\nupstream: http://127.0.0.1:{}\npolicy: p.yaml\n",
             dead_port()
         ),
     )
     .unwrap();
     let _ = policy;
     let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    assert_ne!(
+        proxy.addr.port(),
+        file_port,
+        "--listen overrode the file's listen"
+    );
     let got = get(
         &http1(),
         &proxy.url("/"),

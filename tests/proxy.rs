@@ -5,6 +5,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -268,7 +269,18 @@ async fn bodies_stream_both_ways() {
 async fn the_raw_client_address_appears_in_no_output() {
     let up = Upstream::start().await;
     let (_d, config) = temp_file("c.yaml", "trusted_proxies: [127.0.0.1/32]\n");
-    let mut proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    // Every diagnostic, down to the libraries' trace output, is searched.
+    let mut cmd = Command::new(bin());
+    cmd.env("RUST_LOG", "trace").args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &up.url(),
+        "--config",
+        path_str(&config),
+    ]);
+    let mut proxy = Proxy::spawn(cmd);
     let client = "203.0.113.77";
     let h = [
         ("x-forwarded-for", client),

@@ -105,6 +105,11 @@ impl Minimizer {
 
     /// The minimized form of an address, as the decision log shows it.
     pub fn minimize(&self, ip: IpAddr) -> String {
+        self.minimize_on(ip, utc_day())
+    }
+
+    /// As [`Minimizer::minimize`], on a given UTC day (days since the epoch).
+    fn minimize_on(&self, ip: IpAddr, today: u64) -> String {
         let ip = canonical(ip);
         match self.mode {
             IpMode::Prefix {
@@ -123,7 +128,6 @@ impl Minimizer {
             IpMode::Hmac => {
                 let key = {
                     let mut guard = self.key.lock().unwrap_or_else(|e| e.into_inner());
-                    let today = utc_day();
                     if guard.0 != today {
                         *guard = (today, fresh_key());
                     }
@@ -222,6 +226,17 @@ mod tests {
         assert!(mode(25, 48).validate().is_err());
         assert!(mode(32, 48).validate().is_err());
         assert!(mode(24, 64).validate().is_err());
+    }
+
+    #[test]
+    fn hmac_key_changes_with_the_day() {
+        let m = Minimizer::new(IpMode::Hmac);
+        let ip = "203.0.113.77".parse().unwrap();
+        let day1 = m.minimize_on(ip, 20_000);
+        assert_eq!(day1, m.minimize_on(ip, 20_000));
+        let day2 = m.minimize_on(ip, 20_001);
+        assert_ne!(day1, day2);
+        assert_eq!(day2, m.minimize_on(ip, 20_001));
     }
 
     #[test]

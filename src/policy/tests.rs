@@ -34,6 +34,17 @@ fn empty_file_is_the_strict_default() {
 }
 
 #[test]
+fn a_null_document_is_an_empty_policy() {
+    assert_eq!(compile("p.yaml", "~\n").unwrap().cookie_rule_count(), 0);
+    assert_eq!(
+        compile("p.yaml", "# only a comment\n")
+            .unwrap()
+            .cookie_rule_count(),
+        0
+    );
+}
+
+#[test]
 fn unknown_key_is_an_error_with_position() {
     let e = err("mode: enforce\nconsent_cookie: c\nbogus: 1\n");
     assert_eq!((e.line, e.column), (3, 1), "{e}");

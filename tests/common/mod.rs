@@ -246,8 +246,10 @@ impl Proxy {
     }
 
     pub fn spawn(mut cmd: Command) -> Proxy {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         let mut child = cmd
-            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
