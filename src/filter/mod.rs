@@ -63,7 +63,7 @@ mod bad_input_tests {
             let len = (self.next() % 40) as usize;
             (0..len)
                 .map(|_| {
-                    if self.next() % 4 == 0 {
+                    if self.next().is_multiple_of(4) {
                         (self.next() % 256) as u8
                     } else {
                         ALPHABET[(self.next() % ALPHABET.len() as u64) as usize]
