@@ -3,6 +3,7 @@
 
 pub mod cookies;
 pub mod forward;
+pub mod html;
 pub mod path;
 pub mod request;
 pub mod response;

@@ -1,0 +1,709 @@
+//! The HTML tag rewriter: a streaming lol_html pass that neutralizes or removes analytics and
+//! advertising tags of denied categories.
+//!
+//! What it matches:
+//! - `<script src>`, `<img src>` and `<iframe src>` whose URL matches a URL rule (host and path);
+//! - `<link rel=preconnect|dns-prefetch|preload|prefetch>` whose host is a tracker's;
+//! - the same `<img>`/`<iframe>` pixels inside `<noscript>`, whose content the parser sees as
+//!   text: it is held to its end tag and rewritten as a fragment;
+//! - inline `<script>` whose text holds a tracker's signature (`gtag(`, `fbq(`, …). Script text
+//!   arrives in chunks, so an inline script is held until its end tag and judged whole; one
+//!   longer than [`MAX_INLINE_SCRIPT`] is judged unreadable and neutralized (fail closed).
+//!
+//! Two actions: `neutralize` (the convention of client-side consent managers: `type="text/plain"`,
+//! `data-category`, `src` moved to `data-src`, so a banner can activate the tag after consent) and
+//! `remove`.
+
+use crate::category::{Category, CategorySet};
+use aho_corasick::AhoCorasick;
+use globset::{GlobBuilder, GlobMatcher};
+use lol_html::html_content::{ContentType, Element};
+use lol_html::send::{HtmlRewriter, Settings};
+use lol_html::{element, text};
+use std::sync::{Arc, Mutex};
+
+/// The longest inline script judged by its text; a longer one is neutralized unread.
+pub const MAX_INLINE_SCRIPT: usize = 512 * 1024;
+
+/// What to do with a matched tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagAction {
+    Neutralize,
+    Remove,
+}
+
+/// Which hosts a URL rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Any host, and relative URLs (e.g. `matomo.js` served by the site itself).
+    Any,
+    /// This domain and its subdomains, e.g. `googletagmanager.com` covers
+    /// `www.googletagmanager.com`.
+    Domain(String),
+}
+
+/// A rule for tags that load a URL.
+#[derive(Debug, Clone)]
+pub struct UrlRule {
+    pub host: HostPattern,
+    /// Glob over the URL path (`*` crosses `/`); `None` matches every path.
+    pub path: Option<GlobMatcher>,
+    pub category: Category,
+    pub vendor: Arc<str>,
+    pub action: Option<TagAction>,
+}
+
+impl UrlRule {
+    pub fn new(
+        host: &str,
+        path: Option<&str>,
+        category: Category,
+        vendor: &str,
+    ) -> Result<UrlRule, String> {
+        let host = match host {
+            "*" => HostPattern::Any,
+            h => HostPattern::Domain(h.trim_start_matches("*.").to_ascii_lowercase()),
+        };
+        let path = path
+            .map(|p| {
+                GlobBuilder::new(p)
+                    .literal_separator(false)
+                    .build()
+                    .map(|g| g.compile_matcher())
+                    .map_err(|e| format!("invalid path glob `{p}`: {e}"))
+            })
+            .transpose()?;
+        Ok(UrlRule {
+            host,
+            path,
+            category,
+            vendor: Arc::from(vendor),
+            action: None,
+        })
+    }
+}
+
+/// A rule for inline scripts: a substring of the script text.
+#[derive(Debug, Clone)]
+pub struct InlineRule {
+    pub signature: String,
+    pub category: Category,
+    pub vendor: Arc<str>,
+    pub action: Option<TagAction>,
+}
+
+/// The compiled tag rules.
+pub struct TagRules {
+    urls: Vec<UrlRule>,
+    inline: Vec<InlineRule>,
+    signatures: Option<AhoCorasick>,
+    pub default_action: TagAction,
+}
+
+/// The parts of a URL the rules look at.
+fn split_url(url: &str) -> (Option<String>, &str) {
+    let url = url.trim();
+    let rest = if let Some(i) = url.find("://") {
+        let scheme = &url[..i];
+        if !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return (None, url);
+        }
+        &url[i + 3..]
+    } else if let Some(r) = url.strip_prefix("//") {
+        r
+    } else {
+        // Relative: only a path.
+        let end = url.find(['?', '#']).unwrap_or(url.len());
+        return (None, &url[..end]);
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..host_end];
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let after = &rest[host_end..];
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    (Some(host), &after[..path_end])
+}
+
+fn host_matches(pattern: &HostPattern, host: Option<&str>) -> bool {
+    match (pattern, host) {
+        (HostPattern::Any, _) => true,
+        (HostPattern::Domain(_), None) => false,
+        (HostPattern::Domain(d), Some(h)) => {
+            h == d
+                || (h.len() > d.len()
+                    && h.ends_with(d.as_str())
+                    && h.as_bytes()[h.len() - d.len() - 1] == b'.')
+        }
+    }
+}
+
+impl TagRules {
+    pub fn new(
+        urls: Vec<UrlRule>,
+        inline: Vec<InlineRule>,
+        default_action: TagAction,
+    ) -> Result<TagRules, String> {
+        let signatures = if inline.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::new(inline.iter().map(|r| r.signature.as_str()))
+                    .map_err(|e| format!("cannot compile inline signatures: {e}"))?,
+            )
+        };
+        Ok(TagRules {
+            urls,
+            inline,
+            signatures,
+            default_action,
+        })
+    }
+
+    /// The categories that have tag rules: rewriting is needed only if one is denied.
+    pub fn categories(&self) -> CategorySet {
+        self.urls
+            .iter()
+            .map(|r| r.category)
+            .chain(self.inline.iter().map(|r| r.category))
+            .collect()
+    }
+
+    /// The first URL rule matching `url` whose category is denied.
+    pub fn match_url(&self, url: &str, granted: CategorySet) -> Option<&UrlRule> {
+        let (host, path) = split_url(url);
+        let path = if path.is_empty() { "/" } else { path };
+        self.urls.iter().find(|r| {
+            !granted.contains(r.category)
+                && host_matches(&r.host, host.as_deref())
+                && r.path.as_ref().is_none_or(|g| g.is_match(path))
+        })
+    }
+
+    /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
+    /// category is denied: for resource hints, which name only a host.
+    pub fn match_host(&self, url: &str, granted: CategorySet) -> Option<&UrlRule> {
+        let (host, _) = split_url(url);
+        let host = host?;
+        self.urls.iter().find(|r| {
+            !granted.contains(r.category)
+                && matches!(r.host, HostPattern::Domain(_))
+                && host_matches(&r.host, Some(&host))
+        })
+    }
+
+    /// The first signature in `text` whose category is denied.
+    pub fn match_inline(&self, text: &str, granted: CategorySet) -> Option<&InlineRule> {
+        let ac = self.signatures.as_ref()?;
+        ac.find_overlapping_iter(text)
+            .map(|m| &self.inline[m.pattern().as_usize()])
+            .find(|r| !granted.contains(r.category))
+    }
+}
+
+/// What the rewriter did, for the decision log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TagReport {
+    pub neutralized: usize,
+    pub vendors: Vec<String>,
+}
+
+impl TagReport {
+    fn record(&mut self, vendor: &str) {
+        self.neutralized += 1;
+        if !self.vendors.iter().any(|v| v == vendor) {
+            self.vendors.push(vendor.to_string());
+        }
+    }
+}
+
+/// Neutralizes an element in place: `type="text/plain"` (scripts), `data-category`, and the
+/// URL attribute moved to `data-<attr>`.
+fn neutralize<H: lol_html::HandlerTypes>(
+    el: &mut Element<'_, '_, H>,
+    url_attr: &str,
+    category: Category,
+) {
+    if el.tag_name() == "script" {
+        // The original type (e.g. `module`) is kept for the banner that activates the tag.
+        if let Some(t) = el.get_attribute("type") {
+            let _ = el.set_attribute("data-type", &t);
+        }
+        let _ = el.set_attribute("type", "text/plain");
+    }
+    let _ = el.set_attribute("data-category", category.as_str());
+    if let Some(v) = el.get_attribute(url_attr) {
+        el.remove_attribute(url_attr);
+        let _ = el.set_attribute(&format!("data-{url_attr}"), &v);
+    }
+}
+
+/// Judges an element that loads `src`, and acts on it.
+fn url_element<H: lol_html::HandlerTypes>(
+    el: &mut Element<'_, '_, H>,
+    rules: &TagRules,
+    granted: CategorySet,
+    enforce: bool,
+    report: &mut TagReport,
+) {
+    let Some(src) = el.get_attribute("src") else {
+        return;
+    };
+    if let Some(rule) = rules.match_url(&src, granted) {
+        report.record(&rule.vendor);
+        if enforce {
+            match rule.action.unwrap_or(rules.default_action) {
+                TagAction::Remove => el.remove(),
+                TagAction::Neutralize => neutralize(el, "src", rule.category),
+            }
+        }
+    }
+}
+
+/// Rewrites the text of a `<noscript>` (which the parser sees as text, since scripting is on)
+/// as a fragment of HTML, for its pixel fallbacks.
+fn rewrite_noscript(
+    text: &str,
+    rules: &TagRules,
+    granted: CategorySet,
+    enforce: bool,
+    report: &mut TagReport,
+) -> String {
+    let cell = std::cell::RefCell::new(std::mem::take(report));
+    let result = lol_html::rewrite_str(
+        text,
+        lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
+            "img[src], iframe[src], script[src]",
+            |el| {
+                url_element(el, rules, granted, enforce, &mut cell.borrow_mut());
+                Ok(())
+            }
+        )),
+    );
+    *report = cell.into_inner();
+    // Fallback content that cannot be parsed is dropped rather than passed unjudged.
+    result.unwrap_or_default()
+}
+
+/// Element text held until the end tag, up to [`MAX_INLINE_SCRIPT`] bytes.
+#[derive(Default)]
+struct Held {
+    text: String,
+    /// Longer than the limit: the text was dropped and the element cannot be judged.
+    overflow: bool,
+}
+
+impl Held {
+    fn push(&mut self, chunk: &str) {
+        if self.overflow {
+            return;
+        }
+        if self.text.len() + chunk.len() > MAX_INLINE_SCRIPT {
+            self.overflow = true;
+            self.text = String::new();
+        } else {
+            self.text.push_str(chunk);
+        }
+    }
+}
+
+/// State shared by the handlers of one document.
+#[derive(Default)]
+struct Shared {
+    report: TagReport,
+    /// The inline script being held: its start tag's attributes and its text so far.
+    script: Option<(Vec<(String, String)>, Held)>,
+    /// The text of the `<noscript>` being held.
+    noscript: Option<Held>,
+}
+
+/// An attribute value as lol_html gives it (raw source text, entities not decoded), made safe
+/// inside double quotes.
+fn escape_attr(v: &str) -> String {
+    v.replace('"', "&quot;")
+}
+
+/// Builds a streaming rewriter. `output` receives the rewritten bytes; `enforce: false` counts
+/// what would be done and changes nothing.
+pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
+    rules: Arc<TagRules>,
+    granted: CategorySet,
+    enforce: bool,
+    max_memory: usize,
+    output: O,
+) -> (HtmlRewriter<'h, O>, TagReportHandle) {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let handle = TagReportHandle(shared.clone());
+    let (r1, s1) = (rules.clone(), shared.clone());
+    let (r2, s2) = (rules.clone(), shared.clone());
+    let (r3, s3) = (rules.clone(), shared.clone());
+    let (r5, s5) = (rules, shared.clone());
+    let s6 = shared.clone();
+    let s4 = shared;
+    let handlers = vec![
+        element!("script[src], img[src], iframe[src]", move |el| {
+            url_element(el, &r1, granted, enforce, &mut s1.lock().unwrap().report);
+            Ok(())
+        }),
+        element!("link[href]", move |el| {
+            let rel = el
+                .get_attribute("rel")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !rel
+                .split_ascii_whitespace()
+                .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"))
+            {
+                return Ok(());
+            }
+            let Some(href) = el.get_attribute("href") else {
+                return Ok(());
+            };
+            if let Some(rule) = r2.match_host(&href, granted) {
+                s2.lock().unwrap().report.record(&rule.vendor);
+                if enforce {
+                    match rule.action.unwrap_or(r2.default_action) {
+                        TagAction::Remove => el.remove(),
+                        TagAction::Neutralize => neutralize(el, "href", rule.category),
+                    }
+                }
+            }
+            Ok(())
+        }),
+        element!("script:not([src])", move |el| {
+            // Hold the script: drop its tags now, emit it whole at its end tag.
+            let attrs = el
+                .attributes()
+                .iter()
+                .map(|a| (a.name(), a.value()))
+                .collect();
+            s3.lock().unwrap().script = Some((attrs, Held::default()));
+            el.remove_and_keep_content();
+            let (rules, shared) = (r3.clone(), s3.clone());
+            if let Some(handlers) = el.end_tag_handlers() {
+                let handler: lol_html::send::EndTagHandler<'static> =
+                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                        let mut sh = shared.lock().unwrap();
+                        let Some((attrs, Held { text, overflow })) = sh.script.take() else {
+                            return Ok(());
+                        };
+                        let hit = if overflow {
+                            // Too long to judge: fail closed.
+                            Some((
+                                Category::Marketing,
+                                Arc::<str>::from("unreadable inline script"),
+                                None,
+                            ))
+                        } else {
+                            rules
+                                .match_inline(&text, granted)
+                                .map(|r| (r.category, r.vendor.clone(), r.action))
+                        };
+                        let mut html = String::from("<script");
+                        let mut neutral = false;
+                        if let Some((category, vendor, action)) = &hit {
+                            sh.report.record(vendor);
+                            if enforce {
+                                if action.unwrap_or(rules.default_action) == TagAction::Remove {
+                                    return Ok(());
+                                }
+                                neutral = true;
+                                html.push_str(&format!(
+                                    " type=\"text/plain\" data-category=\"{}\"",
+                                    category.as_str()
+                                ));
+                            }
+                        }
+                        for (name, value) in &attrs {
+                            let name = match name.as_str() {
+                                "data-category" if neutral => continue,
+                                "type" if neutral => "data-type",
+                                n => n,
+                            };
+                            html.push_str(&format!(" {name}=\"{}\"", escape_attr(value)));
+                        }
+                        html.push('>');
+                        html.push_str(&text);
+                        html.push_str("</script>");
+                        end.before(&html, ContentType::Html);
+                        Ok(())
+                    });
+                handlers.push(handler);
+            }
+            Ok(())
+        }),
+        element!("noscript", move |el| {
+            s5.lock().unwrap().noscript = Some(Held::default());
+            let (rules, shared) = (r5.clone(), s5.clone());
+            if let Some(handlers) = el.end_tag_handlers() {
+                let handler: lol_html::send::EndTagHandler<'static> =
+                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                        let mut sh = shared.lock().unwrap();
+                        let Some(Held { text, overflow }) = sh.noscript.take() else {
+                            return Ok(());
+                        };
+                        let out = if overflow {
+                            // Too long to judge: dropped (fail closed).
+                            sh.report.record("unreadable noscript");
+                            String::new()
+                        } else {
+                            rewrite_noscript(&text, &rules, granted, enforce, &mut sh.report)
+                        };
+                        end.before(if enforce { &out } else { &text }, ContentType::Html);
+                        Ok(())
+                    });
+                handlers.push(handler);
+            }
+            Ok(())
+        }),
+        text!("noscript", move |t| {
+            let mut sh = s6.lock().unwrap();
+            if let Some(held) = sh.noscript.as_mut() {
+                held.push(t.as_str());
+                t.remove();
+            }
+            Ok(())
+        }),
+        text!("script", move |t| {
+            let mut sh = s4.lock().unwrap();
+            if let Some((_, held)) = sh.script.as_mut() {
+                held.push(t.as_str());
+                t.remove();
+            }
+            Ok(())
+        }),
+    ];
+    let mut settings = Settings::new_send().with_memory_settings(
+        lol_html::MemorySettings::new().with_max_allowed_memory_usage(max_memory),
+    );
+    for h in handlers {
+        settings = settings.append_element_content_handler(h);
+    }
+    (HtmlRewriter::new(settings, output), handle)
+}
+
+/// Read access to a rewriter's report.
+#[derive(Clone)]
+pub struct TagReportHandle(Arc<Mutex<Shared>>);
+
+impl TagReportHandle {
+    pub fn report(&self) -> TagReport {
+        self.0.lock().unwrap().report.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Category::*;
+
+    fn rules(action: TagAction) -> Arc<TagRules> {
+        let u = |h, p, c, v| UrlRule::new(h, p, c, v).unwrap();
+        let i = |s: &str, c, v: &str| InlineRule {
+            signature: s.into(),
+            category: c,
+            vendor: Arc::from(v),
+            action: None,
+        };
+        Arc::new(
+            TagRules::new(
+                vec![
+                    u(
+                        "googletagmanager.com",
+                        Some("/gtag/js"),
+                        Analytics,
+                        "Google Analytics",
+                    ),
+                    u(
+                        "googletagmanager.com",
+                        Some("/ns.html"),
+                        Analytics,
+                        "Google Tag Manager",
+                    ),
+                    u(
+                        "connect.facebook.net",
+                        Some("/*/fbevents.js"),
+                        Marketing,
+                        "Meta Pixel",
+                    ),
+                    u("facebook.com", Some("/tr"), Marketing, "Meta Pixel"),
+                    u("*", Some("*/matomo.js"), Analytics, "Matomo"),
+                ],
+                vec![
+                    i("gtag(", Analytics, "Google Analytics"),
+                    i("fbq(", Marketing, "Meta Pixel"),
+                    i("_paq.push", Analytics, "Matomo"),
+                ],
+                action,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Rewrites `html` fed in chunks cut at `cuts`.
+    fn rewrite_split(
+        html: &str,
+        granted: CategorySet,
+        enforce: bool,
+        action: TagAction,
+        cuts: &[usize],
+    ) -> (String, TagReport) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let (mut rw, report) = rewriter(
+            rules(action),
+            granted,
+            enforce,
+            8 << 20,
+            move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
+        );
+        let bytes = html.as_bytes();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            rw.write(&bytes[start..cut]).unwrap();
+            start = cut;
+        }
+        rw.end().unwrap();
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        (text, report.report())
+    }
+
+    fn rewrite(html: &str, granted: CategorySet, action: TagAction) -> (String, TagReport) {
+        rewrite_split(html, granted, true, action, &[])
+    }
+
+    const NONE: CategorySet = CategorySet::NECESSARY;
+    const PAGE: &str = r#"<html><head><script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script><script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());</script><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript><img height="1" src="https://www.facebook.com/tr?id=1&ev=PageView"></noscript><link rel="preconnect" href="https://www.googletagmanager.com"><link rel="stylesheet" href="/s.css"></body></html>"#;
+
+    #[test]
+    fn golden_neutralize() {
+        let (out, report) = rewrite(PAGE, NONE, TagAction::Neutralize);
+        assert_eq!(
+            out,
+            r#"<html><head><script async type="text/plain" data-category="analytics" data-src="https://www.googletagmanager.com/gtag/js?id=G-1"></script><script type="text/plain" data-category="analytics">window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());</script><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript><img height="1" data-category="marketing" data-src="https://www.facebook.com/tr?id=1&ev=PageView"></noscript><link rel="preconnect" data-category="analytics" data-href="https://www.googletagmanager.com"><link rel="stylesheet" href="/s.css"></body></html>"#
+        );
+        assert_eq!(report.neutralized, 4);
+        assert_eq!(report.vendors, vec!["Google Analytics", "Meta Pixel"]);
+    }
+
+    #[test]
+    fn golden_remove() {
+        let (out, report) = rewrite(PAGE, NONE, TagAction::Remove);
+        assert_eq!(
+            out,
+            r#"<html><head><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript></noscript><link rel="stylesheet" href="/s.css"></body></html>"#
+        );
+        assert_eq!(report.neutralized, 4);
+    }
+
+    #[test]
+    fn granted_categories_are_left_alone() {
+        let (out, report) = rewrite(PAGE, CategorySet::ALL, TagAction::Neutralize);
+        assert_eq!(out, PAGE);
+        assert_eq!(report.neutralized, 0);
+        // Analytics granted: only the Meta pixel goes.
+        let (_, report) = rewrite(PAGE, NONE.with(Analytics), TagAction::Neutralize);
+        assert_eq!(report.vendors, vec!["Meta Pixel"]);
+    }
+
+    #[test]
+    fn report_only_counts_and_changes_nothing() {
+        let (out, report) = rewrite_split(PAGE, NONE, false, TagAction::Remove, &[]);
+        assert_eq!(out, PAGE);
+        assert_eq!(report.neutralized, 4);
+    }
+
+    #[test]
+    fn every_byte_split_gives_the_same_output() {
+        let (want, want_report) = rewrite(PAGE, NONE, TagAction::Neutralize);
+        for cut in 0..=PAGE.len() {
+            let (got, report) = rewrite_split(PAGE, NONE, true, TagAction::Neutralize, &[cut]);
+            assert_eq!(got, want, "split at {cut}");
+            assert_eq!(report, want_report, "split at {cut}");
+        }
+    }
+
+    const META: &str = r#"<script>!function(f,b,e,v){}(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');fbq('init','1');</script><script src="https://connect.facebook.net/en_US/fbevents.js"></script><noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1" height="0"></iframe></noscript><script type="module">var _paq=[];_paq.push(['trackPageView']);</script><script src="/js/matomo.js" defer></script><p>kept</p>"#;
+
+    #[test]
+    fn golden_meta_matomo_gtm_noscript() {
+        let (out, report) = rewrite(META, NONE, TagAction::Neutralize);
+        assert_eq!(
+            out,
+            r#"<script type="text/plain" data-category="marketing">!function(f,b,e,v){}(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');fbq('init','1');</script><script type="text/plain" data-category="marketing" data-src="https://connect.facebook.net/en_US/fbevents.js"></script><noscript><iframe height="0" data-category="analytics" data-src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe></noscript><script type="text/plain" data-category="analytics" data-type="module">var _paq=[];_paq.push(['trackPageView']);</script><script defer type="text/plain" data-category="analytics" data-src="/js/matomo.js"></script><p>kept</p>"#
+        );
+        assert_eq!(report.neutralized, 5);
+        assert_eq!(
+            report.vendors,
+            vec!["Meta Pixel", "Google Tag Manager", "Matomo"]
+        );
+        let (out, _) = rewrite(META, NONE, TagAction::Remove);
+        assert_eq!(out, "<noscript></noscript><p>kept</p>");
+        for cut in 0..=META.len() {
+            let (got, _) = rewrite_split(META, NONE, true, TagAction::Neutralize, &[cut]);
+            assert_eq!(
+                got,
+                rewrite(META, NONE, TagAction::Neutralize).0,
+                "split at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn held_script_attributes_round_trip() {
+        let html = r#"<script data-x="a&amp;b &quot;q&quot;" nonce='n"1'>console.log(1)</script>"#;
+        let (out, _) = rewrite(html, NONE, TagAction::Neutralize);
+        assert_eq!(
+            out,
+            r#"<script data-x="a&amp;b &quot;q&quot;" nonce="n&quot;1">console.log(1)</script>"#
+        );
+    }
+
+    #[test]
+    fn urls_and_hosts() {
+        let r = rules(TagAction::Neutralize);
+        let m = |u: &str| r.match_url(u, NONE).map(|r| r.vendor.to_string());
+        assert_eq!(
+            m("https://connect.facebook.net/en_US/fbevents.js").as_deref(),
+            Some("Meta Pixel")
+        );
+        assert_eq!(
+            m("//www.googletagmanager.com/gtag/js?id=G").as_deref(),
+            Some("Google Analytics")
+        );
+        assert_eq!(
+            m("https://cdn.example.com/js/matomo.js").as_deref(),
+            Some("Matomo")
+        );
+        assert_eq!(m("/matomo.js").as_deref(), Some("Matomo"));
+        assert_eq!(m("https://notgoogletagmanager.com/gtag/js"), None);
+        assert_eq!(
+            m("https://www.googletagmanager.com.evil.example/gtag/js"),
+            None
+        );
+        assert_eq!(
+            m("https://www.GoogleTagManager.com:443/gtag/js").as_deref(),
+            Some("Google Analytics")
+        );
+        assert!(r.match_host("https://static.example.com", NONE).is_none());
+    }
+
+    #[test]
+    fn oversized_inline_script_fails_closed() {
+        let big = format!(
+            "<script>{}</script><p>after</p>",
+            "x".repeat(MAX_INLINE_SCRIPT + 10)
+        );
+        let (out, report) = rewrite(&big, NONE, TagAction::Neutralize);
+        assert!(
+            out.starts_with("<script type=\"text/plain\" data-category=\"marketing\"></script>"),
+            "{}",
+            &out[..80]
+        );
+        assert!(out.ends_with("<p>after</p>"));
+        assert_eq!(report.vendors, vec!["unreadable inline script"]);
+    }
+}
