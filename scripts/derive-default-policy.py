@@ -663,6 +663,59 @@ ENDPOINTS = [
 ]
 
 # ---------------------------------------------------------------------------------------------
+# 8. Tags that the HTML rewriter neutralizes when their category is denied (hand-written, not
+#    from OCD). Host: the domain and its subdomains, or "*" for any host (and relative URLs).
+#    Path: a glob over the URL path; None = any path. Resource hints (<link rel=preconnect …>)
+#    match on the host of any rule with a named host.
+# ---------------------------------------------------------------------------------------------
+TAGS = [
+    # (host, path, category, vendor)
+    ("googletagmanager.com", "/gtag/js", ANALYTICS, "Google Analytics"),
+    ("googletagmanager.com", "/gtm.js", ANALYTICS, "Google Tag Manager"),
+    ("googletagmanager.com", "/ns.html", ANALYTICS, "Google Tag Manager"),
+    ("google-analytics.com", "/analytics.js", ANALYTICS, "Google Analytics"),
+    ("google-analytics.com", "/ga.js", ANALYTICS, "Google Analytics"),
+    ("google-analytics.com", None, ANALYTICS, "Google Analytics"),
+    ("googleadservices.com", None, MARKETING, "Google Ads"),
+    ("doubleclick.net", None, MARKETING, "Google Ads"),
+    ("connect.facebook.net", "/*/fbevents.js", MARKETING, "Meta Pixel"),
+    ("facebook.com", "/tr", MARKETING, "Meta Pixel"),
+    ("static.hotjar.com", None, ANALYTICS, "Hotjar"),
+    ("clarity.ms", "/tag/*", ANALYTICS, "Microsoft Clarity"),
+    ("snap.licdn.com", None, MARKETING, "LinkedIn Insight"),
+    ("px.ads.linkedin.com", None, MARKETING, "LinkedIn Insight"),
+    ("analytics.tiktok.com", None, MARKETING, "TikTok Pixel"),
+    ("js.hs-scripts.com", None, ANALYTICS, "HubSpot"),
+    ("bat.bing.com", "/bat.js", MARKETING, "Microsoft Advertising"),
+    ("bat.bing.com", "/action/*", MARKETING, "Microsoft Advertising"),
+    ("mc.yandex.ru", "/metrika/*", ANALYTICS, "Yandex Metrica"),
+    ("cdn.segment.com", None, ANALYTICS, "Segment"),
+    ("cdn.mxpnl.com", None, ANALYTICS, "Mixpanel"),
+    ("*", "*/matomo.js", ANALYTICS, "Matomo"),
+    ("*", "*/piwik.js", ANALYTICS, "Matomo"),
+]
+
+# Inline <script> signatures. Each must be specific enough never to occur in a site's own code:
+# `hj(` and `ym(` from the vendors' documentation would match any identifier ending in `hj`/`ym`,
+# so their snippets are recognized by their bootstrap code instead.
+INLINE_TAGS = [
+    # (signature, category, vendor)
+    ("gtag(", ANALYTICS, "Google Analytics"),
+    ("ga('create'", ANALYTICS, "Google Analytics"),
+    ('ga("create"', ANALYTICS, "Google Analytics"),
+    ("googletagmanager.com/gtm.js", ANALYTICS, "Google Tag Manager"),
+    ("fbq(", MARKETING, "Meta Pixel"),
+    ("_paq.push", ANALYTICS, "Matomo"),
+    ("h.hj=h.hj", ANALYTICS, "Hotjar"),
+    ("static.hotjar.com", ANALYTICS, "Hotjar"),
+    ("clarity(", ANALYTICS, "Microsoft Clarity"),
+    ("_hsq", ANALYTICS, "HubSpot"),
+    ("ttq.", MARKETING, "TikTok Pixel"),
+    ("uetq", MARKETING, "Microsoft Advertising"),
+    ("mc.yandex.ru/metrika", ANALYTICS, "Yandex Metrica"),
+]
+
+# ---------------------------------------------------------------------------------------------
 # Pipeline
 # ---------------------------------------------------------------------------------------------
 
@@ -939,6 +992,19 @@ def render(rules: list[Rule]) -> str:
     out.append("endpoints:\n")
     for kind, pattern, category in ENDPOINTS:
         out.append(f"  - {{ {kind}: {q(pattern)}, category: {category} }}\n")
+    out.append("\n")
+    out.append("# Tags the HTML rewriter neutralizes when their category is denied.\n")
+    out.append("tag_action: neutralize      # neutralize | remove\n")
+    out.append("tags:\n")
+    for host, path, category, vendor in TAGS:
+        fields = [f"host: {q(host)}"]
+        if path is not None:
+            fields.append(f"path: {q(path)}")
+        fields += [f"category: {category}", f"vendor: {q(vendor)}"]
+        out.append("  - { " + ", ".join(fields) + " }\n")
+    out.append("inline_tags:\n")
+    for signature, category, vendor in INLINE_TAGS:
+        out.append(f"  - {{ signature: {q(signature)}, category: {category}, vendor: {q(vendor)} }}\n")
     out.append("\n")
     summary = ", ".join(f"{c} {counts[c]}" for c in CATEGORIES)
     out.append(f"# {len(rules)} cookie rules: {summary}.\n")

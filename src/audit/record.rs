@@ -25,10 +25,15 @@ pub struct Decision {
     pub cookies: CookieReport,
     /// A tracking endpoint of a denied category (answered locally unless report-only).
     pub blocked: bool,
+    /// HTML tags neutralized or removed (in report-only mode: that would have been).
+    pub tags_neutralized: usize,
+    /// The vendors of those tags.
+    pub tag_vendors: Vec<String>,
     pub mode: &'static str,
     pub duration_ms: f64,
     /// Set when the response failed: `upstream_unavailable`, `upstream_timeout`,
-    /// `client_disconnected`, `body_error`, `misdirected`.
+    /// `client_disconnected`, `body_error`, `misdirected`, `rewrite_failed`,
+    /// `encoded_html_refused`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
 }

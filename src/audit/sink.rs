@@ -107,6 +107,8 @@ mod tests {
             signals: vec![],
             cookies: Default::default(),
             blocked: false,
+            tags_neutralized: 0,
+            tag_vendors: Vec::new(),
             mode: "enforce",
             duration_ms: 0.5,
             error: None,

@@ -26,8 +26,10 @@ use std::sync::{Arc, Mutex};
 pub const MAX_INLINE_SCRIPT: usize = 512 * 1024;
 
 /// What to do with a matched tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TagAction {
+    #[default]
     Neutralize,
     Remove,
 }
@@ -94,6 +96,8 @@ pub struct InlineRule {
 
 /// The compiled tag rules.
 pub struct TagRules {
+    /// The categories that have tag rules.
+    categories: CategorySet,
     urls: Vec<UrlRule>,
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
@@ -155,7 +159,13 @@ impl TagRules {
                     .map_err(|e| format!("cannot compile inline signatures: {e}"))?,
             )
         };
+        let categories = urls
+            .iter()
+            .map(|r| r.category)
+            .chain(inline.iter().map(|r| r.category))
+            .collect();
         Ok(TagRules {
+            categories,
             urls,
             inline,
             signatures,
@@ -165,11 +175,7 @@ impl TagRules {
 
     /// The categories that have tag rules: rewriting is needed only if one is denied.
     pub fn categories(&self) -> CategorySet {
-        self.urls
-            .iter()
-            .map(|r| r.category)
-            .chain(self.inline.iter().map(|r| r.category))
-            .collect()
+        self.categories
     }
 
     /// The first URL rule matching `url` whose category is denied.

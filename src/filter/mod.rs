@@ -1,6 +1,7 @@
 //! What the proxy does about the decision: block tracking endpoints, filter cookies both ways,
 //! set forwarding headers. Pure functions over headers.
 
+pub mod body;
 pub mod cookies;
 pub mod forward;
 pub mod html;

@@ -5,6 +5,7 @@ pub mod model;
 pub mod pattern;
 
 use crate::category::{Category, CategorySet};
+use crate::filter::html::TagRules;
 use crate::filter::path::canonical;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
@@ -44,6 +45,8 @@ pub struct CompiledPolicy {
     /// the file extends it.
     cookie_layers: Vec<Matcher<CookieClass>>,
     endpoint_layers: Vec<Matcher<Category>>,
+    /// Tag rules for the HTML rewriter: the file's own first, then the built-in ones.
+    pub tags: Arc<TagRules>,
 }
 
 /// What a cookie name means under a policy.
@@ -179,12 +182,18 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
     let (cookies, endpoints) = layers(name, &file)?;
     let mut cookie_layers = vec![cookies];
     let mut endpoint_layers = vec![endpoints];
+    let mut url_rules: Vec<_> = file.tags.0.iter().map(|t| t.rule.clone()).collect();
+    let mut inline_rules: Vec<_> = file.inline_tags.0.iter().map(|t| t.rule.clone()).collect();
     if file.extends == Some(Extends::Builtin) {
         let builtin = parse_file(BUILTIN_NAME, BUILTIN_YAML)?;
         let (c, e) = layers(BUILTIN_NAME, &builtin)?;
         cookie_layers.push(c);
         endpoint_layers.push(e);
+        url_rules.extend(builtin.tags.0.into_iter().map(|t| t.rule));
+        inline_rules.extend(builtin.inline_tags.0.into_iter().map(|t| t.rule));
     }
+    let tags = TagRules::new(url_rules, inline_rules, file.tag_action)
+        .map_err(|m| PolicyError::whole(name, m))?;
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
     Ok(CompiledPolicy {
         source: name.to_string(),
@@ -206,6 +215,7 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
         },
         cookie_layers,
         endpoint_layers,
+        tags: Arc::new(tags),
     })
 }
 

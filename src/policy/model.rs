@@ -3,6 +3,7 @@
 
 use super::pattern::Pattern;
 use crate::category::{Category, CategorySet};
+use crate::filter::html::{InlineRule, TagAction, UrlRule};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -295,6 +296,101 @@ impl TryFrom<RawEndpointRule> for EndpointRule {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTagRule {
+    host: String,
+    path: Option<String>,
+    category: Category,
+    vendor: String,
+    action: Option<TagAction>,
+}
+
+/// A tag that loads a URL (`<script src>`, `<img>`, `<iframe>`, resource hints): host (`*` for
+/// any, a domain covers its subdomains) and an optional path glob.
+#[derive(Debug, Clone)]
+pub struct TagRule {
+    /// `host` + `path`, for the duplicate check.
+    key: Pattern,
+    pub rule: UrlRule,
+}
+
+impl TryFrom<RawTagRule> for TagRule {
+    type Error = String;
+    fn try_from(r: RawTagRule) -> Result<Self, String> {
+        if r.host.is_empty() || r.host.contains(['/', ' ']) {
+            return Err(format!("`{}` is not a host (use `*` for any host)", r.host));
+        }
+        if let Some(p) = &r.path
+            && !p.starts_with('/')
+            && !p.starts_with('*')
+        {
+            return Err(format!("tag path `{p}` must start with `/` or `*`"));
+        }
+        if r.category == Category::Necessary {
+            return Err("a tag of category `necessary` would never be neutralized".into());
+        }
+        let key = Pattern::Exact(format!("{}{}", r.host, r.path.as_deref().unwrap_or("")));
+        let mut rule = UrlRule::new(&r.host, r.path.as_deref(), r.category, &r.vendor)?;
+        rule.action = r.action;
+        Ok(TagRule { key, rule })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInlineRule {
+    signature: String,
+    category: Category,
+    vendor: String,
+    action: Option<TagAction>,
+}
+
+/// An inline script signature.
+#[derive(Debug, Clone)]
+pub struct InlineTagRule {
+    key: Pattern,
+    pub rule: InlineRule,
+}
+
+impl TryFrom<RawInlineRule> for InlineTagRule {
+    type Error = String;
+    fn try_from(r: RawInlineRule) -> Result<Self, String> {
+        if r.signature.len() < 3 {
+            return Err(format!(
+                "signature `{}` is too short: it would match ordinary scripts",
+                r.signature
+            ));
+        }
+        if r.category == Category::Necessary {
+            return Err("a tag of category `necessary` would never be neutralized".into());
+        }
+        Ok(InlineTagRule {
+            key: Pattern::Exact(r.signature.clone()),
+            rule: InlineRule {
+                signature: r.signature,
+                category: r.category,
+                vendor: r.vendor.as_str().into(),
+                action: r.action,
+            },
+        })
+    }
+}
+
+impl Rule for TagRule {
+    type Raw = RawTagRule;
+    fn pattern(&self) -> &Pattern {
+        &self.key
+    }
+}
+
+impl Rule for InlineTagRule {
+    type Raw = RawInlineRule;
+    fn pattern(&self) -> &Pattern {
+        &self.key
+    }
+}
+
 /// A rule as read from a list: its raw form, validated into the rule.
 pub trait Rule: TryFrom<Self::Raw, Error = String> {
     type Raw: de::DeserializeOwned;
@@ -404,4 +500,11 @@ pub struct PolicyFile {
     pub cookies: RuleList<CookieRule>,
     #[serde(default)]
     pub endpoints: RuleList<EndpointRule>,
+    /// What a matched tag gets unless its rule says otherwise.
+    #[serde(default)]
+    pub tag_action: TagAction,
+    #[serde(default)]
+    pub tags: RuleList<TagRule>,
+    #[serde(default)]
+    pub inline_tags: RuleList<InlineTagRule>,
 }

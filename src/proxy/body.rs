@@ -2,6 +2,7 @@
 //! the record is written exactly once, when the body ends, fails, or is dropped.
 
 use crate::audit::{Decision, LogSink};
+use crate::filter::html::TagReportHandle;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -18,6 +19,8 @@ pub type InnerBody = UnsyncBoxBody<Bytes, BoxError>;
 /// Owns one request's decision record and writes it to the sink when dropped.
 pub struct RecordGuard {
     pub decision: Decision,
+    /// The HTML rewriter's report, read when the record is written.
+    pub tags: Option<TagReportHandle>,
     start: Instant,
     sink: Arc<LogSink>,
 }
@@ -26,6 +29,7 @@ impl RecordGuard {
     pub fn new(decision: Decision, sink: Arc<LogSink>) -> RecordGuard {
         RecordGuard {
             decision,
+            tags: None,
             start: Instant::now(),
             sink,
         }
@@ -35,6 +39,11 @@ impl RecordGuard {
 impl Drop for RecordGuard {
     fn drop(&mut self) {
         let d = &mut self.decision;
+        if let Some(tags) = &self.tags {
+            let report = tags.report();
+            d.tags_neutralized = report.neutralized;
+            d.tag_vendors = report.vendors;
+        }
         if d.status == 0 {
             // The handler was dropped before it produced a response: the client went away.
             d.status = 499;
@@ -173,5 +182,121 @@ impl Body for IdleTimeout {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The output side of an HTML rewriter: what it wrote since the last frame.
+type Output = Arc<std::sync::Mutex<Vec<u8>>>;
+/// Where the rewriter writes.
+type Sink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// An HTML body passed through the tag rewriter chunk by chunk. If the rewriter fails (its
+/// memory limit, or content it cannot parse) the body ends in an error at that point: the client
+/// gets a truncated document, never the unrewritten rest.
+pub struct RewriteBody {
+    inner: InnerBody,
+    /// In report-only mode the rewriter only counts: the client gets the original bytes.
+    enforce: bool,
+    rewriter: Option<lol_html::send::HtmlRewriter<'static, Sink>>,
+    out: Output,
+}
+
+impl RewriteBody {
+    pub fn new(
+        inner: InnerBody,
+        rules: Arc<crate::filter::html::TagRules>,
+        granted: crate::category::CategorySet,
+        enforce: bool,
+        max_memory: usize,
+    ) -> (RewriteBody, TagReportHandle) {
+        let out: Output = Arc::default();
+        let sink = out.clone();
+        let write: Sink = Box::new(move |c: &[u8]| {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(c)
+        });
+        let (rewriter, report) =
+            crate::filter::html::rewriter(rules, granted, enforce, max_memory, write);
+        (
+            RewriteBody {
+                inner,
+                enforce,
+                rewriter: Some(rewriter),
+                out,
+            },
+            report,
+        )
+    }
+
+    fn take_output(&self) -> Option<Bytes> {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut *out)))
+    }
+}
+
+impl Body for RewriteBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(bytes) = self.take_output() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if self.rewriter.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers of an HTML body are dropped: they would follow rewritten data.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let written = match self.rewriter.as_mut() {
+                        Some(rw) => rw.write(&data),
+                        None => Ok(()),
+                    };
+                    if !self.enforce {
+                        // Counting only: whatever happens to the rewriter, pass the original.
+                        self.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        if written.is_err() {
+                            self.rewriter = None;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if let Err(e) = written {
+                        self.rewriter = None;
+                        return Poll::Ready(Some(Err(
+                            format!("HTML rewriting stopped: {e}").into()
+                        )));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.rewriter = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    let ended = self.rewriter.take().map(|rw| rw.end());
+                    if !self.enforce {
+                        self.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        return Poll::Ready(None);
+                    }
+                    if let Some(Err(e)) = ended {
+                        return Poll::Ready(Some(Err(
+                            format!("HTML rewriting stopped: {e}").into()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rewriter.is_none() && self.out.lock().map(|o| o.is_empty()).unwrap_or(true)
     }
 }

@@ -2,10 +2,11 @@
 //! response headers, response body, log.
 
 use super::State;
-use super::body::{IdleTimeout, LoggedBody, RecordGuard, empty, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
 use super::upstream::Failure;
 use crate::audit::Decision;
 use crate::consent::{self, Consent};
+use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
 use crate::filter::{path, request, response};
 use crate::policy::{CompiledPolicy, Mode};
@@ -17,6 +18,10 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The HTML rewriter's memory limit per response. A document whose parsing needs more (a
+/// single enormous tag or text run, not a long document: bodies stream) is cut off there.
+const REWRITE_MEMORY_LIMIT: usize = 16 << 20;
 
 /// The longest host or path the decision log records; longer ones are cut.
 const MAX_LOGGED: usize = 2048;
@@ -52,6 +57,8 @@ pub async fn handle(
             signals: consent.signals.names().collect(),
             cookies: Default::default(),
             blocked: false,
+            tags_neutralized: 0,
+            tag_vendors: Vec::new(),
             mode: policy.mode.as_str(),
             duration_ms: 0.0,
             error: None,
@@ -178,6 +185,17 @@ async fn journey(
         }
     }
 
+    // The body may need the tag rewriter: ask for an unencoded, whole body.
+    let tags_denied = !policy
+        .tags
+        .categories()
+        .difference(consent.granted)
+        .is_empty();
+    if enforce && tags_denied {
+        body::prepare_request(&mut parts.headers, consent.granted);
+    }
+    let method = parts.method.clone();
+
     // Request filter: hop-by-hop and forwarding headers.
     forward::remove_hop_by_hop(&mut parts.headers, upgrade);
     let peer_trusted = state
@@ -289,12 +307,40 @@ async fn journey(
     forward::append_via(&mut parts.headers, Version::HTTP_11);
     guard.decision.status = parts.status.as_u16();
 
-    // Response body: streamed through untouched. The HTML rewriter plugs in here.
-    let body = IdleTimeout::new(
+    // Response body: HTML through the tag rewriter when a tagged category is denied;
+    // everything else streamed through untouched.
+    let upstream_body = IdleTimeout::new(
         body.map_err(Into::into).boxed_unsync(),
         state.settings.timeouts.upstream_body_idle,
     )
     .boxed_unsync();
+    let body = match body::plan(&method, parts.status, &parts.headers, tags_denied) {
+        BodyPlan::Passthrough => upstream_body,
+        BodyPlan::RefuseEncoded if enforce => {
+            tracing::warn!("the upstream sent encoded HTML although identity was asked for");
+            guard.decision.error = Some("encoded_html_refused");
+            return local(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream sent compressed HTML that cannot be inspected\n",
+                guard,
+            );
+        }
+        BodyPlan::RefuseEncoded => upstream_body,
+        BodyPlan::Rewrite => {
+            if enforce {
+                body::prepare_response(&mut parts.headers, consent.granted);
+            }
+            let (rewritten, report) = RewriteBody::new(
+                upstream_body,
+                policy.tags.clone(),
+                consent.granted,
+                enforce,
+                REWRITE_MEMORY_LIMIT,
+            );
+            guard.tags = Some(report);
+            rewritten.boxed_unsync()
+        }
+    };
     Response::from_parts(parts, LoggedBody::new(body, guard))
 }
 

@@ -182,6 +182,21 @@ async fn upstream_route(
                 .insert("connection", "upgrade".parse().unwrap());
             r
         }
+        "/tracked" | "/tracked.json" | "/tracked.gz" => {
+            let mut r = Response::new(boxed(consent_proxy::demo::HOME_PAGE));
+            let ct = if path == "/tracked.json" {
+                "application/json"
+            } else {
+                "text/html; charset=utf-8"
+            };
+            r.headers_mut().insert("content-type", ct.parse().unwrap());
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            if path == "/tracked.gz" {
+                r.headers_mut()
+                    .insert("content-encoding", "gzip".parse().unwrap());
+            }
+            r
+        }
         _ => {
             let mut r = Response::new(boxed("<!doctype html><title>upstream</title>"));
             r.headers_mut()

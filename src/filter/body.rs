@@ -1,0 +1,175 @@
+//! Whether a response body goes through the HTML tag rewriter, and the header changes that go
+//! with it.
+
+use crate::category::CategorySet;
+use http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, IF_RANGE,
+    RANGE,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+/// What happens to a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Streamed byte for byte.
+    Passthrough,
+    /// Streamed through the tag rewriter.
+    Rewrite,
+    /// HTML in a content coding the proxy cannot inspect: refused rather than passed unjudged.
+    RefuseEncoded,
+}
+
+/// True for an HTML (or XHTML) response.
+pub fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|t| {
+            let t = t.trim();
+            t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
+        })
+        .unwrap_or(false)
+}
+
+/// Decides the plan. `tags_denied`: some category with tag rules is denied.
+pub fn plan(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+    tags_denied: bool,
+) -> BodyPlan {
+    let bodiless = method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !tags_denied || bodiless || !is_html(headers) {
+        return BodyPlan::Passthrough;
+    }
+    let identity = headers.get_all(CONTENT_ENCODING).iter().all(|v| {
+        v.to_str()
+            .map(|s| {
+                s.split(',')
+                    .all(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity"))
+            })
+            .unwrap_or(false)
+    });
+    if identity {
+        BodyPlan::Rewrite
+    } else {
+        BodyPlan::RefuseEncoded
+    }
+}
+
+/// The suffix a rewritten response's ETag carries: the consent state it was made for.
+fn etag_suffix(granted: CategorySet) -> String {
+    let bits: u8 = granted.iter().map(|c| 1u8 << (c as u8)).sum();
+    format!("-cp{bits:x}\"")
+}
+
+/// Request changes when the response may be rewritten: the upstream is asked for an unencoded,
+/// whole body (no ranges), and an `If-None-Match` made for another consent state is dropped so
+/// that a 304 never resurrects the other variant; one made for this state is restored to the
+/// upstream's own ETag.
+pub fn prepare_request(headers: &mut HeaderMap, granted: CategorySet) {
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    headers.remove(RANGE);
+    headers.remove(IF_RANGE);
+    let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let ours = etag_suffix(granted);
+    let kept: Vec<String> = inm
+        .split(',')
+        .map(str::trim)
+        .filter_map(|tag| {
+            if let Some(orig) = tag.strip_prefix("W/").and_then(|t| t.strip_suffix(&ours)) {
+                Some(format!("{orig}\""))
+            } else if tag.contains("-cp") && tag.starts_with("W/") {
+                None
+            } else {
+                Some(tag.to_string())
+            }
+        })
+        .collect();
+    headers.remove(IF_NONE_MATCH);
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(IF_NONE_MATCH, v);
+    }
+}
+
+/// Response changes for a rewritten body: no `Content-Length` (the length changes), and an
+/// `ETag` made weak and specific to the consent state.
+pub fn prepare_response(headers: &mut HeaderMap, granted: CategorySet) {
+    headers.remove(CONTENT_LENGTH);
+    if let Some(tag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+        let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+        if let Some(inner) = opaque.strip_suffix('"')
+            && let Ok(v) = HeaderValue::from_str(&format!("W/{inner}{}", etag_suffix(granted)))
+        {
+            headers.insert(ETAG, v);
+        } else {
+            headers.remove(ETAG);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::category::Category;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn plans() {
+        let html = h(&[("content-type", "text/html; charset=utf-8")]);
+        let ok = StatusCode::OK;
+        assert_eq!(plan(&Method::GET, ok, &html, true), BodyPlan::Rewrite);
+        assert_eq!(plan(&Method::GET, ok, &html, false), BodyPlan::Passthrough);
+        assert_eq!(plan(&Method::HEAD, ok, &html, true), BodyPlan::Passthrough);
+        assert_eq!(
+            plan(&Method::GET, StatusCode::NOT_MODIFIED, &html, true),
+            BodyPlan::Passthrough
+        );
+        let json = h(&[("content-type", "application/json")]);
+        assert_eq!(plan(&Method::GET, ok, &json, true), BodyPlan::Passthrough);
+        let gz = h(&[("content-type", "TEXT/HTML"), ("content-encoding", "gzip")]);
+        assert_eq!(plan(&Method::GET, ok, &gz, true), BodyPlan::RefuseEncoded);
+        let id = h(&[
+            ("content-type", "text/html"),
+            ("content-encoding", "identity"),
+        ]);
+        assert_eq!(plan(&Method::GET, ok, &id, true), BodyPlan::Rewrite);
+    }
+
+    #[test]
+    fn etags_vary_with_the_consent_state() {
+        let none = CategorySet::NECESSARY;
+        let mut resp = h(&[("etag", "\"abc\""), ("content-length", "10")]);
+        prepare_response(&mut resp, none);
+        assert_eq!(resp.get("etag").unwrap(), "W/\"abc-cp1\"");
+        assert!(resp.get("content-length").is_none());
+
+        // The same state gets its 304; another state's tag is never sent upstream.
+        let mut req = h(&[("if-none-match", "W/\"abc-cp1\""), ("range", "bytes=0-10")]);
+        prepare_request(&mut req, none);
+        assert_eq!(req.get("if-none-match").unwrap(), "\"abc\"");
+        assert_eq!(req.get("accept-encoding").unwrap(), "identity");
+        assert!(req.get("range").is_none());
+        let mut req = h(&[("if-none-match", "W/\"abc-cp1\"")]);
+        prepare_request(&mut req, none.with(Category::Analytics));
+        assert!(req.get("if-none-match").is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! End to end: analytics and advertising tags in HTML, through the proxy.
+
+mod common;
+use common::*;
+use consent_proxy::demo::HOME_PAGE;
+
+#[tokio::test]
+async fn without_consent_tags_are_neutralized() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http1(),
+        &proxy.url("/tracked"),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(
+        !got.body
+            .contains(r#"<script async src="https://www.googletagmanager.com"#),
+        "{}",
+        got.body
+    );
+    assert!(
+        got.body
+            .contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123""#)
+    );
+    assert!(
+        got.body
+            .contains(r#"<script type="text/plain" data-category="marketing">"#),
+        "Meta Pixel inline"
+    );
+    assert!(
+        got.body
+            .contains(r#"data-src="https://www.facebook.com/tr?id="#),
+        "noscript pixel"
+    );
+    assert!(got.body.contains("<h1>Demo shop</h1>"));
+    assert!(got.headers.get("content-length").is_none());
+    assert_eq!(got.header("etag"), vec!["W/\"v1-cp1\""]);
+    let seen = up.last_seen();
+    assert_eq!(seen.headers.get("accept-encoding").unwrap(), "identity");
+    let rec = proxy.log(1);
+    assert_eq!(rec["tags_neutralized"], 4);
+    assert_eq!(
+        names(&rec["tag_vendors"]),
+        vec!["Google Analytics", "Meta Pixel"]
+    );
+}
+
+#[tokio::test]
+async fn granted_visitors_and_other_types_get_the_bytes_unchanged() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http1(),
+        &proxy.url("/tracked"),
+        &[("cookie", "cookie_consent=all")],
+    )
+    .await;
+    assert_eq!(got.body, HOME_PAGE);
+    assert_eq!(got.header("etag"), vec!["\"v1\""]);
+    let got = get(&http1(), &proxy.url("/tracked.json"), &[]).await;
+    assert_eq!(got.body, HOME_PAGE);
+    let recs = proxy.logs(2);
+    assert!(recs.iter().all(|r| r["tags_neutralized"] == 0));
+}
+
+#[tokio::test]
+async fn analytics_granted_leaves_analytics_tags() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http2(),
+        &proxy.url("/tracked"),
+        &[("cookie", "cookie_consent=analytics")],
+    )
+    .await;
+    assert!(
+        got.body.contains(
+            r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123">"#
+        )
+    );
+    assert!(got.body.contains(r#"data-category="marketing""#));
+    assert_eq!(names(&proxy.log(1)["tag_vendors"]), vec!["Meta Pixel"]);
+}
+
+#[tokio::test]
+async fn report_only_counts_tags_and_changes_nothing() {
+    let up = Upstream::start().await;
+    let (_d, policy) = temp_file("p.yaml", "extends: builtin\nmode: report-only\n");
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
+    let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(got.body, HOME_PAGE);
+    assert_eq!(got.header("etag"), vec!["\"v1\""]);
+    assert_eq!(proxy.log(1)["tags_neutralized"], 4);
+}
+
+#[tokio::test]
+async fn encoded_html_that_cannot_be_inspected_is_refused() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(&http1(), &proxy.url("/tracked.gz"), &[]).await;
+    assert_eq!(got.status, 502);
+    assert_eq!(proxy.log(1)["error"], "encoded_html_refused");
+    // With consent nothing needs inspecting: it passes as it is.
+    let got = get(
+        &http1(),
+        &proxy.url("/tracked.gz"),
+        &[("cookie", "cookie_consent=all")],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+}
+
+#[tokio::test]
+async fn a_site_policy_can_remove_tags_instead() {
+    let up = Upstream::start().await;
+    let (_d, policy) = temp_file("p.yaml", "extends: builtin\ntag_action: remove\n");
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
+    let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert!(
+        !got.body.contains("googletagmanager") && !got.body.contains("fbq("),
+        "{}",
+        got.body
+    );
+    assert!(got.body.contains("<h1>Demo shop</h1>"));
+}
