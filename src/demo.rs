@@ -241,7 +241,8 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
          \x20 curl -si -b 'cookie_consent=all' -H 'Sec-GPC: 1' http://{p}/  # GPC: _fbp stripped\n\
          \x20 curl -si -b 'cookie_consent=all' -H 'DNT: 1' http://{p}/      # DNT: _ga, _gid, _fbp stripped\n\
          \x20 curl -si -b '_ga=GA1.1.1; sessionid=s' http://{p}/echo        # _ga withheld from the site and expired\n\
-         \x20 curl -si http://{p}/collect                                   # tracking endpoint: 204, never reaches the site\n"
+         \x20 curl -si http://{p}/collect                                   # tracking endpoint: 204, never reaches the site\n\
+         \x20 curl -s http://{p}/ | grep -n 'data-category'                  # the GA and Meta tags, neutralized\n"
     );
     eprint!("{out}");
 

@@ -173,6 +173,11 @@ impl TagRules {
         })
     }
 
+    /// URL rules and inline signatures together.
+    pub fn rule_count(&self) -> usize {
+        self.urls.len() + self.inline.len()
+    }
+
     /// The categories that have tag rules: rewriting is needed only if one is denied.
     pub fn categories(&self) -> CategorySet {
         self.categories

@@ -109,7 +109,7 @@ impl CompiledPolicy {
         };
         format!(
             "{}: ok\n  mode: {}\n  consent cookie: {}\n  default: {}\n  DNT: {}\n  GPC: {}\n  \
-             precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}",
+             precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}\n  tag rules: {}",
             self.source,
             self.mode.as_str(),
             self.consent_cookie,
@@ -135,6 +135,7 @@ impl CompiledPolicy {
             },
             self.cookie_rule_count(),
             self.endpoint_rule_count(),
+            self.tags.rule_count(),
         )
     }
 }
