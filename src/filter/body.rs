@@ -1,6 +1,7 @@
 //! Whether a response body goes through the HTML tag rewriter, and the header changes that go
 //! with it.
 
+use super::html::{charset_of, document_encoding};
 use crate::category::CategorySet;
 use http::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, IF_RANGE,
@@ -15,7 +16,8 @@ pub enum BodyPlan {
     Passthrough,
     /// Streamed through the tag rewriter.
     Rewrite,
-    /// HTML in a content coding the proxy cannot inspect: refused rather than passed unjudged.
+    /// HTML in a content coding or charset the proxy cannot inspect: refused rather than passed
+    /// unjudged.
     RefuseEncoded,
 }
 
@@ -30,6 +32,14 @@ pub fn is_html(headers: &HeaderMap) -> bool {
             t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
         })
         .unwrap_or(false)
+}
+
+/// The charset named by the response's `Content-Type`.
+pub fn charset(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(charset_of)
 }
 
 /// Decides the plan. `tags_denied`: some category with tag rules is denied.
@@ -54,7 +64,7 @@ pub fn plan(
             })
             .unwrap_or(false)
     });
-    if identity {
+    if identity && document_encoding(charset(headers)).is_some() {
         BodyPlan::Rewrite
     } else {
         BodyPlan::RefuseEncoded
@@ -152,6 +162,13 @@ mod tests {
             ("content-encoding", "identity"),
         ]);
         assert_eq!(plan(&Method::GET, ok, &id, true), BodyPlan::Rewrite);
+        let sjis = h(&[("content-type", "text/html; charset=Shift_JIS")]);
+        assert_eq!(plan(&Method::GET, ok, &sjis, true), BodyPlan::Rewrite);
+        let utf16 = h(&[("content-type", "text/html; charset=\"utf-16le\"")]);
+        assert_eq!(
+            plan(&Method::GET, ok, &utf16, true),
+            BodyPlan::RefuseEncoded
+        );
     }
 
     #[test]

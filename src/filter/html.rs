@@ -339,11 +339,40 @@ fn escape_attr(v: &str) -> String {
 
 /// Builds a streaming rewriter. `output` receives the rewritten bytes; `enforce: false` counts
 /// what would be done and changes nothing.
+/// The charset a `Content-Type` names, if any.
+pub fn charset_of(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The encoding a document is parsed in: the `Content-Type` charset if it names an
+/// ASCII-compatible one; `None` if it names one the rewriter cannot parse (UTF-16 and the like);
+/// UTF-8 when there is none (then a `<meta charset>` in the document switches it).
+pub fn document_encoding(
+    charset: Option<&str>,
+) -> Option<(lol_html::AsciiCompatibleEncoding, bool)> {
+    match charset {
+        None => Some((lol_html::AsciiCompatibleEncoding::utf_8(), true)),
+        Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
+            // An unknown label is ignored, as browsers do.
+            None => Some((lol_html::AsciiCompatibleEncoding::utf_8(), true)),
+            Some(e) => lol_html::AsciiCompatibleEncoding::new(e).map(|e| (e, false)),
+        },
+    }
+}
+
+/// `encoding` comes from [`document_encoding`]: the encoding, and whether `<meta charset>` may
+/// change it.
 pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     rules: Arc<TagRules>,
     granted: CategorySet,
     enforce: bool,
     max_memory: usize,
+    encoding: (lol_html::AsciiCompatibleEncoding, bool),
     output: O,
 ) -> (HtmlRewriter<'h, O>, TagReportHandle) {
     let shared = Arc::new(Mutex::new(Shared::default()));
@@ -487,9 +516,12 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
             Ok(())
         }),
     ];
-    let mut settings = Settings::new_send().with_memory_settings(
-        lol_html::MemorySettings::new().with_max_allowed_memory_usage(max_memory),
-    );
+    let mut settings = Settings::new_send()
+        .with_memory_settings(
+            lol_html::MemorySettings::new().with_max_allowed_memory_usage(max_memory),
+        )
+        .with_encoding(encoding.0)
+        .with_adjust_charset_on_meta_tag(encoding.1);
     for h in handlers {
         settings = settings.append_element_content_handler(h);
     }
@@ -569,6 +601,7 @@ mod tests {
             granted,
             enforce,
             8 << 20,
+            document_encoding(None).unwrap(),
             move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
         );
         let bytes = html.as_bytes();
@@ -661,6 +694,36 @@ mod tests {
                 "split at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn documents_in_other_charsets_keep_their_bytes() {
+        let input: &[u8] =
+            b"<p>\x82\xa0\x82\xa2</p><script>var s='\x82\xa0';fbq('init','1');</script>";
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let enc = document_encoding(charset_of("text/html; charset=Shift_JIS")).unwrap();
+        assert!(!enc.1, "a header charset is not overridden by <meta>");
+        let (mut rw, report) = rewriter(
+            rules(TagAction::Neutralize),
+            NONE,
+            true,
+            8 << 20,
+            enc,
+            move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
+        );
+        rw.write(input).unwrap();
+        rw.end().unwrap();
+        let got = out.lock().unwrap().clone();
+        let want: &[u8] = b"<p>\x82\xa0\x82\xa2</p><script type=\"text/plain\" data-category=\"marketing\">var s='\x82\xa0';fbq('init','1');</script>";
+        assert_eq!(got, want);
+        assert_eq!(report.report().neutralized, 1);
+        assert!(document_encoding(Some("utf-16")).is_none());
+        assert!(document_encoding(Some("no-such-charset")).is_some());
+        assert_eq!(
+            charset_of("text/html;Charset=\"ISO-8859-1\""),
+            Some("ISO-8859-1")
+        );
     }
 
     #[test]

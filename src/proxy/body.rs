@@ -208,6 +208,7 @@ impl RewriteBody {
         granted: crate::category::CategorySet,
         enforce: bool,
         max_memory: usize,
+        encoding: (lol_html::AsciiCompatibleEncoding, bool),
     ) -> (RewriteBody, TagReportHandle) {
         let out: Output = Arc::default();
         let sink = out.clone();
@@ -217,7 +218,7 @@ impl RewriteBody {
                 .extend_from_slice(c)
         });
         let (rewriter, report) =
-            crate::filter::html::rewriter(rules, granted, enforce, max_memory, write);
+            crate::filter::html::rewriter(rules, granted, enforce, max_memory, encoding, write);
         (
             RewriteBody {
                 inner,

@@ -8,7 +8,7 @@ use crate::audit::Decision;
 use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
-use crate::filter::{path, request, response};
+use crate::filter::{html, path, request, response};
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -317,11 +317,13 @@ async fn journey(
     let body = match body::plan(&method, parts.status, &parts.headers, tags_denied) {
         BodyPlan::Passthrough => upstream_body,
         BodyPlan::RefuseEncoded if enforce => {
-            tracing::warn!("the upstream sent encoded HTML although identity was asked for");
+            tracing::warn!(
+                "the upstream sent HTML in an encoding or charset that cannot be inspected"
+            );
             guard.decision.error = Some("encoded_html_refused");
             return local(
                 StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the upstream sent compressed HTML that cannot be inspected\n",
+                "502 Bad Gateway: the upstream sent HTML that cannot be inspected (compressed, or in a charset such as UTF-16)\n",
                 guard,
             );
         }
@@ -330,12 +332,15 @@ async fn journey(
             if enforce {
                 body::prepare_response(&mut parts.headers, consent.granted);
             }
+            let encoding = html::document_encoding(body::charset(&parts.headers))
+                .unwrap_or_else(|| (lol_html::AsciiCompatibleEncoding::utf_8(), true));
             let (rewritten, report) = RewriteBody::new(
                 upstream_body,
                 policy.tags.clone(),
                 consent.granted,
                 enforce,
                 REWRITE_MEMORY_LIMIT,
+                encoding,
             );
             guard.tags = Some(report);
             rewritten.boxed_unsync()
