@@ -1,0 +1,59 @@
+//! HTML tag rewriting throughput under the built-in policy: a 100 KiB page fed in 1 KiB chunks,
+//! once with few tracker tags and once with many.
+//!
+//! Run with `cargo bench --bench rewrite`.
+
+use consent_proxy::category::CategorySet;
+use consent_proxy::filter::html::{document_encoding, rewriter};
+use consent_proxy::policy;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::Arc;
+
+const TRACKER: &str = r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script><script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('js',new Date());</script><noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView"></noscript>"#;
+const CONTENT: &str = r#"<div class="card"><h2>Product</h2><p>Some description text with <a href="/item/1">a link</a> and <img src="/img/1.jpg" alt="x"></p><script>console.log("app code")</script></div>"#;
+
+fn page(trackers_every: usize) -> Vec<u8> {
+    let mut s = String::from("<!doctype html><html><head><title>t</title></head><body>");
+    let mut i = 0;
+    while s.len() < 100 * 1024 {
+        s.push_str(CONTENT);
+        i += 1;
+        if i % trackers_every == 0 {
+            s.push_str(TRACKER);
+        }
+    }
+    s.push_str("</body></html>");
+    s.into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = policy::builtin().expect("the built-in policy compiles");
+    let rules = policy.tags.clone();
+    let mut group = c.benchmark_group("rewrite 100 KiB in 1 KiB chunks");
+    for (name, every) in [("few matches", 400), ("many matches", 2)] {
+        let input = page(every);
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = 0usize;
+                let (mut rw, report) = rewriter(
+                    Arc::clone(&rules),
+                    CategorySet::NECESSARY,
+                    true,
+                    16 << 20,
+                    document_encoding(None).unwrap(),
+                    |c: &[u8]| out += c.len(),
+                );
+                for chunk in input.chunks(1024) {
+                    rw.write(chunk).unwrap();
+                }
+                rw.end().unwrap();
+                report.report().neutralized
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
