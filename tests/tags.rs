@@ -126,3 +126,42 @@ async fn a_site_policy_can_remove_tags_instead() {
     );
     assert!(got.body.contains("<h1>Demo shop</h1>"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mib_page_streams_through_the_rewriter_in_bounded_memory() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let before = proxy.peak_rss_kib();
+    let resp = http1()
+        .request(
+            http::Request::get(proxy.url("/big"))
+                .body(empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let (mut total, mut live_tags) = (0usize, 0usize);
+    let mut tail = String::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        total += data.len();
+        // Count live tracker tags, including one split across two frames.
+        let text = format!("{tail}{}", String::from_utf8_lossy(&data));
+        live_tags += text
+            .matches("<script src=\"https://www.googletagmanager")
+            .count();
+        tail = text[text.len().saturating_sub(64)..].to_string();
+    }
+    assert!(total > 50 << 20, "{total}");
+    assert_eq!(live_tags, 0);
+    let rec = proxy.log(1);
+    assert!(rec["tags_neutralized"].as_u64().unwrap() > 700, "{rec}");
+    let grew = proxy.peak_rss_kib().saturating_sub(before);
+    eprintln!(
+        "peak RSS before {before} KiB, growth {grew} KiB for {} MiB",
+        total >> 20
+    );
+    assert!(grew < 40 * 1024, "resident memory grew by {grew} KiB");
+}

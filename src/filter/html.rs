@@ -727,6 +727,34 @@ mod tests {
     }
 
     #[test]
+    fn a_construct_over_the_memory_limit_stops_the_rewriter() {
+        // One start tag larger than the limit: the rewriter cannot hold it, so it fails, and
+        // nothing after that point is written (the caller ends the response in an error).
+        let huge = format!(
+            r#"<p>before</p><script data-x="{}" src="https://www.googletagmanager.com/gtag/js"></script>"#,
+            "a".repeat(256 * 1024)
+        );
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let (mut rw, _) = rewriter(
+            rules(TagAction::Neutralize),
+            NONE,
+            true,
+            64 * 1024,
+            document_encoding(None).unwrap(),
+            move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
+        );
+        let failed = huge
+            .as_bytes()
+            .chunks(1024)
+            .map(|c| rw.write(c))
+            .any(|r| r.is_err());
+        assert!(failed, "the memory limit was not enforced");
+        let written = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(!written.contains("googletagmanager"), "{written}");
+    }
+
+    #[test]
     fn held_script_attributes_round_trip() {
         let html = r#"<script data-x="a&amp;b &quot;q&quot;" nonce='n"1'>console.log(1)</script>"#;
         let (out, _) = rewrite(html, NONE, TagAction::Neutralize);

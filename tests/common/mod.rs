@@ -161,6 +161,36 @@ async fn upstream_route(
             }
             Response::new(boxed(format!("received {total}")))
         }
+        "/big" => {
+            // 50 MiB of HTML in 64 KiB chunks, with a tracker tag in every chunk.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+            tokio::spawn(async move {
+                let block = "<div><p>filler text for a very long page</p></div>".repeat(1300);
+                let chunk = format!(
+                    "{block}<script src=\"https://www.googletagmanager.com/gtag/js?id=G-1\"></script>"
+                );
+                let chunk = Bytes::from(chunk);
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(
+                        b"<!doctype html><html><body>",
+                    ))))
+                    .await;
+                let mut sent = 0usize;
+                while sent < 50 << 20 {
+                    sent += chunk.len();
+                    if tx.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"</body></html>"))))
+                    .await;
+            });
+            let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            r
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::new(boxed("slow"))
@@ -346,6 +376,16 @@ impl Proxy {
             assert!(Instant::now() < deadline, "the proxy did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The proxy's peak resident memory so far, in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 
     pub fn is_running(&mut self) -> bool {
