@@ -97,20 +97,43 @@ async fn report_only_counts_tags_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn encoded_html_that_cannot_be_inspected_is_refused() {
+async fn compressed_html_is_decoded_and_rewritten_in_every_coding() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(&http1(), &proxy.url("/tracked.gz"), &[]).await;
+    for (i, coding) in ["gzip", "deflate", "br", "zstd"].into_iter().enumerate() {
+        let got = get(&http1(), &proxy.url(&format!("/tracked.{coding}")), &[]).await;
+        assert_eq!(got.status, 200, "{coding}");
+        assert!(got.headers.get("content-encoding").is_none(), "{coding}");
+        assert!(
+            got.body.contains("<h1>Demo shop</h1>"),
+            "{coding}: {}",
+            got.body
+        );
+        assert!(
+            got.body
+                .contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123""#),
+            "{coding}"
+        );
+        assert_eq!(proxy.log(i + 1)["tags_neutralized"], 4, "{coding}");
+    }
+}
+
+#[tokio::test]
+async fn html_in_a_coding_that_cannot_be_decoded_is_refused() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(&http1(), &proxy.url("/tracked.compress"), &[]).await;
     assert_eq!(got.status, 502);
     assert_eq!(proxy.log(1)["error"], "encoded_html_refused");
     // With consent nothing needs inspecting: it passes as it is.
     let got = get(
         &http1(),
-        &proxy.url("/tracked.gz"),
+        &proxy.url("/tracked.compress"),
         &[("cookie", "cookie_consent=all")],
     )
     .await;
     assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-encoding"), vec!["compress"]);
 }
 
 #[tokio::test]

@@ -14,11 +14,46 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 pub enum BodyPlan {
     /// Streamed byte for byte.
     Passthrough,
-    /// Streamed through the tag rewriter.
-    Rewrite,
+    /// Streamed through the tag rewriter, decoded first if the upstream encoded it.
+    Rewrite(Option<Coding>),
     /// HTML in a content coding or charset the proxy cannot inspect: refused rather than passed
     /// unjudged.
     RefuseEncoded,
+}
+
+/// A content coding the proxy can decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Gzip,
+    /// HTTP's `deflate`: zlib-wrapped.
+    Deflate,
+    Br,
+    Zstd,
+}
+
+/// The response's content coding: `Ok(None)` for identity, `Err(())` for one that cannot be
+/// decoded here (unknown, or several stacked).
+pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ()> {
+    let mut codings = Vec::new();
+    for v in headers.get_all(CONTENT_ENCODING) {
+        let v = v.to_str().map_err(|_| ())?;
+        for c in v.split(',').map(str::trim) {
+            if !c.is_empty() && !c.eq_ignore_ascii_case("identity") {
+                codings.push(c.to_ascii_lowercase());
+            }
+        }
+    }
+    match codings.as_slice() {
+        [] => Ok(None),
+        [one] => match one.as_str() {
+            "gzip" | "x-gzip" => Ok(Some(Coding::Gzip)),
+            "deflate" => Ok(Some(Coding::Deflate)),
+            "br" => Ok(Some(Coding::Br)),
+            "zstd" => Ok(Some(Coding::Zstd)),
+            _ => Err(()),
+        },
+        _ => Err(()),
+    }
 }
 
 /// True for an HTML (or XHTML) response.
@@ -56,18 +91,9 @@ pub fn plan(
     if !tags_denied || bodiless || !is_html(headers) {
         return BodyPlan::Passthrough;
     }
-    let identity = headers.get_all(CONTENT_ENCODING).iter().all(|v| {
-        v.to_str()
-            .map(|s| {
-                s.split(',')
-                    .all(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity"))
-            })
-            .unwrap_or(false)
-    });
-    if identity && document_encoding(charset(headers)).is_some() {
-        BodyPlan::Rewrite
-    } else {
-        BodyPlan::RefuseEncoded
+    match content_coding(headers) {
+        Ok(coding) if document_encoding(charset(headers)).is_some() => BodyPlan::Rewrite(coding),
+        _ => BodyPlan::RefuseEncoded,
     }
 }
 
@@ -110,10 +136,12 @@ pub fn prepare_request(headers: &mut HeaderMap, granted: CategorySet) {
     }
 }
 
-/// Response changes for a rewritten body: no `Content-Length` (the length changes), and an
-/// `ETag` made weak and specific to the consent state.
+/// Response changes for a rewritten body: no `Content-Length` (the length changes), no
+/// `Content-Encoding` (the body is decoded and sent as identity), and an `ETag` made weak and
+/// specific to the consent state.
 pub fn prepare_response(headers: &mut HeaderMap, granted: CategorySet) {
     headers.remove(CONTENT_LENGTH);
+    headers.remove(CONTENT_ENCODING);
     if let Some(tag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
         let opaque = tag.strip_prefix("W/").unwrap_or(tag);
         if let Some(inner) = opaque.strip_suffix('"')
@@ -146,7 +174,7 @@ mod tests {
     fn plans() {
         let html = h(&[("content-type", "text/html; charset=utf-8")]);
         let ok = StatusCode::OK;
-        assert_eq!(plan(&Method::GET, ok, &html, true), BodyPlan::Rewrite);
+        assert_eq!(plan(&Method::GET, ok, &html, true), BodyPlan::Rewrite(None));
         assert_eq!(plan(&Method::GET, ok, &html, false), BodyPlan::Passthrough);
         assert_eq!(plan(&Method::HEAD, ok, &html, true), BodyPlan::Passthrough);
         assert_eq!(
@@ -156,14 +184,30 @@ mod tests {
         let json = h(&[("content-type", "application/json")]);
         assert_eq!(plan(&Method::GET, ok, &json, true), BodyPlan::Passthrough);
         let gz = h(&[("content-type", "TEXT/HTML"), ("content-encoding", "gzip")]);
-        assert_eq!(plan(&Method::GET, ok, &gz, true), BodyPlan::RefuseEncoded);
+        assert_eq!(
+            plan(&Method::GET, ok, &gz, true),
+            BodyPlan::Rewrite(Some(Coding::Gzip))
+        );
+        let stacked = h(&[
+            ("content-type", "text/html"),
+            ("content-encoding", "gzip, br"),
+        ]);
+        assert_eq!(
+            plan(&Method::GET, ok, &stacked, true),
+            BodyPlan::RefuseEncoded
+        );
+        let odd = h(&[
+            ("content-type", "text/html"),
+            ("content-encoding", "compress"),
+        ]);
+        assert_eq!(plan(&Method::GET, ok, &odd, true), BodyPlan::RefuseEncoded);
         let id = h(&[
             ("content-type", "text/html"),
             ("content-encoding", "identity"),
         ]);
-        assert_eq!(plan(&Method::GET, ok, &id, true), BodyPlan::Rewrite);
+        assert_eq!(plan(&Method::GET, ok, &id, true), BodyPlan::Rewrite(None));
         let sjis = h(&[("content-type", "text/html; charset=Shift_JIS")]);
-        assert_eq!(plan(&Method::GET, ok, &sjis, true), BodyPlan::Rewrite);
+        assert_eq!(plan(&Method::GET, ok, &sjis, true), BodyPlan::Rewrite(None));
         let utf16 = h(&[("content-type", "text/html; charset=\"utf-16le\"")]);
         assert_eq!(
             plan(&Method::GET, ok, &utf16, true),

@@ -301,3 +301,24 @@ impl Body for RewriteBody {
         self.rewriter.is_none() && self.out.lock().map(|o| o.is_empty()).unwrap_or(true)
     }
 }
+
+/// Decodes a body in a content coding, streaming.
+pub fn decode(body: InnerBody, coding: crate::filter::body::Coding) -> InnerBody {
+    use crate::filter::body::Coding;
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+    use futures_util::TryStreamExt;
+    use tokio::io::AsyncRead;
+
+    let bytes = http_body_util::BodyDataStream::new(body).map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(bytes);
+    let decoded: Pin<Box<dyn AsyncRead + Send>> = match coding {
+        Coding::Gzip => Box::pin(GzipDecoder::new(reader)),
+        Coding::Deflate => Box::pin(ZlibDecoder::new(reader)),
+        Coding::Br => Box::pin(BrotliDecoder::new(reader)),
+        Coding::Zstd => Box::pin(ZstdDecoder::new(reader)),
+    };
+    let frames = tokio_util::io::ReaderStream::new(decoded)
+        .map_ok(Frame::data)
+        .map_err(BoxError::from);
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}

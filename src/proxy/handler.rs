@@ -2,7 +2,7 @@
 //! response headers, response body, log.
 
 use super::State;
-use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, decode, empty, full};
 use super::upstream::Failure;
 use crate::audit::Decision;
 use crate::consent::{self, Consent};
@@ -323,15 +323,24 @@ async fn journey(
             guard.decision.error = Some("encoded_html_refused");
             return local(
                 StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the upstream sent HTML that cannot be inspected (compressed, or in a charset such as UTF-16)\n",
+                "502 Bad Gateway: the upstream sent HTML that cannot be inspected (an unknown content coding, or a charset such as UTF-16)\n",
                 guard,
             );
         }
         BodyPlan::RefuseEncoded => upstream_body,
-        BodyPlan::Rewrite => {
+        BodyPlan::Rewrite(coding) => {
+            // Report-only passes the original bytes on, so it reads a decoded copy only when
+            // enforcing; an encoded body is then not counted.
+            if !enforce && coding.is_some() {
+                return Response::from_parts(parts, LoggedBody::new(upstream_body, guard));
+            }
             if enforce {
                 body::prepare_response(&mut parts.headers, consent.granted);
             }
+            let upstream_body = match coding {
+                Some(c) => decode(upstream_body, c),
+                None => upstream_body,
+            };
             let encoding = html::document_encoding(body::charset(&parts.headers))
                 .unwrap_or_else(|| (lol_html::AsciiCompatibleEncoding::utf_8(), true));
             let (rewritten, report) = RewriteBody::new(

@@ -212,7 +212,7 @@ async fn upstream_route(
                 .insert("connection", "upgrade".parse().unwrap());
             r
         }
-        "/tracked" | "/tracked.json" | "/tracked.gz" => {
+        "/tracked" | "/tracked.json" => {
             let mut r = Response::new(boxed(consent_proxy::demo::HOME_PAGE));
             let ct = if path == "/tracked.json" {
                 "application/json"
@@ -221,10 +221,19 @@ async fn upstream_route(
             };
             r.headers_mut().insert("content-type", ct.parse().unwrap());
             r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
-            if path == "/tracked.gz" {
-                r.headers_mut()
-                    .insert("content-encoding", "gzip".parse().unwrap());
-            }
+            r
+        }
+        p if p.starts_with("/tracked.") => {
+            // The page in a content coding: /tracked.gzip, .deflate, .br, .zstd, or .compress
+            // (which is labelled but sent as it is: a coding the proxy cannot decode).
+            let coding = &p["/tracked.".len()..];
+            let page = consent_proxy::demo::HOME_PAGE.as_bytes();
+            let body = encode(coding, page).await;
+            let mut r = Response::new(boxed(body));
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            r.headers_mut()
+                .insert("content-encoding", coding.parse().unwrap());
             r
         }
         _ => {
@@ -245,6 +254,25 @@ async fn upstream_route(
         }
     };
     Ok(resp)
+}
+
+/// `data` in a content coding.
+pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => GzipEncoder::new(data).read_to_end(&mut out).await,
+        "deflate" => ZlibEncoder::new(data).read_to_end(&mut out).await,
+        "br" => BrotliEncoder::new(data).read_to_end(&mut out).await,
+        "zstd" => ZstdEncoder::new(data).read_to_end(&mut out).await,
+        _ => {
+            out.extend_from_slice(data);
+            Ok(out.len())
+        }
+    }
+    .unwrap();
+    out
 }
 
 fn tokio_stream_from<T: Send + 'static>(
