@@ -31,12 +31,15 @@ pub enum Coding {
     Zstd,
 }
 
-/// The response's content coding: `Ok(None)` for identity, `Err(())` for one that cannot be
-/// decoded here (unknown, or several stacked).
-pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ()> {
+/// A content coding that cannot be decoded here: unknown, or several stacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedCoding;
+
+/// The response's content coding: `Ok(None)` for identity.
+pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, UnsupportedCoding> {
     let mut codings = Vec::new();
     for v in headers.get_all(CONTENT_ENCODING) {
-        let v = v.to_str().map_err(|_| ())?;
+        let v = v.to_str().map_err(|_| UnsupportedCoding)?;
         for c in v.split(',').map(str::trim) {
             if !c.is_empty() && !c.eq_ignore_ascii_case("identity") {
                 codings.push(c.to_ascii_lowercase());
@@ -50,9 +53,9 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ()> {
             "deflate" => Ok(Some(Coding::Deflate)),
             "br" => Ok(Some(Coding::Br)),
             "zstd" => Ok(Some(Coding::Zstd)),
-            _ => Err(()),
+            _ => Err(UnsupportedCoding),
         },
-        _ => Err(()),
+        _ => Err(UnsupportedCoding),
     }
 }
 
