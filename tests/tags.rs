@@ -8,12 +8,7 @@ use consent_proxy::demo::HOME_PAGE;
 async fn without_consent_tags_are_neutralized() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let got = get(
-        &http1(),
-        &proxy.url("/tracked"),
-        &[("accept-encoding", "gzip, br")],
-    )
-    .await;
+    let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
     assert_eq!(got.status, 200);
     assert!(
         !got.body
@@ -187,4 +182,49 @@ async fn a_50_mib_page_streams_through_the_rewriter_in_bounded_memory() {
         total >> 20
     );
     assert!(grew < 40 * 1024, "resident memory grew by {grew} KiB");
+}
+
+#[tokio::test]
+async fn rewritten_html_is_encoded_for_the_client() {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    for (accept, want) in [
+        ("gzip", "gzip"),
+        ("gzip, br", "br"),
+        ("zstd;q=1, br;q=0", "zstd"),
+    ] {
+        // An upstream that compresses anyway, and a client that accepts compression.
+        let resp = http1()
+            .request(
+                http::Request::get(proxy.url("/tracked.gzip"))
+                    .header("accept-encoding", accept)
+                    .body(empty_body())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], want, "{accept}");
+        let vary: Vec<_> = resp
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert!(vary.join(",").contains("Accept-Encoding"), "{vary:?}");
+        let raw = resp.into_body().collect().await.unwrap().to_bytes();
+        let mut text = String::new();
+        match want {
+            "gzip" => GzipDecoder::new(&raw[..]).read_to_string(&mut text).await,
+            "br" => BrotliDecoder::new(&raw[..]).read_to_string(&mut text).await,
+            _ => ZstdDecoder::new(&raw[..]).read_to_string(&mut text).await,
+        }
+        .unwrap();
+        assert!(text.contains("<h1>Demo shop</h1>"), "{accept}");
+        assert!(
+            text.contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123""#)
+        );
+    }
 }

@@ -59,6 +59,45 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, Unsupported
     }
 }
 
+/// The `Content-Encoding` value of a coding.
+pub fn coding_token(c: Coding) -> HeaderValue {
+    HeaderValue::from_static(match c {
+        Coding::Gzip => "gzip",
+        Coding::Deflate => "deflate",
+        Coding::Br => "br",
+        Coding::Zstd => "zstd",
+    })
+}
+
+/// The coding to send a rewritten body in, from the client's `Accept-Encoding`: the first of
+/// `br`, `zstd`, `gzip` it accepts (q > 0); `None` for identity.
+pub fn choose_coding(accept_encoding: Option<&str>) -> Option<Coding> {
+    let accept = accept_encoding?;
+    let q_of = |name: &str| -> Option<f32> {
+        accept.split(',').find_map(|item| {
+            let mut parts = item.split(';');
+            let token = parts.next()?.trim();
+            if !token.eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some(q)
+        })
+    };
+    let star = q_of("*");
+    [
+        ("br", Coding::Br),
+        ("zstd", Coding::Zstd),
+        ("gzip", Coding::Gzip),
+    ]
+    .into_iter()
+    .find(|(name, _)| q_of(name).or(star).is_some_and(|q| q > 0.0))
+    .map(|(_, c)| c)
+}
+
 /// True for an HTML (or XHTML) response.
 pub fn is_html(headers: &HeaderMap) -> bool {
     headers
@@ -216,6 +255,23 @@ mod tests {
             plan(&Method::GET, ok, &utf16, true),
             BodyPlan::RefuseEncoded
         );
+    }
+
+    #[test]
+    fn coding_for_the_client() {
+        assert_eq!(
+            choose_coding(Some("gzip, deflate, br, zstd")),
+            Some(Coding::Br)
+        );
+        assert_eq!(
+            choose_coding(Some("gzip;q=1.0, br;q=0")),
+            Some(Coding::Gzip)
+        );
+        assert_eq!(choose_coding(Some("zstd, gzip")), Some(Coding::Zstd));
+        assert_eq!(choose_coding(Some("*")), Some(Coding::Br));
+        assert_eq!(choose_coding(Some("identity")), None);
+        assert_eq!(choose_coding(Some("deflate")), None);
+        assert_eq!(choose_coding(None), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! response headers, response body, log.
 
 use super::State;
-use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, decode, empty, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, decode, empty, encode, full};
 use super::upstream::Failure;
 use crate::audit::Decision;
 use crate::consent::{self, Consent};
@@ -191,6 +191,12 @@ async fn journey(
         .categories()
         .difference(consent.granted)
         .is_empty();
+    let client_coding = body::choose_coding(
+        parts
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
     if enforce && tags_denied {
         body::prepare_request(&mut parts.headers, consent.granted);
     }
@@ -352,7 +358,16 @@ async fn journey(
                 encoding,
             );
             guard.tags = Some(report);
-            rewritten.boxed_unsync()
+            match client_coding.filter(|_| enforce) {
+                Some(c) => {
+                    parts
+                        .headers
+                        .insert(http::header::CONTENT_ENCODING, body::coding_token(c));
+                    response::add_vary(&mut parts.headers, &["Accept-Encoding"]);
+                    encode(rewritten.boxed_unsync(), c)
+                }
+                None => rewritten.boxed_unsync(),
+            }
         }
     };
     Response::from_parts(parts, LoggedBody::new(body, guard))
