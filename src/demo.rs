@@ -139,8 +139,9 @@ pub async fn serve_site(listener: TcpListener) {
     }
 }
 
-/// The cookie names a request through the proxy receives in `Set-Cookie`.
-async fn set_cookie_names(proxy: SocketAddr, cookie: Option<&str>) -> Result<Vec<String>, String> {
+/// What a request through the proxy receives: the cookie names in `Set-Cookie`, and how many
+/// tags arrive neutralized (`data-category`) in the page.
+async fn visit(proxy: SocketAddr, cookie: Option<&str>) -> Result<(Vec<String>, usize), String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = Request::builder().uri(format!("http://{proxy}/"));
     if let Some(c) = cookie {
@@ -158,11 +159,19 @@ async fn set_cookie_names(proxy: SocketAddr, cookie: Option<&str>) -> Result<Vec
         .filter_map(|v| v.split('=').next())
         .map(str::to_string)
         .collect();
-    let _ = resp.into_body().collect().await;
-    Ok(names)
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("demo request failed: {e}"))?
+        .to_bytes();
+    let neutralized = String::from_utf8_lossy(&body)
+        .matches("data-category=")
+        .count();
+    Ok((names, neutralized))
 }
 
-fn walkthrough_line(out: &mut String, label: &str, names: &[String]) {
+fn walkthrough_line(out: &mut String, label: &str, names: &[String], tags: usize) {
     let passed: Vec<&str> = HOME_COOKIES
         .iter()
         .map(|(n, _)| *n)
@@ -175,7 +184,7 @@ fn walkthrough_line(out: &mut String, label: &str, names: &[String]) {
         .collect();
     let _ = writeln!(
         out,
-        "  {label:<32} passed: {:<40} stripped: {}",
+        "  {label:<28} passed: {:<36} stripped: {:<16} tags neutralized: {tags}",
         passed.join(" "),
         if stripped.is_empty() {
             "-".to_string()
@@ -229,8 +238,8 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         ("Cookie: cookie_consent=all", Some("cookie_consent=all")),
         ("cookie_consent=analytics", Some("cookie_consent=analytics")),
     ] {
-        let names = set_cookie_names(proxy_addr, cookie).await?;
-        walkthrough_line(&mut out, label, &names);
+        let (names, tags) = visit(proxy_addr, cookie).await?;
+        walkthrough_line(&mut out, label, &names, tags);
     }
     let p = proxy_addr;
     let _ = writeln!(
