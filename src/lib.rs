@@ -14,3 +14,16 @@ pub mod filter;
 pub mod located;
 pub mod policy;
 pub mod proxy;
+
+/// A header map from name/value pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut m = http::HeaderMap::new();
+    for (k, v) in pairs {
+        m.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    m
+}

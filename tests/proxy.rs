@@ -310,7 +310,7 @@ async fn the_raw_client_address_appears_in_no_output() {
 }
 
 #[tokio::test]
-async fn hmac_mode_hides_the_address_behind_a_daily_key() {
+async fn hmac_mode_hides_the_address_and_links_one_visitor() {
     let up = Upstream::start().await;
     let (_d, config) = temp_file(
         "c.yaml",

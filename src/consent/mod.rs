@@ -78,7 +78,6 @@ mod tests {
     use super::*;
     use crate::category::Category::{self, *};
     use crate::policy::compile;
-    use http::HeaderValue;
 
     fn set(cs: &[Category]) -> CategorySet {
         cs.iter().copied().collect::<CategorySet>().with(Necessary)
@@ -86,14 +85,7 @@ mod tests {
 
     fn decide_with(policy: &str, headers: &[(&str, &str)]) -> Consent {
         let p = compile("t.yaml", policy).unwrap();
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        decide(&h, &p)
+        decide(&crate::test_headers(headers), &p)
     }
 
     #[test]

@@ -201,16 +201,7 @@ mod tests {
     use super::*;
     use crate::category::Category;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_headers as h;
 
     #[test]
     fn plans() {

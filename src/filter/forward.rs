@@ -181,16 +181,7 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_headers as h;
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

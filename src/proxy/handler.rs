@@ -113,15 +113,13 @@ fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
 }
 
 /// The names of the request headers that the consent decision read.
-fn vary_names(policy: &CompiledPolicy) -> Vec<&'static str> {
-    let mut v = vec!["Cookie"];
-    if policy.dnt_denies.is_some() {
-        v.push("DNT");
+fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
+    match (policy.dnt_denies.is_some(), policy.gpc_denies.is_some()) {
+        (true, true) => &["Cookie", "DNT", "Sec-GPC"],
+        (true, false) => &["Cookie", "DNT"],
+        (false, true) => &["Cookie", "Sec-GPC"],
+        (false, false) => &["Cookie"],
     }
-    if policy.gpc_denies.is_some() {
-        v.push("Sec-GPC");
-    }
-    v
 }
 
 async fn journey(
@@ -177,7 +175,7 @@ async fn journey(
                 &guard.decision.cookies.expired_cookies,
                 host.as_deref(),
             );
-            response::add_vary(&mut headers, &vary_names(policy));
+            response::add_vary(&mut headers, vary_names(policy));
             let mut resp = Response::new(LoggedBody::new(empty(), guard));
             *resp.status_mut() = StatusCode::NO_CONTENT;
             *resp.headers_mut() = headers;
@@ -308,7 +306,7 @@ async fn journey(
     response::filter_set_cookies(&mut parts.headers, policy, consent.granted, enforce, report);
     if enforce {
         response::expire_cookies(&mut parts.headers, &report.expired_cookies, host.as_deref());
-        response::add_vary(&mut parts.headers, &vary_names(policy));
+        response::add_vary(&mut parts.headers, vary_names(policy));
     }
     forward::append_via(&mut parts.headers, Version::HTTP_11);
     guard.decision.status = parts.status.as_u16();
