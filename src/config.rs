@@ -1,5 +1,5 @@
 //! Process settings: listener, upstream, policy file, trusted proxies, client-address
-//! minimization, timeouts. Read from an optional YAML file; command-line flags override it.
+//! minimization, timeouts, limits. Read from an optional YAML file; command-line flags override it.
 
 use crate::audit::IpMode;
 use crate::located::{LocatedError, read_yaml};
@@ -63,6 +63,49 @@ impl Default for Timeouts {
     }
 }
 
+/// Memory bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// What the HTML rewriter may hold for one response (a tag, an attribute, a held inline
+    /// script being parsed). A document that needs more is cut off there: fail closed.
+    #[serde(
+        default = "Limits::rewrite_memory",
+        deserialize_with = "Limits::deserialize_rewrite_memory"
+    )]
+    pub rewrite_memory: usize,
+}
+
+impl Limits {
+    /// Below this the rewriter could not hold an ordinary start tag.
+    pub const MIN_REWRITE_MEMORY: u64 = 64 * 1024;
+    pub const MAX_REWRITE_MEMORY: u64 = 1 << 30;
+
+    fn rewrite_memory() -> usize {
+        16 << 20
+    }
+
+    fn deserialize_rewrite_memory<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<usize, D::Error> {
+        let size = bytesize::ByteSize::deserialize(d)?.as_u64();
+        if !(Limits::MIN_REWRITE_MEMORY..=Limits::MAX_REWRITE_MEMORY).contains(&size) {
+            return Err(serde::de::Error::custom(format!(
+                "rewrite_memory must be between 64 KiB and 1 GiB, not {size} bytes"
+            )));
+        }
+        usize::try_from(size).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rewrite_memory: Limits::rewrite_memory(),
+        }
+    }
+}
+
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +125,8 @@ pub struct ConfigFile {
     pub server_names: Vec<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// The upstream origin: where every request goes.
@@ -129,6 +174,7 @@ pub struct Settings {
     pub client_ip: IpMode,
     pub server_names: Vec<String>,
     pub timeouts: Timeouts,
+    pub limits: Limits,
 }
 
 /// Command-line values that override the file.
@@ -176,6 +222,7 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
         client_ip: file.client_ip,
         server_names: file.server_names,
         timeouts: file.timeouts,
+        limits: file.limits,
     })
 }
 
@@ -225,6 +272,20 @@ mod tests {
         assert_eq!(s.timeouts.upstream_response, Duration::from_secs(2));
         assert_eq!(s.timeouts.upstream_connect, Duration::from_secs(5));
         assert_eq!(s.client_ip, IpMode::Hmac);
+        assert_eq!(s.limits.rewrite_memory, 16 << 20);
+    }
+
+    #[test]
+    fn rewrite_memory_takes_units() {
+        for (text, bytes) in [
+            ("4 MiB", 4 << 20),
+            ("512KiB", 512 << 10),
+            ("1048576", 1 << 20),
+        ] {
+            let f: ConfigFile =
+                read_yaml("c.yaml", &format!("limits:\n  rewrite_memory: {text}\n")).unwrap();
+            assert_eq!(f.limits.rewrite_memory, bytes, "{text}");
+        }
     }
 
     #[test]
@@ -237,6 +298,12 @@ mod tests {
         assert_eq!(e.line, 2, "{e}");
         let e = read_yaml::<ConfigFile>("c.yaml", "trusted_proxies: [10.0.0.0/33]\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
+        let e =
+            read_yaml::<ConfigFile>("c.yaml", "limits:\n  rewrite_memory: 1 KiB\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().contains("between 64 KiB and 1 GiB"), "{e}");
+        let e = read_yaml::<ConfigFile>("c.yaml", "limits:\n  rewrite_memory: lots\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
         assert!(
             resolve(None, Overrides::default())
                 .unwrap_err()

@@ -219,6 +219,9 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
     })?;
     let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
     settings.listen = proxy_addr;
+    tracing::info!(
+        "listening on http://{proxy_addr}, forwarding to the sample site http://{site_addr}, built-in policy"
+    );
     let sink = Arc::new(LogSink::stdout());
     let state = Arc::new(State::new(settings, policy, sink.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -228,3 +228,67 @@ async fn rewritten_html_is_encoded_for_the_client() {
         );
     }
 }
+
+/// Reads a body until it ends or fails; returns the bytes that arrived and whether it failed.
+async fn read_until_error(resp: http::Response<hyper::body::Incoming>) -> (String, bool) {
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => got.extend_from_slice(&f.into_data().unwrap_or_default()),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), false)
+}
+
+#[tokio::test]
+async fn a_document_over_the_rewrite_memory_limit_is_cut_off_before_any_tracker() {
+    let up = Upstream::start().await;
+    let (_dir, config) = temp_file("config.yaml", "limits:\n  rewrite_memory: 128 KiB\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let resp = http1()
+        .request(
+            http::Request::get(proxy.url("/huge-attribute"))
+                .body(empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (body, failed) = read_until_error(resp).await;
+    assert!(failed, "the body ended cleanly: {} bytes", body.len());
+    assert!(!body.contains("<p>end</p>"), "the rest of the page arrived");
+    assert!(
+        body.contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-1""#),
+        "the page up to the tag that cannot be held arrives, rewritten: {body}"
+    );
+    assert!(
+        !body.contains("<script src=") && !body.contains("fbevents.js"),
+        "a live tracker tag arrived: {}",
+        &body[..body.len().min(400)]
+    );
+    let rec = proxy.log(1);
+    assert_eq!(rec["error"], "body_error", "{rec}");
+
+    // The default limit (16 MiB) holds the attribute: the whole page arrives, rewritten.
+    let proxy = Proxy::start(&up.url(), &[]);
+    let resp = http1()
+        .request(
+            http::Request::get(proxy.url("/huge-attribute"))
+                .body(empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (body, failed) = read_until_error(resp).await;
+    assert!(!failed);
+    assert!(body.ends_with("<p>end</p></body></html>"));
+    assert_eq!(
+        body.matches("data-src=").count(),
+        2,
+        "both tags neutralized"
+    );
+    assert_eq!(proxy.log(1)["tags_neutralized"], 2);
+}

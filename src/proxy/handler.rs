@@ -19,10 +19,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The HTML rewriter's memory limit per response. A document whose parsing needs more (a
-/// single enormous tag or text run, not a long document: bodies stream) is cut off there.
-const REWRITE_MEMORY_LIMIT: usize = 16 << 20;
-
 /// The longest host or path the decision log records; longer ones are cut.
 const MAX_LOGGED: usize = 2048;
 
@@ -352,7 +348,7 @@ async fn journey(
                 policy.tags.clone(),
                 consent.granted,
                 enforce,
-                REWRITE_MEMORY_LIMIT,
+                state.settings.limits.rewrite_memory,
                 encoding,
             );
             guard.tags = Some(report);

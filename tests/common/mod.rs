@@ -35,6 +35,8 @@ pub struct Seen {
 /// - `/stream`: sends "first;" then waits for `release` before sending "rest".
 /// - `/upload`: reports when its first request-body chunk arrived through `first_chunk`, then
 ///   reads the rest and answers with the byte count.
+/// - `/huge-attribute`: HTML with two tracker tags, the second with a 300 KiB attribute, in
+///   16 KiB frames.
 /// - `/slow`: answers after 3 s.
 /// - `/ws`: answers an upgrade with 101 and echoes every byte.
 /// - anything else: 200 `text/html`, one `Set-Cookie` per `x-set-cookie` request header.
@@ -187,6 +189,25 @@ async fn upstream_route(
                     .await;
             });
             let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            r
+        }
+        "/huge-attribute" => {
+            // A tracker tag, then one with a 300 KiB attribute that the rewriter must hold whole
+            // to judge it.
+            let page = format!(
+                "<!doctype html><html><body><script src=\"https://www.googletagmanager.com/gtag/js?id=G-1\"></script>\
+                 <div>filler</div>\
+                 <script data-blob=\"{}\" src=\"https://connect.facebook.net/en_US/fbevents.js\"></script><p>end</p></body></html>",
+                "x".repeat(300 << 10)
+            );
+            // In 16 KiB frames, as a network delivers it: the attribute spans many of them.
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = Bytes::from(page)
+                .chunks(16 << 10)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
             r.headers_mut()
                 .insert("content-type", "text/html".parse().unwrap());
             r
