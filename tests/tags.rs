@@ -95,7 +95,10 @@ async fn report_only_counts_tags_and_changes_nothing() {
 async fn compressed_html_is_decoded_and_rewritten_in_every_coding() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    for (i, coding) in ["gzip", "deflate", "br", "zstd"].into_iter().enumerate() {
+    for (i, coding) in ["gzip", "deflate", "deflate-raw", "br", "zstd"]
+        .into_iter()
+        .enumerate()
+    {
         let got = get(&http1(), &proxy.url(&format!("/tracked.{coding}")), &[]).await;
         assert_eq!(got.status, 200, "{coding}");
         assert!(got.headers.get("content-encoding").is_none(), "{coding}");

@@ -2,7 +2,8 @@
 //! response headers, response body, log.
 
 use super::State;
-use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, decode, empty, encode, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
+use super::coding::{decode, encode};
 use super::upstream::Failure;
 use crate::audit::Decision;
 use crate::consent::{self, Consent};

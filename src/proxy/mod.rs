@@ -2,6 +2,7 @@
 //! bodies, and graceful shutdown.
 
 pub mod body;
+pub mod coding;
 pub mod handler;
 pub mod upstream;
 

@@ -245,16 +245,19 @@ async fn upstream_route(
             r
         }
         p if p.starts_with("/tracked.") => {
-            // The page in a content coding: /tracked.gzip, .deflate, .br, .zstd, or .compress
-            // (which is labelled but sent as it is: a coding the proxy cannot decode).
+            // The page in a content coding: /tracked.gzip, .deflate, .br, .zstd; .deflate-raw
+            // (labelled deflate, sent as raw DEFLATE as some servers do); or .compress (which is
+            // labelled but sent as it is: a coding the proxy cannot decode).
             let coding = &p["/tracked.".len()..];
             let page = consent_proxy::demo::HOME_PAGE.as_bytes();
             let body = encode(coding, page).await;
             let mut r = Response::new(boxed(body));
             r.headers_mut()
                 .insert("content-type", "text/html".parse().unwrap());
-            r.headers_mut()
-                .insert("content-encoding", coding.parse().unwrap());
+            r.headers_mut().insert(
+                "content-encoding",
+                coding.trim_end_matches("-raw").parse().unwrap(),
+            );
             r
         }
         _ => {
@@ -279,12 +282,15 @@ async fn upstream_route(
 
 /// `data` in a content coding.
 pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
-    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
+    use async_compression::tokio::bufread::{
+        BrotliEncoder, DeflateEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder,
+    };
     use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     match coding {
         "gzip" => GzipEncoder::new(data).read_to_end(&mut out).await,
         "deflate" => ZlibEncoder::new(data).read_to_end(&mut out).await,
+        "deflate-raw" => DeflateEncoder::new(data).read_to_end(&mut out).await,
         "br" => BrotliEncoder::new(data).read_to_end(&mut out).await,
         "zstd" => ZstdEncoder::new(data).read_to_end(&mut out).await,
         _ => {
