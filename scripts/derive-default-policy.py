@@ -668,8 +668,13 @@ ENDPOINTS = [
 #    Path: a glob over the URL path; None = any path. Resource hints (<link rel=preconnect …>)
 #    match on the host of any rule with a named host.
 # ---------------------------------------------------------------------------------------------
+# The first rule that matches a URL decides, so a rule narrowed by a query comes before the
+# general rule for the same path: the Google tag (gtag.js) loads Google Ads for an `AW-` id and
+# Floodlight for a `DC-` id, and Google Analytics otherwise.
 TAGS = [
-    # (host, path, category, vendor)
+    # (host, path, category, vendor) or (host, path, category, vendor, query)
+    ("googletagmanager.com", "/gtag/js", MARKETING, "Google Ads", "*id=AW-*"),
+    ("googletagmanager.com", "/gtag/js", MARKETING, "Google Ads", "*id=DC-*"),
     ("googletagmanager.com", "/gtag/js", ANALYTICS, "Google Analytics"),
     ("googletagmanager.com", "/gtm.js", ANALYTICS, "Google Tag Manager"),
     ("googletagmanager.com", "/ns.html", ANALYTICS, "Google Tag Manager"),
@@ -680,6 +685,7 @@ TAGS = [
     ("doubleclick.net", None, MARKETING, "Google Ads"),
     ("connect.facebook.net", "/*/fbevents.js", MARKETING, "Meta Pixel"),
     ("facebook.com", "/tr", MARKETING, "Meta Pixel"),
+    ("facebook.com", "/tr/", MARKETING, "Meta Pixel"),
     ("static.hotjar.com", None, ANALYTICS, "Hotjar"),
     ("clarity.ms", "/tag/*", ANALYTICS, "Microsoft Clarity"),
     ("snap.licdn.com", None, MARKETING, "LinkedIn Insight"),
@@ -689,30 +695,52 @@ TAGS = [
     ("bat.bing.com", "/bat.js", MARKETING, "Microsoft Advertising"),
     ("bat.bing.com", "/action/*", MARKETING, "Microsoft Advertising"),
     ("mc.yandex.ru", "/metrika/*", ANALYTICS, "Yandex Metrica"),
+    ("mc.yandex.ru", "/watch/*", ANALYTICS, "Yandex Metrica"),
     ("cdn.segment.com", None, ANALYTICS, "Segment"),
     ("cdn.mxpnl.com", None, ANALYTICS, "Mixpanel"),
     ("*", "*/matomo.js", ANALYTICS, "Matomo"),
     ("*", "*/piwik.js", ANALYTICS, "Matomo"),
+    ("*", "*/matomo.php", ANALYTICS, "Matomo"),
+    ("*", "*/piwik.php", ANALYTICS, "Matomo"),
 ]
 
-# Inline <script> signatures. Each must be specific enough never to occur in a site's own code:
-# `hj(` and `ym(` from the vendors' documentation would match any identifier ending in `hj`/`ym`,
-# so their snippets are recognized by their bootstrap code instead.
+# Inline <script> signatures: the vendors' documented calls, and the loader URLs their snippets
+# build (a snippet often only defines the queue function and inserts the loader). A signature
+# that starts with an identifier character matches only where an identifier starts, so `ym(`
+# does not match `anonym(`. Each must be specific enough never to occur in a site's own code.
 INLINE_TAGS = [
     # (signature, category, vendor)
     ("gtag(", ANALYTICS, "Google Analytics"),
+    ("googletagmanager.com/gtag/js", ANALYTICS, "Google Analytics"),
     ("ga('create'", ANALYTICS, "Google Analytics"),
     ('ga("create"', ANALYTICS, "Google Analytics"),
+    ("google-analytics.com/analytics.js", ANALYTICS, "Google Analytics"),
+    ("google-analytics.com/ga.js", ANALYTICS, "Google Analytics"),
+    ("_gaq.push", ANALYTICS, "Google Analytics"),
+    ("'gtm.start'", ANALYTICS, "Google Tag Manager"),
+    ('"gtm.start"', ANALYTICS, "Google Tag Manager"),
     ("googletagmanager.com/gtm.js", ANALYTICS, "Google Tag Manager"),
     ("fbq(", MARKETING, "Meta Pixel"),
     ("_paq.push", ANALYTICS, "Matomo"),
+    ("hj(", ANALYTICS, "Hotjar"),
     ("h.hj=h.hj", ANALYTICS, "Hotjar"),
     ("static.hotjar.com", ANALYTICS, "Hotjar"),
     ("clarity(", ANALYTICS, "Microsoft Clarity"),
+    ("clarity.ms/tag", ANALYTICS, "Microsoft Clarity"),
+    ("_linkedin_partner_id", MARKETING, "LinkedIn Insight"),
+    ("snap.licdn.com", MARKETING, "LinkedIn Insight"),
+    ("lintrk(", MARKETING, "LinkedIn Insight"),
     ("_hsq", ANALYTICS, "HubSpot"),
+    ("js.hs-scripts.com", ANALYTICS, "HubSpot"),
     ("ttq.", MARKETING, "TikTok Pixel"),
+    ("analytics.tiktok.com", MARKETING, "TikTok Pixel"),
     ("uetq", MARKETING, "Microsoft Advertising"),
+    ("bat.bing.com", MARKETING, "Microsoft Advertising"),
+    ("ym(", ANALYTICS, "Yandex Metrica"),
     ("mc.yandex.ru/metrika", ANALYTICS, "Yandex Metrica"),
+    ("cdn.segment.com", ANALYTICS, "Segment"),
+    ("cdn.mxpnl.com", ANALYTICS, "Mixpanel"),
+    ("mixpanel.init(", ANALYTICS, "Mixpanel"),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -993,13 +1021,16 @@ def render(rules: list[Rule]) -> str:
     for kind, pattern, category in ENDPOINTS:
         out.append(f"  - {{ {kind}: {q(pattern)}, category: {category} }}\n")
     out.append("\n")
-    out.append("# Tags the HTML rewriter neutralizes when their category is denied.\n")
+    out.append("# Tags the HTML rewriter neutralizes when their category is denied. The first rule\n")
+    out.append("# that matches a URL decides.\n")
     out.append("tag_action: neutralize      # neutralize | remove\n")
     out.append("tags:\n")
-    for host, path, category, vendor in TAGS:
+    for host, path, category, vendor, *query in TAGS:
         fields = [f"host: {q(host)}"]
         if path is not None:
             fields.append(f"path: {q(path)}")
+        if query:
+            fields.append(f"query: {q(query[0])}")
         fields += [f"category: {category}", f"vendor: {q(vendor)}"]
         out.append("  - { " + ", ".join(fields) + " }\n")
     out.append("inline_tags:\n")

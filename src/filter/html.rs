@@ -50,6 +50,8 @@ pub struct UrlRule {
     pub host: HostPattern,
     /// Glob over the URL path (`*` crosses `/`); `None` matches every path.
     pub path: Option<GlobMatcher>,
+    /// Glob over the query string (without `?`); `None` matches any query or none.
+    pub query: Option<GlobMatcher>,
     pub category: Category,
     pub vendor: Arc<str>,
     pub action: Option<TagAction>,
@@ -66,22 +68,30 @@ impl UrlRule {
             "*" => HostPattern::Any,
             h => HostPattern::Domain(h.trim_start_matches("*.").to_ascii_lowercase()),
         };
-        let path = path
-            .map(|p| {
-                GlobBuilder::new(p)
-                    .literal_separator(false)
-                    .build()
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| format!("invalid path glob `{p}`: {e}"))
-            })
-            .transpose()?;
+        let path = path.map(|p| glob(p, "path")).transpose()?;
         Ok(UrlRule {
             host,
             path,
+            query: None,
             category,
             vendor: Arc::from(vendor),
             action: None,
         })
+    }
+
+    /// Restricts the rule to URLs whose query string matches `query` (a glob).
+    pub fn with_query(mut self, query: &str) -> Result<UrlRule, String> {
+        self.query = Some(glob(query, "query")?);
+        Ok(self)
+    }
+
+    fn matches(&self, host: Option<&str>, path: &str, query: Option<&str>) -> bool {
+        host_matches(&self.host, host)
+            && self.path.as_ref().is_none_or(|g| g.is_match(path))
+            && self
+                .query
+                .as_ref()
+                .is_none_or(|g| query.is_some_and(|q| g.is_match(q)))
     }
 }
 
@@ -102,6 +112,21 @@ pub struct TagRules {
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
+}
+
+/// A glob in which `*` crosses `/`.
+fn glob(pattern: &str, what: &str) -> Result<GlobMatcher, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid {what} glob `{pattern}`: {e}"))
+}
+
+/// The query string of a URL, without `?` and fragment.
+fn query_of(url: &str) -> Option<&str> {
+    let url = &url[..url.find('#').unwrap_or(url.len())];
+    url.find('?').map(|i| &url[i + 1..])
 }
 
 /// The parts of a URL the rules look at.
@@ -130,6 +155,12 @@ fn split_url(url: &str) -> (Option<String>, &str) {
     let after = &rest[host_end..];
     let path_end = after.find(['?', '#']).unwrap_or(after.len());
     (Some(host), &after[..path_end])
+}
+
+/// A byte that can continue a JavaScript identifier (ASCII; other letters never start a
+/// signature).
+fn is_identifier(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 fn host_matches(pattern: &HostPattern, host: Option<&str>) -> bool {
@@ -183,15 +214,16 @@ impl TagRules {
         self.categories
     }
 
-    /// The first URL rule matching `url` whose category is denied.
+    /// The first URL rule matching `url` (rules are in precedence order: the site's, then the
+    /// built-in catalogue's), if its category is denied.
     pub fn match_url(&self, url: &str, granted: CategorySet) -> Option<&UrlRule> {
         let (host, path) = split_url(url);
         let path = if path.is_empty() { "/" } else { path };
-        self.urls.iter().find(|r| {
-            !granted.contains(r.category)
-                && host_matches(&r.host, host.as_deref())
-                && r.path.as_ref().is_none_or(|g| g.is_match(path))
-        })
+        let query = query_of(url.trim());
+        self.urls
+            .iter()
+            .find(|r| r.matches(host.as_deref(), path, query))
+            .filter(|r| !granted.contains(r.category))
     }
 
     /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
@@ -206,10 +238,18 @@ impl TagRules {
         })
     }
 
-    /// The first signature in `text` whose category is denied.
+    /// The first signature in `text` whose category is denied. A signature that starts with an
+    /// identifier character matches only at the start of an identifier: `ym(` matches
+    /// `ym(1, "init")` and `window.ym(`, not `anonym(`.
     pub fn match_inline(&self, text: &str, granted: CategorySet) -> Option<&InlineRule> {
         let ac = self.signatures.as_ref()?;
+        let bytes = text.as_bytes();
         ac.find_overlapping_iter(text)
+            .filter(|m| {
+                let rule = &self.inline[m.pattern().as_usize()];
+                let starts_identifier = rule.signature.bytes().next().is_some_and(is_identifier);
+                !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
+            })
             .map(|m| &self.inline[m.pattern().as_usize()])
             .find(|r| !granted.contains(r.category))
     }
@@ -658,6 +698,35 @@ mod tests {
         let (out, report) = rewrite_split(PAGE, NONE, false, TagAction::Remove, &[]);
         assert_eq!(out, PAGE);
         assert_eq!(report.neutralized, 4);
+    }
+
+    #[test]
+    fn signatures_match_only_where_an_identifier_starts() {
+        let sig = |s: &str| InlineRule {
+            signature: s.into(),
+            category: Analytics,
+            vendor: Arc::from("v"),
+            action: None,
+        };
+        let rules = TagRules::new(
+            vec![],
+            vec![sig("ym("), sig(".yandex.ru/")],
+            TagAction::Neutralize,
+        )
+        .unwrap();
+        for hit in [
+            "ym(1, 'init')",
+            "window.ym(1)",
+            "x;ym(2)",
+            "\n  ym(3)",
+            "anonym(x); ym(4)",
+            "w['mc.yandex.ru/x']",
+        ] {
+            assert!(rules.match_inline(hit, NONE).is_some(), "{hit}");
+        }
+        for miss in ["anonym(x)", "_ym(1)", "$ym(1)", "t\u{e9}ym(1)", "Ym(1)"] {
+            assert!(rules.match_inline(miss, NONE).is_none(), "{miss}");
+        }
     }
 
     #[test]

@@ -301,16 +301,17 @@ impl TryFrom<RawEndpointRule> for EndpointRule {
 pub struct RawTagRule {
     host: String,
     path: Option<String>,
+    query: Option<String>,
     category: Category,
     vendor: String,
     action: Option<TagAction>,
 }
 
 /// A tag that loads a URL (`<script src>`, `<img>`, `<iframe>`, resource hints): host (`*` for
-/// any, a domain covers its subdomains) and an optional path glob.
+/// any, a domain covers its subdomains), an optional path glob and an optional query glob.
 #[derive(Debug, Clone)]
 pub struct TagRule {
-    /// `host` + `path`, for the duplicate check.
+    /// `host` + `path` + `query`, for the duplicate check.
     key: Pattern,
     pub rule: UrlRule,
 }
@@ -330,8 +331,16 @@ impl TryFrom<RawTagRule> for TagRule {
         if r.category == Category::Necessary {
             return Err("a tag of category `necessary` would never be neutralized".into());
         }
-        let key = Pattern::Exact(format!("{}{}", r.host, r.path.as_deref().unwrap_or("")));
+        let key = Pattern::Exact(format!(
+            "{}{}?{}",
+            r.host,
+            r.path.as_deref().unwrap_or(""),
+            r.query.as_deref().unwrap_or("")
+        ));
         let mut rule = UrlRule::new(&r.host, r.path.as_deref(), r.category, &r.vendor)?;
+        if let Some(q) = &r.query {
+            rule = rule.with_query(q)?;
+        }
         rule.action = r.action;
         Ok(TagRule { key, rule })
     }

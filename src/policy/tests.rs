@@ -292,3 +292,51 @@ fn rule_errors_point_at_the_rule() {
     );
     assert_eq!(e.line, 4, "{e}");
 }
+
+#[test]
+fn the_first_tag_rule_that_matches_decides() {
+    use crate::category::CategorySet;
+    let p = builtin().unwrap();
+    let ads = "https://www.googletagmanager.com/gtag/js?id=AW-123456789";
+    let ga = "https://www.googletagmanager.com/gtag/js?id=G-XXXX";
+    let analytics = CategorySet::NECESSARY.with(Category::Analytics);
+    let marketing = CategorySet::NECESSARY.with(Category::Marketing);
+    // The Google tag with an Ads id is marketing, whatever analytics says.
+    assert_eq!(
+        p.tags.match_url(ads, analytics).map(|r| r.category),
+        Some(Category::Marketing)
+    );
+    assert!(p.tags.match_url(ads, marketing).is_none());
+    // With a Google Analytics id it is analytics.
+    assert!(p.tags.match_url(ga, analytics).is_none());
+    assert_eq!(
+        p.tags.match_url(ga, marketing).map(|r| r.category),
+        Some(Category::Analytics)
+    );
+    // A site's own rule comes first: here it moves a tag to another category.
+    let site = compile(
+        "site.yaml",
+        "extends: builtin\ntags:\n  - { host: googletagmanager.com, path: /gtag/js, category: preferences, vendor: Site }\n",
+    )
+    .unwrap();
+    assert!(
+        site.tags
+            .match_url(ads, CategorySet::NECESSARY.with(Category::Preferences))
+            .is_none()
+    );
+}
+
+#[test]
+fn query_globs_are_validated_and_part_of_the_duplicate_check() {
+    let e = err(
+        "tags:\n  - { host: a.com, path: /x, query: \"id=[\", category: analytics, vendor: A }\n",
+    );
+    assert!(e.to_string().contains("query glob"), "{e}");
+    assert!(
+        compile(
+            "p.yaml",
+            "tags:\n  - { host: a.com, path: /x, query: \"id=1*\", category: analytics, vendor: A }\n  - { host: a.com, path: /x, category: marketing, vendor: A }\n",
+        )
+        .is_ok()
+    );
+}
