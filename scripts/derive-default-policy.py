@@ -712,6 +712,9 @@ INLINE_TAGS = [
     # (signature, category, vendor)
     ("gtag(", ANALYTICS, "Google Analytics"),
     ("googletagmanager.com/gtag/js", ANALYTICS, "Google Analytics"),
+    # A Google Ads id configured through gtag (`gtag('config', 'AW-123')`).
+    ("'AW-", MARKETING, "Google Ads"),
+    ('"AW-', MARKETING, "Google Ads"),
     ("ga('create'", ANALYTICS, "Google Analytics"),
     ('ga("create"', ANALYTICS, "Google Analytics"),
     ("google-analytics.com/analytics.js", ANALYTICS, "Google Analytics"),

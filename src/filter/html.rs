@@ -238,7 +238,10 @@ impl TagRules {
         })
     }
 
-    /// The first signature in `text` whose category is denied. A signature that starts with an
+    /// The signature in `text` that decides: of those whose category is denied, the first of
+    /// the most restrictive category (marketing before analytics before preferences), so that
+    /// a script holding both Google Analytics and Google Ads code is labelled marketing and a
+    /// consent banner activates it only with marketing consent. A signature that starts with an
     /// identifier character matches only at the start of an identifier: `ym(` matches
     /// `ym(1, "init")` and `window.ym(`, not `anonym(`.
     pub fn match_inline(&self, text: &str, granted: CategorySet) -> Option<&InlineRule> {
@@ -251,7 +254,11 @@ impl TagRules {
                 !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
             })
             .map(|m| &self.inline[m.pattern().as_usize()])
-            .find(|r| !granted.contains(r.category))
+            .filter(|r| !granted.contains(r.category))
+            .fold(None, |best: Option<&InlineRule>, r| match best {
+                Some(b) if b.category >= r.category => Some(b),
+                _ => Some(r),
+            })
     }
 }
 
@@ -727,6 +734,32 @@ mod tests {
         for miss in ["anonym(x)", "_ym(1)", "$ym(1)", "t\u{e9}ym(1)", "Ym(1)"] {
             assert!(rules.match_inline(miss, NONE).is_none(), "{miss}");
         }
+    }
+
+    #[test]
+    fn the_most_restrictive_denied_category_labels_an_inline_script() {
+        let sig = |s: &str, category, vendor: &str| InlineRule {
+            signature: s.into(),
+            category,
+            vendor: Arc::from(vendor),
+            action: None,
+        };
+        let rules = TagRules::new(
+            vec![],
+            vec![
+                sig("gtag(", Analytics, "GA"),
+                sig("'AW-", Marketing, "Ads"),
+                sig("_paq.push", Analytics, "Matomo"),
+            ],
+            TagAction::Neutralize,
+        )
+        .unwrap();
+        let text = "gtag('js'); _paq.push(1); gtag('config', 'AW-1');";
+        let vendor = |granted| rules.match_inline(text, granted).map(|r| &*r.vendor);
+        assert_eq!(vendor(NONE), Some("Ads"));
+        assert_eq!(vendor(NONE.with(Marketing)), Some("GA"));
+        assert_eq!(vendor(NONE.with(Analytics)), Some("Ads"));
+        assert_eq!(vendor(NONE.with(Analytics).with(Marketing)), None);
     }
 
     #[test]
