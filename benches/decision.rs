@@ -25,6 +25,17 @@ fn request_headers() -> HeaderMap {
     h
 }
 
+/// A request of a site that runs a TCF CMP: analytics and tracking cookies beside the TC string.
+const TCF_COOKIES: &str = "_ga=GA1.1.123.456; _gid=GA1.1.9; sessionid=s3ss; csrftoken=tok; \
+    euconsent-v2=CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA; _fbp=fb.1.2.3";
+
+/// A request of a site that runs OneTrust.
+const ONETRUST_COOKIES: &str = "_ga=GA1.1.123.456; _gid=GA1.1.9; sessionid=s3ss; \
+    OptanonAlertBoxClosed=2026-11-23T10:00:00.000Z; OptanonConsent=isGpcEnabled=0&datestamp=\
+    Mon+Nov+23+2026+11%3A00%3A00+GMT%2B0100&version=202409.1.0&isIABGlobal=false&hosts=&\
+    consentId=0f2d&interactionCount=1&landingPath=NotLandingPage&groups=C0001%3A1%2CC0002%3A1\
+    %2CC0003%3A0%2CC0004%3A0%2CC0005%3A0&AwaitingReconsent=false";
+
 fn response_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for v in [
@@ -44,11 +55,21 @@ fn bench(c: &mut Criterion) {
     let req = request_headers();
     let resp = response_headers();
 
-    c.bench_function("consent::decide", |b| {
-        b.iter(|| consent::decide(black_box(&req), &policy))
+    c.bench_function("consent::decide (native cookie)", |b| {
+        b.iter(|| consent::decide(black_box(&req), &policy, None))
     });
+    // Sites with a consent manager: the native cookie is absent, so the sources are tried in
+    // order until TCF or OneTrust speaks.
+    for (name, cookie) in [("TCF", TCF_COOKIES), ("OneTrust", ONETRUST_COOKIES)] {
+        let mut h = req.clone();
+        h.insert(COOKIE, cookie.parse().unwrap());
+        assert!(consent::decide(&h, &policy, None).source.is_consent());
+        c.bench_function(&format!("consent::decide ({name})"), |b| {
+            b.iter(|| consent::decide(black_box(&h), &policy, None))
+        });
+    }
 
-    let granted = consent::decide(&req, &policy).granted;
+    let granted = consent::decide(&req, &policy, None).granted;
     c.bench_function("filter_cookie_header (9 cookies)", |b| {
         b.iter_batched(
             || req.clone(),

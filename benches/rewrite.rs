@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
                     true,
                     16 << 20,
                     document_encoding(None).unwrap(),
+                    None,
                     |c: &[u8]| out += c.len(),
                 );
                 for chunk in input.chunks(1024) {

@@ -704,6 +704,21 @@ TAGS = [
     ("*", "*/piwik.php", ANALYTICS, "Matomo"),
 ]
 
+# Google tags that honour Consent Mode: with `google_consent_mode: true` in a policy they are left
+# to run, told the decision by a gtag('consent', 'default', …) block. Universal Analytics
+# (analytics.js, ga.js), the GTM noscript iframe and the DoubleClick / Ads pixels do not honour
+# it and stay neutralized.
+CONSENT_MODE_TAGS = {("googletagmanager.com", "/gtag/js"), ("googletagmanager.com", "/gtm.js")}
+CONSENT_MODE_SIGNATURES = {
+    "gtag(",
+    "googletagmanager.com/gtag/js",
+    "'AW-",
+    '"AW-',
+    "'gtm.start'",
+    '"gtm.start"',
+    "googletagmanager.com/gtm.js",
+}
+
 # Inline <script> signatures: the vendors' documented calls, and the loader URLs their snippets
 # build (a snippet often only defines the queue function and inserts the loader). A signature
 # that starts with an identifier character matches only where an identifier starts, so `ym(`
@@ -1028,6 +1043,10 @@ def render(rules: list[Rule]) -> str:
     out.append("# that matches a URL decides.\n")
     out.append("tag_action: neutralize      # neutralize | remove\n")
     out.append("tags:\n")
+    unknown = (CONSENT_MODE_TAGS - {(h, p) for h, p, *_ in TAGS}) | (
+        CONSENT_MODE_SIGNATURES - {sig for sig, *_ in INLINE_TAGS}
+    )
+    assert not unknown, f"consent-mode entries without a tag rule: {unknown}"
     for host, path, category, vendor, *query in TAGS:
         fields = [f"host: {q(host)}"]
         if path is not None:
@@ -1035,10 +1054,13 @@ def render(rules: list[Rule]) -> str:
         if query:
             fields.append(f"query: {q(query[0])}")
         fields += [f"category: {category}", f"vendor: {q(vendor)}"]
+        if (host, path) in CONSENT_MODE_TAGS:
+            fields.append("consent_mode: true")
         out.append("  - { " + ", ".join(fields) + " }\n")
     out.append("inline_tags:\n")
     for signature, category, vendor in INLINE_TAGS:
-        out.append(f"  - {{ signature: {q(signature)}, category: {category}, vendor: {q(vendor)} }}\n")
+        flag = ", consent_mode: true" if signature in CONSENT_MODE_SIGNATURES else ""
+        out.append(f"  - {{ signature: {q(signature)}, category: {category}, vendor: {q(vendor)}{flag} }}\n")
     out.append("\n")
     summary = ", ".join(f"{c} {counts[c]}" for c in CATEGORIES)
     out.append(f"# {len(rules)} cookie rules: {summary}.\n")

@@ -39,7 +39,7 @@ impl Category {
             .find(|c| c.as_str().eq_ignore_ascii_case(token))
     }
 
-    fn bit(self) -> u8 {
+    const fn bit(self) -> u8 {
         1 << (self as u8)
     }
 }
@@ -64,11 +64,11 @@ impl CategorySet {
         self.0 & c.bit() != 0
     }
 
-    pub fn insert(&mut self, c: Category) {
+    pub const fn insert(&mut self, c: Category) {
         self.0 |= c.bit();
     }
 
-    pub fn with(mut self, c: Category) -> CategorySet {
+    pub const fn with(mut self, c: Category) -> CategorySet {
         self.insert(c);
         self
     }

@@ -80,7 +80,7 @@ async fn consent_all_passes_every_cookie() {
         names(&rec["granted"]),
         vec!["necessary", "preferences", "analytics", "marketing"]
     );
-    assert_eq!(rec["source"], "cookie");
+    assert_eq!(rec["source"], "native");
     assert_eq!(names(&rec["stripped_set_cookies"]), Vec::<String>::new());
 }
 
@@ -119,7 +119,7 @@ async fn dnt_denies_analytics_and_marketing() {
     let rec = proxy.log(1);
     assert_eq!(names(&rec["signals"]), vec!["dnt"]);
     assert_eq!(names(&rec["granted"]), vec!["necessary", "preferences"]);
-    assert_eq!(rec["source"], "cookie");
+    assert_eq!(rec["source"], "native");
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn unreadable_consent_cookie_grants_nothing() {
     .await;
     assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken"]);
     let rec = proxy.log(1);
-    assert_eq!(rec["source"], "invalid-cookie");
+    assert_eq!(rec["source"], "native-invalid");
     assert_eq!(names(&rec["granted"]), vec!["necessary"]);
     // The same policy without a consent cookie grants everything (opt-out).
     let got = get(&http1(), &proxy.url("/"), &with(&[])).await;

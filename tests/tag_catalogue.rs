@@ -50,6 +50,7 @@ fn rewrite(
         true,
         16 << 20,
         document_encoding(None).unwrap(),
+        None,
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
     let mut start = 0;

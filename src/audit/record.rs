@@ -20,6 +20,9 @@ pub struct Decision {
     pub status: u16,
     pub granted: CategorySet,
     pub source: &'static str,
+    /// The country whose regional default applied (only when no consent source spoke).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub signals: Vec<&'static str>,
     #[serde(flatten)]
     pub cookies: CookieReport,

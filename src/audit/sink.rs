@@ -104,6 +104,7 @@ mod tests {
             status: 200,
             granted: crate::category::CategorySet::NECESSARY,
             source: "default",
+            region: None,
             signals: vec![],
             cookies: Default::default(),
             blocked: false,

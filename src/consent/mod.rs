@@ -1,33 +1,54 @@
 //! What the visitor said: a pure function from request headers and the compiled policy to the
 //! set of granted categories, and what decided it.
 
+pub mod cmp;
 pub mod native;
+pub mod reader;
 pub mod signals;
+pub mod tcf;
 
 use crate::category::CategorySet;
+use crate::filter::cookies::request_cookies;
+use crate::policy::sources::{Country, Format};
 use crate::policy::{CompiledPolicy, Precedence};
+use cmp::Reading;
 use http::HeaderMap;
-use native::CookieGrant;
 pub use signals::BrowserSignals;
 
 /// What decided the granted set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The site's own consent cookie.
-    Cookie,
-    /// A consent cookie was present but could not be read: it grants nothing.
-    InvalidCookie,
-    /// No consent cookie: the policy's default applies.
+    /// A consent source on the request: the proxy's own cookie or a consent manager's.
+    Consent(Format),
+    /// That source was present but could not be read: it grants nothing.
+    Invalid(Format),
+    /// No source spoke: the policy's default (or its regional default) applies.
     Default,
 }
 
 impl Source {
+    /// The name in the decision log: `native`, `tcf`, `onetrust`, …, `tcf-invalid`, `default`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Cookie => "cookie",
-            Source::InvalidCookie => "invalid-cookie",
+            Source::Consent(f) => f.as_str(),
+            Source::Invalid(f) => match f {
+                Format::Native => "native-invalid",
+                Format::Tcf => "tcf-invalid",
+                Format::Onetrust => "onetrust-invalid",
+                Format::Cookiebot => "cookiebot-invalid",
+                Format::Cookieconsent => "cookieconsent-invalid",
+                Format::Klaro => "klaro-invalid",
+                Format::Cookieyes => "cookieyes-invalid",
+                Format::Complianz => "complianz-invalid",
+                Format::Borlabs => "borlabs-invalid",
+            },
             Source::Default => "default",
         }
+    }
+
+    /// Whether the visitor's own choice decided (readable or not).
+    pub fn is_consent(self) -> bool {
+        !matches!(self, Source::Default)
     }
 }
 
@@ -39,19 +60,34 @@ pub struct Consent {
     pub source: Source,
     /// The browser signals present on the request (whether or not they changed the outcome).
     pub signals: BrowserSignals,
+    /// The country whose regional default applied, if one did.
+    pub region: Option<Country>,
 }
 
-/// Decides what the visitor has granted.
-pub fn decide(headers: &HeaderMap, policy: &CompiledPolicy) -> Consent {
+/// Decides what the visitor has granted. `country` is the visitor's country as a trusted edge
+/// proxy named it, if it did.
+pub fn decide(headers: &HeaderMap, policy: &CompiledPolicy, country: Option<Country>) -> Consent {
     let signals = BrowserSignals::read(headers);
-    let (base, source) = match native::read(headers, &policy.consent_cookie) {
-        CookieGrant::Absent => (policy.default_grant, Source::Default),
-        CookieGrant::Unreadable => (CategorySet::EMPTY, Source::InvalidCookie),
-        CookieGrant::Granted(set) => (set, Source::Cookie),
+    let cookies: Vec<(&str, &str)> = request_cookies(headers).collect();
+    let spoken = policy.sources.iter().find_map(|reader| {
+        let format = reader.format();
+        match reader.read(&cookies)? {
+            Reading::Granted(set) => Some((set, Source::Consent(format))),
+            Reading::Unreadable => Some((CategorySet::NECESSARY, Source::Invalid(format))),
+            // The consent manager says no consent is needed here: as if it were absent.
+            Reading::NotRequired => None,
+        }
+    });
+    let (base, source, region) = match spoken {
+        Some((set, source)) => (set, source, None),
+        None => {
+            let (set, region) = policy.default_for(country);
+            (set, Source::Default, region)
+        }
     };
     let signals_apply = match policy.precedence {
         Precedence::Signal => true,
-        Precedence::Cookie => source != Source::Cookie,
+        Precedence::Cookie => !matches!(source, Source::Consent(_)),
     };
     let mut granted = base;
     if signals_apply {
@@ -70,6 +106,7 @@ pub fn decide(headers: &HeaderMap, policy: &CompiledPolicy) -> Consent {
         granted: granted.union(CategorySet::NECESSARY),
         source,
         signals,
+        region,
     }
 }
 
@@ -85,7 +122,7 @@ mod tests {
 
     fn decide_with(policy: &str, headers: &[(&str, &str)]) -> Consent {
         let p = compile("t.yaml", policy).unwrap();
-        decide(&crate::test_headers(headers), &p)
+        decide(&crate::test_headers(headers), &p, None)
     }
 
     #[test]
@@ -114,7 +151,7 @@ mod tests {
             &[("cookie", "a=b; cookie_consent=analytics,preferences")],
         );
         assert_eq!(c.granted, set(&[Analytics, Preferences]));
-        assert_eq!(c.source, Source::Cookie);
+        assert_eq!(c.source, Source::Consent(Format::Native));
     }
 
     #[test]
@@ -178,7 +215,7 @@ mod tests {
     fn unreadable_cookie_grants_nothing_even_under_opt_out() {
         let c = decide_with("default: opt-out", &[("cookie", "cookie_consent=%ZZ")]);
         assert_eq!(c.granted, set(&[]));
-        assert_eq!(c.source, Source::InvalidCookie);
+        assert_eq!(c.source, Source::Invalid(Format::Native));
     }
 
     #[test]

@@ -2,34 +2,7 @@
 //! `none`/empty. Unknown tokens are ignored; a value that cannot be read grants nothing.
 
 use crate::category::{Category, CategorySet};
-use crate::filter::cookies::request_cookies;
-use http::HeaderMap;
 use percent_encoding::percent_decode_str;
-
-/// What the consent cookie says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CookieGrant {
-    Absent,
-    Unreadable,
-    Granted(CategorySet),
-}
-
-/// Reads every consent cookie on the request. Several cookies of that name (different paths or
-/// domains) are combined by intersection: a category counts only if all of them grant it.
-pub fn read(headers: &HeaderMap, name: &str) -> CookieGrant {
-    let mut result = CookieGrant::Absent;
-    for (n, value) in request_cookies(headers) {
-        if n != name {
-            continue;
-        }
-        result = match (result, parse_value(value)) {
-            (CookieGrant::Unreadable, _) | (_, None) => CookieGrant::Unreadable,
-            (CookieGrant::Absent, Some(s)) => CookieGrant::Granted(s),
-            (CookieGrant::Granted(a), Some(b)) => CookieGrant::Granted(a.intersection(b)),
-        };
-    }
-    result
-}
 
 /// Parses one value. `None` means the value cannot be read.
 pub fn parse_value(raw: &str) -> Option<CategorySet> {
@@ -127,19 +100,5 @@ mod tests {
         ] {
             assert_eq!(parse_value(v), None, "{v:?}");
         }
-    }
-
-    #[test]
-    fn several_cookies_intersect() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", "c=all".parse().unwrap());
-        h.append("cookie", "x=1; c=analytics".parse().unwrap());
-        assert_eq!(
-            read(&h, "c"),
-            CookieGrant::Granted(s(&[Analytics]).unwrap())
-        );
-        h.append("cookie", "c=%%".parse().unwrap());
-        assert_eq!(read(&h, "c"), CookieGrant::Unreadable);
-        assert_eq!(read(&h, "other"), CookieGrant::Absent);
     }
 }

@@ -146,10 +146,6 @@ impl Bits<'_> {
         Ok(self.read(n)? as u16)
     }
 
-    fn u32(&mut self, n: usize) -> Result<u32, TcfError> {
-        Ok(self.read(n)? as u32)
-    }
-
     /// Two 6-bit letters (`A` = 0).
     fn letters(&mut self) -> Result<String, TcfError> {
         let a = self.u8(6)?;

@@ -88,7 +88,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost address
 /// in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(*ip, trusted);
     if !is_trusted(&peer) {
         return peer;
     }
@@ -111,6 +111,26 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// Whether an address is one of the configured trusted proxies (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address).
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = ip.to_canonical();
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// A header's value, if the peer is a trusted proxy that may set it.
+pub fn trusted_header<'h>(
+    peer: IpAddr,
+    headers: &'h HeaderMap,
+    trusted: &[IpNet],
+    name: &http::HeaderName,
+) -> Option<&'h str> {
+    if !is_trusted(peer, trusted) {
+        return None;
+    }
+    headers.get(name)?.to_str().ok()
 }
 
 fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {

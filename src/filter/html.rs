@@ -55,6 +55,8 @@ pub struct UrlRule {
     pub category: Category,
     pub vendor: Arc<str>,
     pub action: Option<TagAction>,
+    /// A Google tag that honours Consent Mode: left alone when the policy uses it.
+    pub consent_mode: bool,
 }
 
 impl UrlRule {
@@ -76,6 +78,7 @@ impl UrlRule {
             category,
             vendor: Arc::from(vendor),
             action: None,
+            consent_mode: false,
         })
     }
 
@@ -102,6 +105,8 @@ pub struct InlineRule {
     pub category: Category,
     pub vendor: Arc<str>,
     pub action: Option<TagAction>,
+    /// A Google tag that honours Consent Mode: left alone when the policy uses it.
+    pub consent_mode: bool,
 }
 
 /// The compiled tag rules.
@@ -112,6 +117,8 @@ pub struct TagRules {
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
+    /// Google Consent Mode: rules marked `consent_mode` do not match.
+    pub google_consent_mode: bool,
 }
 
 /// A glob in which `*` crosses `/`.
@@ -201,7 +208,13 @@ impl TagRules {
             inline,
             signatures,
             default_action,
+            google_consent_mode: false,
         })
+    }
+
+    /// Whether a rule with this flag is left for Google Consent Mode to govern.
+    fn left_to_consent_mode(&self, consent_mode: bool) -> bool {
+        consent_mode && self.google_consent_mode
     }
 
     /// URL rules and inline signatures together.
@@ -223,7 +236,7 @@ impl TagRules {
         self.urls
             .iter()
             .find(|r| r.matches(host.as_deref(), path, query))
-            .filter(|r| !granted.contains(r.category))
+            .filter(|r| !granted.contains(r.category) && !self.left_to_consent_mode(r.consent_mode))
     }
 
     /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
@@ -233,6 +246,7 @@ impl TagRules {
         let host = host?;
         self.urls.iter().find(|r| {
             !granted.contains(r.category)
+                && !self.left_to_consent_mode(r.consent_mode)
                 && matches!(r.host, HostPattern::Domain(_))
                 && host_matches(&r.host, Some(&host))
         })
@@ -254,7 +268,7 @@ impl TagRules {
                 !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
             })
             .map(|m| &self.inline[m.pattern().as_usize()])
-            .filter(|r| !granted.contains(r.category))
+            .filter(|r| !granted.contains(r.category) && !self.left_to_consent_mode(r.consent_mode))
             .fold(None, |best: Option<&InlineRule>, r| match best {
                 Some(b) if b.category >= r.category => Some(b),
                 _ => Some(r),
@@ -376,6 +390,8 @@ struct Shared {
     script: Option<(Vec<(String, String)>, Held)>,
     /// The text of the `<noscript>` being held.
     noscript: Option<Held>,
+    /// Whether the `<head>` block has been written.
+    injected: bool,
 }
 
 /// An attribute value as lol_html gives it (raw source text, entities not decoded), made safe
@@ -413,24 +429,43 @@ pub fn document_encoding(
 }
 
 /// `encoding` comes from [`document_encoding`]: the encoding, and whether `<meta charset>` may
-/// change it.
+/// change it. `head` is HTML written at the start of `<head>` (before the first `<script>` of a
+/// document without one), when enforcing.
 pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     rules: Arc<TagRules>,
     granted: CategorySet,
     enforce: bool,
     max_memory: usize,
     encoding: (lol_html::AsciiCompatibleEncoding, bool),
+    head: Option<String>,
     output: O,
 ) -> (HtmlRewriter<'h, O>, TagReportHandle) {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let handle = TagReportHandle(shared.clone());
+    let s0 = shared.clone();
+    let head = head.filter(|_| enforce);
     let (r1, s1) = (rules.clone(), shared.clone());
     let (r2, s2) = (rules.clone(), shared.clone());
     let (r3, s3) = (rules.clone(), shared.clone());
     let (r5, s5) = (rules, shared.clone());
     let s6 = shared.clone();
     let s4 = shared;
-    let handlers = vec![
+    let mut handlers = Vec::new();
+    if let Some(block) = head {
+        handlers.push(element!("head, script", move |el| {
+            let mut sh = s0.lock().unwrap();
+            if !sh.injected {
+                sh.injected = true;
+                if el.tag_name() == "head" {
+                    el.prepend(&block, ContentType::Html);
+                } else {
+                    el.before(&block, ContentType::Html);
+                }
+            }
+            Ok(())
+        }));
+    }
+    handlers.extend([
         element!("script[src], img[src], iframe[src]", move |el| {
             url_element(el, &r1, granted, enforce, &mut s1.lock().unwrap().report);
             Ok(())
@@ -562,7 +597,7 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
             }
             Ok(())
         }),
-    ];
+    ]);
     let mut settings = Settings::new_send()
         .with_memory_settings(
             lol_html::MemorySettings::new().with_max_allowed_memory_usage(max_memory),
@@ -597,6 +632,7 @@ mod tests {
             category: c,
             vendor: Arc::from(v),
             action: None,
+            consent_mode: false,
         };
         Arc::new(
             TagRules::new(
@@ -649,6 +685,7 @@ mod tests {
             enforce,
             8 << 20,
             document_encoding(None).unwrap(),
+            None,
             move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
         );
         let bytes = html.as_bytes();
@@ -714,6 +751,7 @@ mod tests {
             category: Analytics,
             vendor: Arc::from("v"),
             action: None,
+            consent_mode: false,
         };
         let rules = TagRules::new(
             vec![],
@@ -743,6 +781,7 @@ mod tests {
             category,
             vendor: Arc::from(vendor),
             action: None,
+            consent_mode: false,
         };
         let rules = TagRules::new(
             vec![],
@@ -812,6 +851,7 @@ mod tests {
             true,
             8 << 20,
             enc,
+            None,
             move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
         );
         rw.write(input).unwrap();
@@ -844,6 +884,7 @@ mod tests {
             true,
             64 * 1024,
             document_encoding(None).unwrap(),
+            None,
             move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
         );
         let failed = huge

@@ -2,7 +2,9 @@
 //! set forwarding headers. Pure functions over headers.
 
 pub mod body;
+pub mod consent_mode;
 pub mod cookies;
+pub mod declarations;
 pub mod forward;
 pub mod html;
 pub mod path;
@@ -93,7 +95,7 @@ mod bad_input_tests {
             let mut h = HeaderMap::new();
             h.append(COOKIE, value.clone());
             h.append("sec-gpc", value.clone());
-            let consent = crate::consent::decide(&h, &policy);
+            let consent = crate::consent::decide(&h, &policy, None);
             let mut report = CookieReport::default();
             request::filter_cookie_header(&mut h, &policy, consent.granted, true, &mut report);
             // Whatever is forwarded parses, and holds only cookies that may pass.

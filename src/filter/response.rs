@@ -107,7 +107,7 @@ pub fn expire_cookies(headers: &mut HeaderMap, names: &[String], host: Option<&s
 }
 
 /// Adds each name to `Vary` unless it is already there or `Vary: *` is set.
-pub fn add_vary(headers: &mut HeaderMap, names: &[&'static str]) {
+pub fn add_vary(headers: &mut HeaderMap, names: &[&str]) {
     let present: Vec<String> = headers
         .get_all(VARY)
         .iter()

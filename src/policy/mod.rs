@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod pattern;
+pub mod sources;
 
 use crate::category::{Category, CategorySet};
 use crate::filter::html::TagRules;
@@ -10,6 +11,9 @@ use crate::filter::path::canonical;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
 use pattern::{Matcher, Pattern};
+use crate::consent::reader::Reader;
+use sources::{Country, Format, TkMode};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,6 +51,32 @@ pub struct CompiledPolicy {
     endpoint_layers: Vec<Matcher<Category>>,
     /// Tag rules for the HTML rewriter: the file's own first, then the built-in ones.
     pub tags: Arc<TagRules>,
+    /// Consent sources, in precedence order: the first present on a request decides.
+    pub sources: Vec<Reader>,
+    /// The cookies those sources read: the visitor's consent, never stripped.
+    consent_cookies: HashSet<String>,
+    pub regions: Option<CompiledRegions>,
+    /// The body of `/.well-known/gpc.json`, if the site declares GPC support.
+    pub gpc_json: Option<String>,
+    /// The body of `/.well-known/dnt-policy.txt`, if the operator provides one.
+    pub dnt_policy: Option<bytes::Bytes>,
+    pub tk: TkMode,
+    pub google_consent_mode: bool,
+}
+
+/// Regional defaults, ready for lookups.
+#[derive(Debug, Clone)]
+pub struct CompiledRegions {
+    /// The request header naming the visitor's country, believed only from trusted proxies.
+    pub header: http::HeaderName,
+    pub defaults: HashMap<Country, CategorySet>,
+}
+
+fn default_grant(d: DefaultConsent) -> CategorySet {
+    match d {
+        DefaultConsent::OptIn => CategorySet::NECESSARY,
+        DefaultConsent::OptOut => CategorySet::ALL,
+    }
 }
 
 /// What a cookie name means under a policy.
@@ -59,9 +89,18 @@ pub enum Verdict<'a> {
 }
 
 impl CompiledPolicy {
+    /// What is granted when no consent source speaks: the regional default for `country` if
+    /// the policy has one (and which country it was), else the policy's default.
+    pub fn default_for(&self, country: Option<Country>) -> (CategorySet, Option<Country>) {
+        let regional = self.regions.as_ref().zip(country).and_then(|(r, c)| {
+            r.defaults.get(&c).map(|set| (*set, Some(c)))
+        });
+        regional.unwrap_or((self.default_grant, None))
+    }
+
     /// Classifies a cookie name.
     pub fn classify(&self, name: &str) -> Verdict<'_> {
-        if name == self.consent_cookie {
+        if name == self.consent_cookie || self.consent_cookies.contains(name) {
             return Verdict::ConsentCookie;
         }
         self.cookie_layers
@@ -108,16 +147,28 @@ impl CompiledPolicy {
             ),
         };
         format!(
-            "{}: ok\n  mode: {}\n  consent cookie: {}\n  default: {}\n  DNT: {}\n  GPC: {}\n  \
-             precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}\n  tag rules: {}",
+            "{}: ok\n  mode: {}\n  consent sources: {}\n  default: {}{}\n  DNT: {}\n  GPC: {}\n  \
+             precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}\n  tag rules: {}{}{}",
             self.source,
             self.mode.as_str(),
-            self.consent_cookie,
+            self.sources
+                .iter()
+                .map(|r| format!("{} ({})", r.format().as_str(), r.cookie_names().join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.default_grant
                 .iter()
                 .map(Category::as_str)
                 .collect::<Vec<_>>()
                 .join(","),
+            match &self.regions {
+                None => String::new(),
+                Some(r) => format!(
+                    " ({} countries by {})",
+                    r.defaults.len(),
+                    r.header.as_str()
+                ),
+            },
             fmt_set(self.dnt_denies),
             fmt_set(self.gpc_denies),
             match self.precedence {
@@ -136,6 +187,17 @@ impl CompiledPolicy {
             self.cookie_rule_count(),
             self.endpoint_rule_count(),
             self.tags.rule_count(),
+            if self.google_consent_mode {
+                " (Google Consent Mode)"
+            } else {
+                ""
+            },
+            match (&self.gpc_json, &self.dnt_policy) {
+                (None, None) => "",
+                (Some(_), None) => "\n  declares: gpc.json",
+                (None, Some(_)) => "\n  declares: dnt-policy.txt",
+                (Some(_), Some(_)) => "\n  declares: gpc.json, dnt-policy.txt",
+            },
         )
     }
 }
@@ -177,8 +239,99 @@ fn layers(
     Ok((cookies, endpoints))
 }
 
-/// Parses and compiles a policy from text. `name` is used in messages.
+/// The consent sources the file configures, in its order.
+fn readers(file: &PolicyFile) -> Vec<Reader> {
+    use crate::consent::cmp;
+    let c = &file.consent;
+    let name = |given: &Option<model::CookieName>, f: Format| {
+        given
+            .as_ref()
+            .map_or_else(|| f.default_cookie().to_string(), |n| n.0.clone())
+    };
+    c.sources
+        .iter()
+        .map(|f| match f {
+            Format::Native => Reader::Native {
+                cookie: file.consent_cookie.0.clone(),
+            },
+            Format::Tcf => Reader::Tcf {
+                cookie: name(&c.tcf.cookie, *f),
+                purposes: c.tcf.purposes.clone().unwrap_or_default(),
+            },
+            Format::Onetrust => Reader::Onetrust {
+                cookie: name(&c.onetrust.cookie, *f),
+                groups: c
+                    .onetrust
+                    .groups
+                    .clone()
+                    .unwrap_or_else(cmp::onetrust::default_groups),
+            },
+            Format::Cookiebot => Reader::Cookiebot {
+                cookie: name(&c.cookiebot.cookie, *f),
+            },
+            Format::Cookieconsent => Reader::Cookieconsent {
+                cookie: name(&c.cookieconsent.cookie, *f),
+                categories: c
+                    .cookieconsent
+                    .categories
+                    .clone()
+                    .unwrap_or_else(cmp::cookieconsent::default_categories),
+            },
+            Format::Klaro => Reader::Klaro {
+                cookie: name(&c.klaro.cookie, *f),
+                services: c
+                    .klaro
+                    .services
+                    .clone()
+                    .unwrap_or_else(cmp::klaro::default_services),
+            },
+            Format::Cookieyes => Reader::Cookieyes {
+                cookie: name(&c.cookieyes.cookie, *f),
+            },
+            Format::Complianz => Reader::Complianz,
+            Format::Borlabs => Reader::Borlabs {
+                cookie: name(&c.borlabs.cookie, *f),
+                groups: c
+                    .borlabs
+                    .groups
+                    .clone()
+                    .unwrap_or_else(cmp::borlabs::default_groups),
+            },
+        })
+        .collect()
+}
+
+/// The largest DNT policy file served.
+const MAX_DNT_POLICY: u64 = 1 << 20;
+
+fn read_dnt_policy(name: &str, path: &Path, base: Option<&Path>) -> Result<bytes::Bytes, PolicyError> {
+    let full = match base {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    };
+    let fail = |why: String| {
+        PolicyError::whole(
+            name,
+            format!("declarations.dnt_policy: cannot read {}: {why}", full.display()),
+        )
+    };
+    let meta = std::fs::metadata(&full).map_err(|e| fail(e.to_string()))?;
+    if meta.len() > MAX_DNT_POLICY {
+        return Err(fail(format!("larger than {} bytes", MAX_DNT_POLICY)));
+    }
+    std::fs::read(&full)
+        .map(bytes::Bytes::from)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Parses and compiles a policy from text. `name` is used in messages; files the policy names
+/// are relative to the working directory.
 pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
+    compile_in(name, text, None)
+}
+
+/// Parses and compiles a policy whose relative file names are relative to `base`.
+fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPolicy, PolicyError> {
     let file = parse_file(name, text)?;
     let (cookies, endpoints) = layers(name, &file)?;
     let mut cookie_layers = vec![cookies];
@@ -193,17 +346,38 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
         url_rules.extend(builtin.tags.0.into_iter().map(|t| t.rule));
         inline_rules.extend(builtin.inline_tags.0.into_iter().map(|t| t.rule));
     }
-    let tags = TagRules::new(url_rules, inline_rules, file.tag_action)
+    let mut tags = TagRules::new(url_rules, inline_rules, file.tag_action)
         .map_err(|m| PolicyError::whole(name, m))?;
+    tags.google_consent_mode = file.google_consent_mode;
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
+    let sources = readers(&file);
+    let consent_cookies = sources
+        .iter()
+        .flat_map(|r| r.cookie_names())
+        .map(str::to_string)
+        .collect();
+    let regions = file.regions.as_ref().map(|r| CompiledRegions {
+        header: r.header.0.clone(),
+        defaults: r
+            .defaults
+            .iter()
+            .map(|(c, d)| (*c, default_grant(*d)))
+            .collect(),
+    });
+    let gpc_json = file.declarations.gpc.as_ref().map(|g| {
+        serde_json::json!({ "gpc": true, "lastUpdate": g.last_update.0 }).to_string()
+    });
+    let dnt_policy = file
+        .declarations
+        .dnt_policy
+        .as_deref()
+        .map(|p| read_dnt_policy(name, p, base))
+        .transpose()?;
     Ok(CompiledPolicy {
         source: name.to_string(),
         mode: file.mode,
         consent_cookie: file.consent_cookie.0,
-        default_grant: match file.default {
-            DefaultConsent::OptIn => CategorySet::NECESSARY,
-            DefaultConsent::OptOut => CategorySet::ALL,
-        },
+        default_grant: default_grant(file.default),
         dnt_denies: file.signals.dnt.enabled.then_some(file.signals.dnt.deny.0),
         gpc_denies: file.signals.gpc.enabled.then_some(file.signals.gpc.deny.0),
         precedence: file.signals.precedence,
@@ -217,6 +391,13 @@ pub fn compile(name: &str, text: &str) -> Result<CompiledPolicy, PolicyError> {
         cookie_layers,
         endpoint_layers,
         tags: Arc::new(tags),
+        sources,
+        consent_cookies,
+        regions,
+        gpc_json,
+        dnt_policy,
+        tk: file.declarations.tk,
+        google_consent_mode: file.google_consent_mode,
     })
 }
 
@@ -225,7 +406,7 @@ pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
     let name = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| PolicyError::whole(&name, e.to_string()))?;
-    compile(&name, &text)
+    compile_in(&name, &text, path.parent())
 }
 
 /// The built-in policy.

@@ -305,6 +305,8 @@ pub struct RawTagRule {
     category: Category,
     vendor: String,
     action: Option<TagAction>,
+    #[serde(default)]
+    consent_mode: bool,
 }
 
 /// A tag that loads a URL (`<script src>`, `<img>`, `<iframe>`, resource hints): host (`*` for
@@ -342,6 +344,7 @@ impl TryFrom<RawTagRule> for TagRule {
             rule = rule.with_query(q)?;
         }
         rule.action = r.action;
+        rule.consent_mode = r.consent_mode;
         Ok(TagRule { key, rule })
     }
 }
@@ -353,6 +356,8 @@ pub struct RawInlineRule {
     category: Category,
     vendor: String,
     action: Option<TagAction>,
+    #[serde(default)]
+    consent_mode: bool,
 }
 
 /// An inline script signature.
@@ -381,6 +386,7 @@ impl TryFrom<RawInlineRule> for InlineTagRule {
                 category: r.category,
                 vendor: r.vendor.as_str().into(),
                 action: r.action,
+                consent_mode: r.consent_mode,
             },
         })
     }
@@ -516,4 +522,16 @@ pub struct PolicyFile {
     pub tags: RuleList<TagRule>,
     #[serde(default)]
     pub inline_tags: RuleList<InlineTagRule>,
+    /// Where consent is read, in which order.
+    #[serde(default)]
+    pub consent: super::sources::ConsentSection,
+    /// Defaults per country.
+    #[serde(default)]
+    pub regions: Option<super::sources::Regions>,
+    #[serde(default)]
+    pub declarations: super::sources::Declarations,
+    /// Let Google tags that honour Consent Mode run, and tell them the decision with a
+    /// `gtag('consent', 'default', …)` block, instead of neutralizing them.
+    #[serde(default)]
+    pub google_consent_mode: bool,
 }

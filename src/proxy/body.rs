@@ -209,6 +209,7 @@ impl RewriteBody {
         enforce: bool,
         max_memory: usize,
         encoding: (lol_html::AsciiCompatibleEncoding, bool),
+        head: Option<String>,
     ) -> (RewriteBody, TagReportHandle) {
         let out: Output = Arc::default();
         let sink = out.clone();
@@ -217,8 +218,9 @@ impl RewriteBody {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend_from_slice(c)
         });
-        let (rewriter, report) =
-            crate::filter::html::rewriter(rules, granted, enforce, max_memory, encoding, write);
+        let (rewriter, report) = crate::filter::html::rewriter(
+            rules, granted, enforce, max_memory, encoding, head, write,
+        );
         (
             RewriteBody {
                 inner,

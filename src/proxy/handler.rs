@@ -9,7 +9,8 @@ use crate::audit::Decision;
 use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
-use crate::filter::{html, path, request, response};
+use crate::filter::{consent_mode, declarations, html, path, request, response};
+use crate::policy::sources::Country;
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -40,7 +41,16 @@ pub async fn handle(
     let policy = state.policy.load_full();
     let client = forward::client_ip(peer.ip(), req.headers(), &state.settings.trusted_proxies);
     let host = request_host(&req);
-    let consent = consent::decide(req.headers(), &policy);
+    let country = policy.regions.as_ref().and_then(|r| {
+        forward::trusted_header(
+            peer.ip(),
+            req.headers(),
+            &state.settings.trusted_proxies,
+            &r.header,
+        )
+        .and_then(Country::parse)
+    });
+    let consent = consent::decide(req.headers(), &policy, country);
     let guard = RecordGuard::new(
         Decision {
             ts: String::new(),
@@ -51,6 +61,7 @@ pub async fn handle(
             status: 0,
             granted: consent.granted,
             source: consent.source.as_str(),
+            region: consent.region.map(|c| c.as_str().to_string()),
             signals: consent.signals.names().collect(),
             cookies: Default::default(),
             blocked: false,
@@ -119,6 +130,18 @@ fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
     }
 }
 
+/// Response headers that say what the decision depended on and what it was: `Vary` on the
+/// request headers it read, and the `Tk` tracking status.
+fn decided_by(headers: &mut http::HeaderMap, policy: &CompiledPolicy, consent: &Consent, dnt_sent: bool) {
+    response::add_vary(headers, vary_names(policy));
+    if let Some(r) = &policy.regions {
+        response::add_vary(headers, &[r.header.as_str()]);
+    }
+    if let Some(tk) = declarations::tracking_status(policy.tk, consent, dnt_sent) {
+        headers.insert("tk", HeaderValue::from_static(tk));
+    }
+}
+
 async fn journey(
     state: Arc<State>,
     peer: SocketAddr,
@@ -129,6 +152,7 @@ async fn journey(
     mut guard: RecordGuard,
 ) -> Response<LoggedBody> {
     let enforce = policy.mode == Mode::Enforce;
+    let dnt_sent = req.headers().contains_key("dnt");
 
     // Never an open proxy.
     if req.method() == Method::CONNECT {
@@ -146,6 +170,17 @@ async fn journey(
             "421 Misdirected Request: this proxy does not serve that host\n",
             guard,
         );
+    }
+
+    // What the site declares about browser signals, answered here.
+    if let Some((content_type, body)) =
+        declarations::well_known(policy, req.method(), req.uri().path())
+    {
+        guard.decision.status = 200;
+        let mut resp = Response::new(LoggedBody::new(full(body), guard));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return resp;
     }
 
     // Request filter: cookies. Judged before the endpoint check so that a blocked request's
@@ -172,7 +207,7 @@ async fn journey(
                 &guard.decision.cookies.expired_cookies,
                 host.as_deref(),
             );
-            response::add_vary(&mut headers, vary_names(policy));
+            decided_by(&mut headers, policy, &consent, dnt_sent);
             let mut resp = Response::new(LoggedBody::new(empty(), guard));
             *resp.status_mut() = StatusCode::NO_CONTENT;
             *resp.headers_mut() = headers;
@@ -199,11 +234,7 @@ async fn journey(
 
     // Request filter: hop-by-hop and forwarding headers.
     forward::remove_hop_by_hop(&mut parts.headers, upgrade);
-    let peer_trusted = state
-        .settings
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&peer.ip()));
+    let peer_trusted = forward::is_trusted(peer.ip(), &state.settings.trusted_proxies);
     forward::set_forwarding_headers(
         &mut parts.headers,
         &Forwarding {
@@ -303,7 +334,7 @@ async fn journey(
     response::filter_set_cookies(&mut parts.headers, policy, consent.granted, enforce, report);
     if enforce {
         response::expire_cookies(&mut parts.headers, &report.expired_cookies, host.as_deref());
-        response::add_vary(&mut parts.headers, vary_names(policy));
+        decided_by(&mut parts.headers, policy, &consent, dnt_sent);
     }
     forward::append_via(&mut parts.headers, Version::HTTP_11);
     guard.decision.status = parts.status.as_u16();
@@ -344,6 +375,12 @@ async fn journey(
             };
             let encoding = html::document_encoding(body::charset(&parts.headers))
                 .unwrap_or_else(|| (lol_html::AsciiCompatibleEncoding::utf_8(), true));
+            let head = policy.google_consent_mode.then(|| {
+                consent_mode::block(
+                    consent.granted,
+                    consent_mode::csp_nonce(&parts.headers).as_deref(),
+                )
+            });
             let (rewritten, report) = RewriteBody::new(
                 upstream_body,
                 policy.tags.clone(),
@@ -351,6 +388,7 @@ async fn journey(
                 enforce,
                 state.settings.limits.rewrite_memory,
                 encoding,
+                head,
             );
             guard.tags = Some(report);
             match client_coding.filter(|_| enforce) {

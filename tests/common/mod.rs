@@ -35,6 +35,7 @@ pub struct Seen {
 /// - `/stream`: sends "first;" then waits for `release` before sending "rest".
 /// - `/upload`: reports when its first request-body chunk arrived through `first_chunk`, then
 ///   reads the rest and answers with the byte count.
+/// - `/tracked-csp`: the demo page with a Content-Security-Policy that allows scripts by nonce.
 /// - `/huge-attribute`: HTML with two tracker tags, the second with a 300 KiB attribute, in
 ///   16 KiB frames.
 /// - `/slow`: answers after 3 s.
@@ -231,6 +232,18 @@ async fn upstream_route(
                 .insert("upgrade", "websocket".parse().unwrap());
             r.headers_mut()
                 .insert("connection", "upgrade".parse().unwrap());
+            r
+        }
+        "/tracked-csp" => {
+            let mut r = Response::new(boxed(consent_proxy::demo::HOME_PAGE));
+            r.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+            r.headers_mut().insert(
+                "content-security-policy",
+                "default-src 'self'; script-src 'nonce-c3BhcmtsZQ==' 'strict-dynamic'"
+                    .parse()
+                    .unwrap(),
+            );
             r
         }
         "/tracked" | "/tracked.json" => {
