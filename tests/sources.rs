@@ -70,7 +70,11 @@ fn cases() -> Vec<Case> {
             &["_ga"],
             "cookieconsent",
         ),
-        case("cc_cookie=%7B%22categories%22%3A", &[], "cookieconsent-invalid"),
+        case(
+            "cc_cookie=%7B%22categories%22%3A",
+            &[],
+            "cookieconsent-invalid",
+        ),
         case(
             "klaro=%7B%22google-analytics%22%3Atrue%2C%22facebook-pixel%22%3Afalse%7D",
             &["_ga"],
@@ -223,7 +227,10 @@ async fn regional_defaults_come_from_a_trusted_edge_only() {
     assert_eq!(tracking_set_cookies(&got), vec!["_ga", "_fbp"]);
     assert!(got.header("vary").join(",").contains("cf-ipcountry"));
     let rec = proxy.log(1);
-    assert_eq!((rec["source"].as_str(), rec["region"].as_str()), (Some("default"), Some("US")));
+    assert_eq!(
+        (rec["source"].as_str(), rec["region"].as_str()),
+        (Some("default"), Some("US"))
+    );
     let got = get(&http1(), &proxy.url("/"), &visit("de")).await;
     assert_eq!(tracking_set_cookies(&got), Vec::<String>::new());
     assert_eq!(proxy.log(2)["region"], "DE");
@@ -277,11 +284,18 @@ async fn gpc_and_dnt_declarations_are_served_and_tk_is_sent() {
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-type"), vec!["application/json"]);
     let v: Value = serde_json::from_str(&got.body).unwrap();
-    assert_eq!(v, serde_json::json!({"gpc": true, "lastUpdate": "2026-11-01"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"gpc": true, "lastUpdate": "2026-11-01"})
+    );
     let got = get(&http1(), &proxy.url("/.well-known/dnt-policy.txt"), &[]).await;
     assert_eq!(got.status, 200);
     assert!(got.body.starts_with("Do Not Track Compliance Policy"));
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "answered locally");
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "answered locally"
+    );
     assert_eq!(proxy.log(2)["status"], 200);
 
     // Tk on responses to DNT requests: N without tracking, C with consent to it.
@@ -298,7 +312,10 @@ async fn gpc_and_dnt_declarations_are_served_and_tk_is_sent() {
     assert!(got.header("tk").is_empty());
     // A blocked tracking endpoint says it too.
     let got = get(&http1(), &proxy.url("/collect"), &[("dnt", "1")]).await;
-    assert_eq!((got.status.as_u16(), got.header("tk")), (204, vec!["N".to_string()]));
+    assert_eq!(
+        (got.status.as_u16(), got.header("tk")),
+        (204, vec!["N".to_string()])
+    );
 
     // Without declarations the site's own resources are proxied.
     let bare = Proxy::start(&up.url(), &[]);
@@ -309,10 +326,7 @@ async fn gpc_and_dnt_declarations_are_served_and_tk_is_sent() {
 
 #[test]
 fn a_missing_dnt_policy_file_is_a_clear_error() {
-    let (_dir, policy) = temp_file(
-        "policy.yaml",
-        "declarations:\n  dnt_policy: nowhere.txt\n",
-    );
+    let (_dir, policy) = temp_file("policy.yaml", "declarations:\n  dnt_policy: nowhere.txt\n");
     let out = std::process::Command::new(bin())
         .args(["check", "--policy", path_str(&policy)])
         .output()
@@ -353,17 +367,25 @@ async fn google_consent_mode_tells_google_tags_instead_of_neutralizing_them() {
     );
     // The Google tag runs (Consent Mode governs it); the Meta Pixel is neutralized.
     assert!(
-        got.body
-            .contains(r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123">"#),
+        got.body.contains(
+            r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123">"#
+        ),
         "{}",
         got.body
     );
-    assert!(got.body.contains(r#"<script type="text/plain" data-category="marketing">"#));
+    assert!(
+        got.body
+            .contains(r#"<script type="text/plain" data-category="marketing">"#)
+    );
     assert_eq!(proxy.log(1)["tags_neutralized"], 2);
 
     // Without consent both Google categories are denied in the block.
     let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
-    assert!(got.body.contains("'analytics_storage':'denied'"), "{}", got.body);
+    assert!(
+        got.body.contains("'analytics_storage':'denied'"),
+        "{}",
+        got.body
+    );
     assert!(
         got.body.contains("<head><script>window.dataLayer"),
         "no nonce without a CSP: {}",

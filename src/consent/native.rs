@@ -10,7 +10,7 @@ pub fn parse_value(raw: &str) -> Option<CategorySet> {
         .strip_prefix('"')
         .and_then(|r| r.strip_suffix('"'))
         .unwrap_or(raw);
-    if !valid_percent(raw) {
+    if !super::cmp::valid_percent(raw) {
         return None;
     }
     let decoded = percent_decode_str(raw).decode_utf8().ok()?;
@@ -37,23 +37,6 @@ pub fn parse_value(raw: &str) -> Option<CategorySet> {
     } else {
         granted
     })
-}
-
-/// True if every `%` starts a two-digit hex escape.
-fn valid_percent(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            match b.get(i + 1..i + 3) {
-                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
-                _ => return false,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

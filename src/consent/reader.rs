@@ -8,15 +8,36 @@ use crate::policy::sources::{COMPLIANZ_COOKIES, Format, NameMap};
 /// A consent source with its configuration, compiled from the policy.
 #[derive(Debug, Clone)]
 pub enum Reader {
-    Native { cookie: String },
-    Tcf { cookie: String, purposes: tcf::PurposeMap },
-    Onetrust { cookie: String, groups: NameMap },
-    Cookiebot { cookie: String },
-    Cookieconsent { cookie: String, categories: NameMap },
-    Klaro { cookie: String, services: NameMap },
-    Cookieyes { cookie: String },
+    Native {
+        cookie: String,
+    },
+    Tcf {
+        cookie: String,
+        purposes: tcf::PurposeMap,
+    },
+    Onetrust {
+        cookie: String,
+        groups: NameMap,
+    },
+    Cookiebot {
+        cookie: String,
+    },
+    Cookieconsent {
+        cookie: String,
+        categories: NameMap,
+    },
+    Klaro {
+        cookie: String,
+        services: NameMap,
+    },
+    Cookieyes {
+        cookie: String,
+    },
     Complianz,
-    Borlabs { cookie: String, groups: NameMap },
+    Borlabs {
+        cookie: String,
+        groups: NameMap,
+    },
 }
 
 impl Reader {
@@ -93,9 +114,8 @@ fn combine(a: Reading, b: Reading) -> Reading {
     match (a, b) {
         (Reading::Unreadable, _) | (_, Reading::Unreadable) => Reading::Unreadable,
         (Reading::Granted(x), Reading::Granted(y)) => Reading::Granted(x.intersection(y)),
-        (Reading::Granted(x), Reading::NotRequired) | (Reading::NotRequired, Reading::Granted(x)) => {
-            Reading::Granted(x)
-        }
+        (Reading::Granted(x), Reading::NotRequired)
+        | (Reading::NotRequired, Reading::Granted(x)) => Reading::Granted(x),
         (Reading::NotRequired, Reading::NotRequired) => Reading::NotRequired,
     }
 }
@@ -107,9 +127,7 @@ mod tests {
 
     #[test]
     fn several_cookies_of_one_name_intersect() {
-        let native = Reader::Native {
-            cookie: "c".into(),
-        };
+        let native = Reader::Native { cookie: "c".into() };
         let analytics = CategorySet::NECESSARY.with(Category::Analytics);
         assert_eq!(
             native.read(&[("c", "all"), ("x", "1"), ("c", "analytics")]),
@@ -133,7 +151,10 @@ mod tests {
     #[test]
     fn not_required_yields_to_a_grant_of_the_same_source() {
         let a = CategorySet::NECESSARY.with(Category::Analytics);
-        assert_eq!(combine(Reading::NotRequired, Reading::Granted(a)), Reading::Granted(a));
+        assert_eq!(
+            combine(Reading::NotRequired, Reading::Granted(a)),
+            Reading::Granted(a)
+        );
         assert_eq!(
             combine(Reading::Granted(a), Reading::Unreadable),
             Reading::Unreadable

@@ -104,7 +104,10 @@ pub struct TcString {
 
 /// The numbers of the set bits of a purpose or feature field, from 1.
 pub fn numbers(bits: u32) -> Vec<u8> {
-    (0..32u8).filter(|i| bits & (1 << i) != 0).map(|i| i + 1).collect()
+    (0..32u8)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| i + 1)
+        .collect()
 }
 
 impl TcString {
@@ -150,7 +153,10 @@ impl Bits<'_> {
     fn letters(&mut self) -> Result<String, TcfError> {
         let a = self.u8(6)?;
         let b = self.u8(6)?;
-        Ok([a, b].iter().map(|&c| char::from(b'A' + c.min(25))).collect())
+        Ok([a, b]
+            .iter()
+            .map(|&c| char::from(b'A' + c.min(25)))
+            .collect())
     }
 
     /// A field of `n` flags, first flag = bit 0 of the result (purpose 1, feature 1).
@@ -497,10 +503,18 @@ mod tests {
         let bitfield = core(&[1], |w| {
             w.put(6, 16).put(0, 1).flags(&[2, 3, 6], 6);
         });
-        assert_eq!(decode(&bitfield).unwrap().vendor_consents.ids(), vec![2, 3, 6]);
+        assert_eq!(
+            decode(&bitfield).unwrap().vendor_consents.ids(),
+            vec![2, 3, 6]
+        );
         // A range that ends before it starts.
         let bad = core(&[1], |w| {
-            w.put(20, 16).put(1, 1).put(1, 12).put(1, 1).put(12, 16).put(10, 16);
+            w.put(20, 16)
+                .put(1, 1)
+                .put(1, 12)
+                .put(1, 1)
+                .put(12, 16)
+                .put(10, 16);
         });
         assert_eq!(decode(&bad), Err(TcfError::BadRange));
     }
@@ -569,7 +583,10 @@ mod tests {
         assert_eq!(decode("COtybn4PA_zT4Kj%ACBEN"), Err(TcfError::Base64));
         assert_eq!(decode(&"A".repeat(MAX_LEN + 1)), Err(TcfError::TooLong));
         let good = "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA";
-        assert!(decode(&format!("{good}.@@")).is_err(), "a bad later segment");
+        assert!(
+            decode(&format!("{good}.@@")).is_err(),
+            "a bad later segment"
+        );
     }
 
     #[test]

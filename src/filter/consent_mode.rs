@@ -60,9 +60,9 @@ fn policy_nonce(policy: &str) -> Option<String> {
         let (kind, value) = inner.split_once('-')?;
         (kind.eq_ignore_ascii_case("nonce")
             && !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')))
+            && value.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+            }))
         .then(|| value.to_string())
     })
 }
@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn nonce_from_the_governing_directive() {
         let n = |v: &[&str]| csp_nonce(&csp(v));
-        assert_eq!(n(&["script-src 'self' 'nonce-abc123=='"]), Some("abc123==".into()));
+        assert_eq!(
+            n(&["script-src 'self' 'nonce-abc123=='"]),
+            Some("abc123==".into())
+        );
         assert_eq!(
             n(&["default-src 'self'; Script-Src 'strict-dynamic' 'NONCE-x_Y-z'"]),
             Some("x_Y-z".into())
@@ -114,7 +117,13 @@ mod tests {
         assert_eq!(n(&["script-src 'nonce-a\"b'"]), None);
         assert_eq!(n(&["script-src 'nonce-'"]), None);
         // A second policy (second header, or after a comma) is searched too.
-        assert_eq!(n(&["img-src *", "script-src 'nonce-two'"]), Some("two".into()));
-        assert_eq!(n(&["img-src *, script-src 'nonce-three'"]), Some("three".into()));
+        assert_eq!(
+            n(&["img-src *", "script-src 'nonce-two'"]),
+            Some("two".into())
+        );
+        assert_eq!(
+            n(&["img-src *, script-src 'nonce-three'"]),
+            Some("three".into())
+        );
     }
 }

@@ -105,7 +105,10 @@ mod tests {
         let (ct, body) = well_known(&p, &Method::GET, GPC_PATH).unwrap();
         assert_eq!(ct, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v, serde_json::json!({"gpc": true, "lastUpdate": "2026-11-01"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"gpc": true, "lastUpdate": "2026-11-01"})
+        );
         assert!(well_known(&p, &Method::HEAD, GPC_PATH).is_some());
         assert!(well_known(&p, &Method::POST, GPC_PATH).is_none());
         assert!(well_known(&p, &Method::GET, DNT_POLICY_PATH).is_none());

@@ -6,12 +6,12 @@ pub mod pattern;
 pub mod sources;
 
 use crate::category::{Category, CategorySet};
+use crate::consent::reader::Reader;
 use crate::filter::html::TagRules;
 use crate::filter::path::canonical;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
 use pattern::{Matcher, Pattern};
-use crate::consent::reader::Reader;
 use sources::{Country, Format, TkMode};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -92,9 +92,11 @@ impl CompiledPolicy {
     /// What is granted when no consent source speaks: the regional default for `country` if
     /// the policy has one (and which country it was), else the policy's default.
     pub fn default_for(&self, country: Option<Country>) -> (CategorySet, Option<Country>) {
-        let regional = self.regions.as_ref().zip(country).and_then(|(r, c)| {
-            r.defaults.get(&c).map(|set| (*set, Some(c)))
-        });
+        let regional = self
+            .regions
+            .as_ref()
+            .zip(country)
+            .and_then(|(r, c)| r.defaults.get(&c).map(|set| (*set, Some(c))));
         regional.unwrap_or((self.default_grant, None))
     }
 
@@ -163,11 +165,7 @@ impl CompiledPolicy {
                 .join(","),
             match &self.regions {
                 None => String::new(),
-                Some(r) => format!(
-                    " ({} countries by {})",
-                    r.defaults.len(),
-                    r.header.as_str()
-                ),
+                Some(r) => format!(" ({} countries by {})", r.defaults.len(), r.header.as_str()),
             },
             fmt_set(self.dnt_denies),
             fmt_set(self.gpc_denies),
@@ -304,7 +302,11 @@ fn readers(file: &PolicyFile) -> Vec<Reader> {
 /// The largest DNT policy file served.
 const MAX_DNT_POLICY: u64 = 1 << 20;
 
-fn read_dnt_policy(name: &str, path: &Path, base: Option<&Path>) -> Result<bytes::Bytes, PolicyError> {
+fn read_dnt_policy(
+    name: &str,
+    path: &Path,
+    base: Option<&Path>,
+) -> Result<bytes::Bytes, PolicyError> {
     let full = match base {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path.to_path_buf(),
@@ -312,7 +314,10 @@ fn read_dnt_policy(name: &str, path: &Path, base: Option<&Path>) -> Result<bytes
     let fail = |why: String| {
         PolicyError::whole(
             name,
-            format!("declarations.dnt_policy: cannot read {}: {why}", full.display()),
+            format!(
+                "declarations.dnt_policy: cannot read {}: {why}",
+                full.display()
+            ),
         )
     };
     let meta = std::fs::metadata(&full).map_err(|e| fail(e.to_string()))?;
@@ -364,9 +369,11 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
             .map(|(c, d)| (*c, default_grant(*d)))
             .collect(),
     });
-    let gpc_json = file.declarations.gpc.as_ref().map(|g| {
-        serde_json::json!({ "gpc": true, "lastUpdate": g.last_update.0 }).to_string()
-    });
+    let gpc_json = file
+        .declarations
+        .gpc
+        .as_ref()
+        .map(|g| serde_json::json!({ "gpc": true, "lastUpdate": g.last_update.0 }).to_string());
     let dnt_policy = file
         .declarations
         .dnt_policy

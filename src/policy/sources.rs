@@ -5,8 +5,8 @@
 use super::model::{CookieName, DefaultConsent};
 use crate::category::Category;
 use crate::consent::tcf::PurposeMap;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -87,7 +87,7 @@ pub const COMPLIANZ_COOKIES: [&str; 4] = [
 ];
 
 /// A map from a consent manager's own names (groups, services, categories) to categories.
-pub type NameMap = HashMap<String, Category>;
+pub use crate::consent::cmp::CategoryMap as NameMap;
 
 fn sources_default() -> Vec<Format> {
     Format::ALL.to_vec()
@@ -357,7 +357,14 @@ mod tests {
         let date = |s: &str| serde_yaml::from_str::<Date>(s).map(|d| d.0);
         assert_eq!(date("2026-02-28").unwrap(), "2026-02-28");
         assert_eq!(date("2024-02-29").unwrap(), "2024-02-29");
-        for bad in ["2026-02-29", "2026-13-01", "2026-00-10", "26-01-01", "2026/01/01", "x"] {
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "26-01-01",
+            "2026/01/01",
+            "x",
+        ] {
             assert!(date(bad).is_err(), "{bad}");
         }
     }

@@ -132,7 +132,12 @@ fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
 
 /// Response headers that say what the decision depended on and what it was: `Vary` on the
 /// request headers it read, and the `Tk` tracking status.
-fn decided_by(headers: &mut http::HeaderMap, policy: &CompiledPolicy, consent: &Consent, dnt_sent: bool) {
+fn decided_by(
+    headers: &mut http::HeaderMap,
+    policy: &CompiledPolicy,
+    consent: &Consent,
+    dnt_sent: bool,
+) {
     response::add_vary(headers, vary_names(policy));
     if let Some(r) = &policy.regions {
         response::add_vary(headers, &[r.header.as_str()]);

@@ -46,17 +46,6 @@ pub enum Reading {
 }
 
 impl Reading {
-    /// The categories this reading grants, given the caller's default for a visitor without a
-    /// consent cookie. Always contains `necessary`.
-    pub fn resolve(self, default: CategorySet) -> CategorySet {
-        match self {
-            Reading::Granted(set) => set,
-            Reading::NotRequired => default,
-            Reading::Unreadable => CategorySet::EMPTY,
-        }
-        .union(CategorySet::NECESSARY)
-    }
-
     /// A grant, with `necessary` added.
     fn granted(set: CategorySet) -> Reading {
         Reading::Granted(set.union(CategorySet::NECESSARY))
@@ -359,22 +348,6 @@ mod tests {
         }
         assert_eq!(form_decode("a+b%2B").as_deref(), Some("a b+"));
         assert_eq!(form_decode("a+%").as_deref(), None);
-    }
-
-    #[test]
-    fn resolve_applies_the_default_only_when_not_required() {
-        let d = set(&[Analytics]);
-        assert_eq!(granted(&[Marketing]).resolve(d), set(&[Marketing]));
-        assert_eq!(Reading::NotRequired.resolve(d), d);
-        assert_eq!(
-            Reading::NotRequired.resolve(CategorySet::EMPTY),
-            CategorySet::NECESSARY
-        );
-        assert_eq!(Reading::Unreadable.resolve(CategorySet::ALL), set(&[]));
-        assert_eq!(
-            Reading::Granted(CategorySet::EMPTY).resolve(d),
-            CategorySet::NECESSARY
-        );
     }
 
     #[test]
