@@ -551,6 +551,9 @@ CURATED_RULES = [
     ("name", "OptanonConsent", NECESSARY, "OneTrust"),
     ("name", "OptanonAlertBoxClosed", NECESSARY, "OneTrust"),
     ("name", "euconsent-v2", NECESSARY, "IAB TCF"),  # TCF v2 consent string
+    ("name", "eupubconsent-v2", NECESSARY, "OneTrust"),  # OneTrust's copy of the TC string
+    ("name", "OTAdditionalConsentString", NECESSARY, "OneTrust"),
+    ("name", "addtl_consent", NECESSARY, "Google Additional Consent"),  # AC string beside TCF
     ("name", "euconsent", NECESSARY, "IAB TCF"),  # TCF v1; OCD: LiveRamp, Marketing
     ("name", "usprivacy", NECESSARY, "IAB CCPA"),  # US privacy string
     ("name", "cookieyes-consent", NECESSARY, "CookieYes"),
@@ -598,7 +601,8 @@ REQUIRED_NECESSARY = [
     ("name", "CookieConsent"), ("name", "OptanonConsent"), ("name", "OptanonAlertBoxClosed"),
     ("name", "euconsent-v2"), ("name", "cookieyes-consent"), ("name", "cc_cookie"),
     ("name", "klaro"), ("prefix", "cmplz_"), ("name", "borlabs-cookie"),
-    ("name", "cookie_consent"),
+    ("name", "cookie_consent"), ("name", "eupubconsent-v2"), ("name", "addtl_consent"),
+    ("name", "OTAdditionalConsentString"),
 ]
 REQUIRED_PREFERENCES_OR_NECESSARY = [("prefix", "wp-settings-")]
 
@@ -705,19 +709,12 @@ TAGS = [
 ]
 
 # Google tags that honour Consent Mode: with `google_consent_mode: true` in a policy they are left
-# to run, told the decision by a gtag('consent', 'default', …) block. Universal Analytics
-# (analytics.js, ga.js), the GTM noscript iframe and the DoubleClick / Ads pixels do not honour
-# it and stay neutralized.
-CONSENT_MODE_TAGS = {("googletagmanager.com", "/gtag/js"), ("googletagmanager.com", "/gtm.js")}
-CONSENT_MODE_SIGNATURES = {
-    "gtag(",
-    "googletagmanager.com/gtag/js",
-    "'AW-",
-    '"AW-',
-    "'gtm.start'",
-    '"gtm.start"',
-    "googletagmanager.com/gtm.js",
-}
+# to run, told the decision by a gtag('consent', 'default', …) block. Only the Google tag
+# (gtag.js) and its inline calls: a Google Tag Manager container loads whatever tags it holds,
+# Custom HTML for other vendors included, which Consent Mode does not govern, so GTM stays
+# neutralized; so do Universal Analytics (analytics.js, ga.js) and the Ads/DoubleClick pixels.
+CONSENT_MODE_TAGS = {("googletagmanager.com", "/gtag/js")}
+CONSENT_MODE_SIGNATURES = {"gtag(", "googletagmanager.com/gtag/js", "'AW-", '"AW-'}
 
 # Inline <script> signatures: the vendors' documented calls, and the loader URLs their snippets
 # build (a snippet often only defines the queue function and inserts the loader). A signature

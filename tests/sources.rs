@@ -379,7 +379,8 @@ async fn google_consent_mode_tells_google_tags_instead_of_neutralizing_them() {
     );
     assert_eq!(proxy.log(1)["tags_neutralized"], 2);
 
-    // Without consent both Google categories are denied in the block.
+    // Without consent both Google categories are denied in the block, and the Google tag
+    // still runs: Consent Mode keeps it from storing anything.
     let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
     assert!(
         got.body.contains("'analytics_storage':'denied'"),
@@ -391,4 +392,29 @@ async fn google_consent_mode_tells_google_tags_instead_of_neutralizing_them() {
         "no nonce without a CSP: {}",
         got.body
     );
+    assert!(
+        got.body.contains(
+            r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123">"#
+        )
+    );
+    assert_eq!(
+        proxy.log(2)["tags_neutralized"],
+        2,
+        "the Meta Pixel and its noscript"
+    );
+
+    // A page whose CSP allows inline scripts only by hash would block the block: then the
+    // Google tags are neutralized like any other.
+    let got = get(
+        &http1(),
+        &proxy.url("/tracked-csp"),
+        &[("x-csp", "script-src 'self' 'sha256-AAAA'")],
+    )
+    .await;
+    assert!(!got.body.contains("gtag('consent'"), "{}", got.body);
+    assert!(
+        got.body
+            .contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-DEMO123""#)
+    );
+    assert_eq!(proxy.log(3)["tags_neutralized"], 4);
 }

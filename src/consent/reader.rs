@@ -55,6 +55,30 @@ impl Reader {
         }
     }
 
+    /// Cookies the consent manager keeps beside the one it is read from (whether its banner
+    /// was closed, copies of the consent in other formats). They are its state, so they pass
+    /// like the consent itself, even under a policy without the built-in catalogue.
+    pub fn companion_cookies(&self) -> &'static [&'static str] {
+        match self {
+            Reader::Tcf { .. } => &["addtl_consent"],
+            Reader::Onetrust { .. } => &[
+                "OptanonAlertBoxClosed",
+                "eupubconsent-v2",
+                "OTAdditionalConsentString",
+            ],
+            Reader::Complianz => &[
+                "cmplz_banner-status",
+                "cmplz_consented_services",
+                "cmplz_policy_id",
+                "cmplz_saved_categories",
+                "cmplz_saved_services",
+                "cmplz_id",
+                "cmplz_consenttype",
+            ],
+            _ => &[],
+        }
+    }
+
     /// The cookies this source is read from: they are the visitor's consent, so they always
     /// pass in both directions.
     pub fn cookie_names(&self) -> Vec<&str> {
@@ -92,9 +116,9 @@ impl Reader {
                 Some(set) => Reading::Granted(set.union(CategorySet::NECESSARY)),
                 None => Reading::Unreadable,
             },
-            Reader::Tcf { purposes, .. } => match tcf::decode(value) {
-                Ok(tc) => Reading::Granted(purposes.grant(&tc)),
-                Err(_) => Reading::Unreadable,
+            Reader::Tcf { purposes, .. } => match cmp::prepare(value).map(tcf::decode) {
+                Some(Ok(tc)) => Reading::Granted(purposes.grant(&tc)),
+                _ => Reading::Unreadable,
             },
             Reader::Onetrust { groups, .. } => cmp::onetrust::parse(value, groups),
             Reader::Cookiebot { .. } => cmp::cookiebot::parse(value),

@@ -16,7 +16,7 @@ fn state(granted: CategorySet, c: Category) -> &'static str {
     }
 }
 
-/// The block for a decision. `nonce` must come from [`csp_nonce`] (it is inserted as it is).
+/// The block for a decision. `nonce` must come from [`permit`] (it is inserted as it is).
 pub fn block(granted: CategorySet, nonce: Option<&str>) -> String {
     let ads = state(granted, Category::Marketing);
     let analytics = state(granted, Category::Analytics);
@@ -29,21 +29,61 @@ pub fn block(granted: CategorySet, nonce: Option<&str>) -> String {
     )
 }
 
-/// The nonce that the response's Content-Security-Policy accepts for scripts, if it uses one:
-/// from the first of `script-src-elem`, `script-src`, `default-src` that the policy has (the
-/// directive that governs an inline `<script>`). Only base64 characters are accepted, so the
-/// value is safe inside an attribute.
-pub fn csp_nonce(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(CONTENT_SECURITY_POLICY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        // One header may carry several policies separated by commas.
-        .flat_map(|v| v.split(','))
-        .find_map(policy_nonce)
+/// Whether the response's Content-Security-Policy lets the block run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permit {
+    /// It runs, carrying this nonce if one is needed.
+    Runs(Option<String>),
+    /// No attribute the block could carry satisfies every policy (inline scripts allowed only
+    /// by hash, or by no source at all, or by nonces that differ between policies).
+    Blocked,
 }
 
-fn policy_nonce(policy: &str) -> Option<String> {
+/// What the response's policies (every `Content-Security-Policy` header, and every policy in
+/// one header separated by commas) say about an inline `<script>`: each policy's governing
+/// directive is the first of `script-src-elem`, `script-src`, `default-src` it has. A policy
+/// without one allows it; one with nonces allows it with one of them (only base64 characters
+/// are accepted, so the value is safe inside an attribute); one with hashes or
+/// `'strict-dynamic'` and no usable nonce blocks it; otherwise `'unsafe-inline'` allows it.
+/// `Content-Security-Policy-Report-Only` blocks nothing and is not read.
+pub fn permit(headers: &HeaderMap) -> Permit {
+    // The nonces every policy so far accepts; `None` while none has asked for one.
+    let mut accepted: Option<Vec<String>> = None;
+    let policies = headers
+        .get_all(CONTENT_SECURITY_POLICY)
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect::<Option<Vec<&str>>>();
+    // A header that is not text cannot be read: assume the worst.
+    let Some(policies) = policies else {
+        return Permit::Blocked;
+    };
+    for policy in policies.iter().flat_map(|v| v.split(',')) {
+        match policy_permit(policy) {
+            PolicyPermit::Allows => {}
+            PolicyPermit::Blocks => return Permit::Blocked,
+            PolicyPermit::Nonces(nonces) => {
+                let common: Vec<String> = match accepted.take() {
+                    None => nonces,
+                    Some(before) => before.into_iter().filter(|n| nonces.contains(n)).collect(),
+                };
+                if common.is_empty() {
+                    return Permit::Blocked;
+                }
+                accepted = Some(common);
+            }
+        }
+    }
+    Permit::Runs(accepted.and_then(|n| n.into_iter().next()))
+}
+
+enum PolicyPermit {
+    Allows,
+    Blocks,
+    Nonces(Vec<String>),
+}
+
+fn policy_permit(policy: &str) -> PolicyPermit {
     let directives: Vec<(String, &str)> = policy
         .split(';')
         .filter_map(|d| {
@@ -52,19 +92,49 @@ fn policy_nonce(policy: &str) -> Option<String> {
             (!name.is_empty()).then(|| (name.to_ascii_lowercase(), value))
         })
         .collect();
-    let governing = ["script-src-elem", "script-src", "default-src"]
+    let Some((_, sources)) = ["script-src-elem", "script-src", "default-src"]
         .iter()
-        .find_map(|want| directives.iter().find(|(n, _)| n == want))?;
-    governing.1.split_ascii_whitespace().find_map(|token| {
-        let inner = token.strip_prefix("'")?.strip_suffix("'")?;
-        let (kind, value) = inner.split_once('-')?;
-        (kind.eq_ignore_ascii_case("nonce")
-            && !value.is_empty()
-            && value.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-            }))
-        .then(|| value.to_string())
-    })
+        .find_map(|want| directives.iter().find(|(n, _)| n == want))
+    else {
+        return PolicyPermit::Allows;
+    };
+    let mut nonces = Vec::new();
+    let (mut hashes, mut strict_dynamic, mut unsafe_inline, mut bad_nonce) =
+        (false, false, false, false);
+    for token in sources.split_ascii_whitespace() {
+        let lower = token.to_ascii_lowercase();
+        if let Some(value) = lower
+            .strip_prefix("'nonce-")
+            .and_then(|_| token.get("'nonce-".len()..token.len().saturating_sub(1)))
+            .filter(|_| token.ends_with('\''))
+        {
+            if !value.is_empty()
+                && value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+                })
+            {
+                nonces.push(value.to_string());
+            } else {
+                bad_nonce = true;
+            }
+        } else if ["'sha256-", "'sha384-", "'sha512-"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            hashes = true;
+        } else if lower == "'strict-dynamic'" {
+            strict_dynamic = true;
+        } else if lower == "'unsafe-inline'" {
+            unsafe_inline = true;
+        }
+    }
+    if !nonces.is_empty() {
+        PolicyPermit::Nonces(nonces)
+    } else if hashes || strict_dynamic || bad_nonce || !unsafe_inline {
+        PolicyPermit::Blocks
+    } else {
+        PolicyPermit::Allows
+    }
 }
 
 #[cfg(test)]
@@ -93,37 +163,69 @@ mod tests {
     }
 
     #[test]
-    fn nonce_from_the_governing_directive() {
-        let n = |v: &[&str]| csp_nonce(&csp(v));
+    fn permits_from_the_governing_directive() {
+        let p = |v: &[&str]| permit(&csp(v));
+        let runs = |n: Option<&str>| Permit::Runs(n.map(str::to_string));
+        assert_eq!(p(&[]), runs(None));
+        assert_eq!(p(&["img-src *; style-src 'self'"]), runs(None));
         assert_eq!(
-            n(&["script-src 'self' 'nonce-abc123=='"]),
-            Some("abc123==".into())
+            p(&["script-src 'self' 'nonce-abc123=='"]),
+            runs(Some("abc123=="))
         );
         assert_eq!(
-            n(&["default-src 'self'; Script-Src 'strict-dynamic' 'NONCE-x_Y-z'"]),
-            Some("x_Y-z".into())
+            p(&["default-src 'self'; Script-Src 'strict-dynamic' 'NONCE-x_Y-z'"]),
+            runs(Some("x_Y-z"))
         );
         // script-src-elem governs an inline script over script-src.
         assert_eq!(
-            n(&["script-src 'nonce-a'; script-src-elem 'nonce-b'"]),
-            Some("b".into())
+            p(&["script-src 'nonce-a'; script-src-elem 'nonce-b'"]),
+            runs(Some("b"))
         );
-        assert_eq!(n(&["default-src 'nonce-d'"]), Some("d".into()));
+        assert_eq!(p(&["default-src 'nonce-d'"]), runs(Some("d")));
+        assert_eq!(p(&["script-src 'self' 'unsafe-inline'"]), runs(None));
+        // Inline scripts not allowed, or only by hash: the block would not run.
+        assert_eq!(p(&["script-src 'self'"]), Permit::Blocked);
+        assert_eq!(p(&["default-src 'self'"]), Permit::Blocked);
+        assert_eq!(
+            p(&["script-src 'unsafe-inline' 'sha256-AAAA'"]),
+            Permit::Blocked
+        );
+        assert_eq!(
+            p(&["script-src 'unsafe-inline' 'strict-dynamic'"]),
+            Permit::Blocked
+        );
         // A nonce in another directive does not count.
-        assert_eq!(n(&["style-src 'nonce-s'; script-src 'self'"]), None);
-        assert_eq!(n(&["img-src *"]), None);
-        assert_eq!(n(&[]), None);
-        // Characters that could break out of the attribute are refused.
-        assert_eq!(n(&["script-src 'nonce-a\"b'"]), None);
-        assert_eq!(n(&["script-src 'nonce-'"]), None);
-        // A second policy (second header, or after a comma) is searched too.
         assert_eq!(
-            n(&["img-src *", "script-src 'nonce-two'"]),
-            Some("two".into())
+            p(&["style-src 'nonce-s'; script-src 'self'"]),
+            Permit::Blocked
+        );
+        // Characters that could break out of the attribute are refused.
+        assert_eq!(p(&["script-src 'nonce-a\"b'"]), Permit::Blocked);
+        assert_eq!(p(&["script-src 'nonce-'"]), Permit::Blocked);
+        // Every policy must allow it, with one nonce for all.
+        assert_eq!(
+            p(&["img-src *", "script-src 'nonce-two'"]),
+            runs(Some("two"))
         );
         assert_eq!(
-            n(&["img-src *, script-src 'nonce-three'"]),
-            Some("three".into())
+            p(&["img-src *, script-src 'nonce-three'"]),
+            runs(Some("three"))
+        );
+        assert_eq!(
+            p(&["script-src 'nonce-a' 'nonce-b'", "script-src 'nonce-b'"]),
+            runs(Some("b"))
+        );
+        assert_eq!(
+            p(&["script-src 'nonce-b'", "script-src 'nonce-a' 'nonce-b'"]),
+            runs(Some("b"))
+        );
+        assert_eq!(
+            p(&["script-src 'nonce-a'", "script-src 'nonce-c'"]),
+            Permit::Blocked
+        );
+        assert_eq!(
+            p(&["script-src 'nonce-a'", "script-src 'self'"]),
+            Permit::Blocked
         );
     }
 }

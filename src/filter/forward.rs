@@ -120,7 +120,9 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(&ip))
 }
 
-/// A header's value, if the peer is a trusted proxy that may set it.
+/// A header's value, if the peer is a trusted proxy that may set it. A header that occurs more
+/// than once is not believed: an edge that appended its value instead of replacing the
+/// client's would otherwise let the client's copy through.
 pub fn trusted_header<'h>(
     peer: IpAddr,
     headers: &'h HeaderMap,
@@ -130,7 +132,12 @@ pub fn trusted_header<'h>(
     if !is_trusted(peer, trusted) {
         return None;
     }
-    headers.get(name)?.to_str().ok()
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
 }
 
 fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
@@ -202,6 +209,30 @@ mod tests {
     use super::*;
 
     use crate::test_headers as h;
+
+    #[test]
+    fn trust_and_trusted_headers() {
+        let nets: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(is_trusted(ip("10.1.2.3"), &nets));
+        assert!(is_trusted(ip("::ffff:10.1.2.3"), &nets), "IPv4-mapped");
+        assert!(is_trusted(ip("2001:db8::1"), &nets));
+        assert!(!is_trusted(ip("11.0.0.1"), &nets));
+        assert!(!is_trusted(ip("::ffff:11.0.0.1"), &nets));
+        let name = http::HeaderName::from_static("cf-ipcountry");
+        let one = h(&[("CF-IPCountry", "US")]);
+        assert_eq!(
+            trusted_header(ip("10.0.0.1"), &one, &nets, &name),
+            Some("US")
+        );
+        assert_eq!(trusted_header(ip("192.0.2.1"), &one, &nets, &name), None);
+        let two = h(&[("cf-ipcountry", "US"), ("cf-ipcountry", "DE")]);
+        assert_eq!(trusted_header(ip("10.0.0.1"), &two, &nets, &name), None);
+        assert_eq!(trusted_header(ip("10.0.0.1"), &h(&[]), &nets, &name), None);
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

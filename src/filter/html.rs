@@ -117,8 +117,6 @@ pub struct TagRules {
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
-    /// Google Consent Mode: rules marked `consent_mode` do not match.
-    pub google_consent_mode: bool,
 }
 
 /// A glob in which `*` crosses `/`.
@@ -162,6 +160,12 @@ fn split_url(url: &str) -> (Option<String>, &str) {
     let after = &rest[host_end..];
     let path_end = after.find(['?', '#']).unwrap_or(after.len());
     (Some(host), &after[..path_end])
+}
+
+/// Whether a matching rule acts: its category is denied, and it is not a Google tag left to
+/// Consent Mode (`exempt`: the page carries the Consent Mode default).
+fn acts(granted: CategorySet, exempt: bool, category: Category, consent_mode: bool) -> bool {
+    !(granted.contains(category) || (exempt && consent_mode))
 }
 
 /// A byte that can continue a JavaScript identifier (ASCII; other letters never start a
@@ -208,13 +212,7 @@ impl TagRules {
             inline,
             signatures,
             default_action,
-            google_consent_mode: false,
         })
-    }
-
-    /// Whether a rule with this flag is left for Google Consent Mode to govern.
-    fn left_to_consent_mode(&self, consent_mode: bool) -> bool {
-        consent_mode && self.google_consent_mode
     }
 
     /// URL rules and inline signatures together.
@@ -229,24 +227,26 @@ impl TagRules {
 
     /// The first URL rule matching `url` (rules are in precedence order: the site's, then the
     /// built-in catalogue's), if its category is denied.
-    pub fn match_url(&self, url: &str, granted: CategorySet) -> Option<&UrlRule> {
+    ///
+    /// With `exempt`, rules marked `consent_mode` (Google tags that honour Consent Mode) do not
+    /// match: the page carries the Consent Mode default, which governs them.
+    pub fn match_url(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
         let (host, path) = split_url(url);
         let path = if path.is_empty() { "/" } else { path };
         let query = query_of(url.trim());
         self.urls
             .iter()
             .find(|r| r.matches(host.as_deref(), path, query))
-            .filter(|r| !granted.contains(r.category) && !self.left_to_consent_mode(r.consent_mode))
+            .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
     }
 
     /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
     /// category is denied: for resource hints, which name only a host.
-    pub fn match_host(&self, url: &str, granted: CategorySet) -> Option<&UrlRule> {
+    pub fn match_host(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
         let (host, _) = split_url(url);
         let host = host?;
         self.urls.iter().find(|r| {
-            !granted.contains(r.category)
-                && !self.left_to_consent_mode(r.consent_mode)
+            acts(granted, exempt, r.category, r.consent_mode)
                 && matches!(r.host, HostPattern::Domain(_))
                 && host_matches(&r.host, Some(&host))
         })
@@ -258,7 +258,12 @@ impl TagRules {
     /// consent banner activates it only with marketing consent. A signature that starts with an
     /// identifier character matches only at the start of an identifier: `ym(` matches
     /// `ym(1, "init")` and `window.ym(`, not `anonym(`.
-    pub fn match_inline(&self, text: &str, granted: CategorySet) -> Option<&InlineRule> {
+    pub fn match_inline(
+        &self,
+        text: &str,
+        granted: CategorySet,
+        exempt: bool,
+    ) -> Option<&InlineRule> {
         let ac = self.signatures.as_ref()?;
         let bytes = text.as_bytes();
         ac.find_overlapping_iter(text)
@@ -268,7 +273,7 @@ impl TagRules {
                 !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
             })
             .map(|m| &self.inline[m.pattern().as_usize()])
-            .filter(|r| !granted.contains(r.category) && !self.left_to_consent_mode(r.consent_mode))
+            .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
             .fold(None, |best: Option<&InlineRule>, r| match best {
                 Some(b) if b.category >= r.category => Some(b),
                 _ => Some(r),
@@ -318,13 +323,14 @@ fn url_element<H: lol_html::HandlerTypes>(
     el: &mut Element<'_, '_, H>,
     rules: &TagRules,
     granted: CategorySet,
+    exempt: bool,
     enforce: bool,
     report: &mut TagReport,
 ) {
     let Some(src) = el.get_attribute("src") else {
         return;
     };
-    if let Some(rule) = rules.match_url(&src, granted) {
+    if let Some(rule) = rules.match_url(&src, granted, exempt) {
         report.record(&rule.vendor);
         if enforce {
             match rule.action.unwrap_or(rules.default_action) {
@@ -350,7 +356,8 @@ fn rewrite_noscript(
         lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
             "img[src], iframe[src], script[src]",
             |el| {
-                url_element(el, rules, granted, enforce, &mut cell.borrow_mut());
+                // Nothing in a <noscript> runs: Consent Mode does not govern it.
+                url_element(el, rules, granted, false, enforce, &mut cell.borrow_mut());
                 Ok(())
             }
         )),
@@ -392,6 +399,8 @@ struct Shared {
     noscript: Option<Held>,
     /// Whether the `<head>` block has been written.
     injected: bool,
+    /// How many `<template>` elements are open: their content is inert.
+    templates: usize,
 }
 
 /// An attribute value as lol_html gives it (raw source text, entities not decoded), made safe
@@ -429,21 +438,26 @@ pub fn document_encoding(
 }
 
 /// `encoding` comes from [`document_encoding`]: the encoding, and whether `<meta charset>` may
-/// change it. `head` is HTML written at the start of `<head>` (before the first `<script>` of a
-/// document without one), when enforcing.
+/// change it. `consent_mode` is the Google Consent Mode default block: when enforcing it is
+/// written at the start of `<head>` (or, in a document without one, before its first `<script>`
+/// outside a `<template>`), and from that point on Google tags that honour Consent Mode are
+/// left to run. Before it, or if it is never written, they are neutralized like any tag.
 pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     rules: Arc<TagRules>,
     granted: CategorySet,
     enforce: bool,
     max_memory: usize,
     encoding: (lol_html::AsciiCompatibleEncoding, bool),
-    head: Option<String>,
+    consent_mode: Option<String>,
     output: O,
 ) -> (HtmlRewriter<'h, O>, TagReportHandle) {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let handle = TagReportHandle(shared.clone());
     let s0 = shared.clone();
-    let head = head.filter(|_| enforce);
+    let block = consent_mode.filter(|_| enforce);
+    // Google tags are left to Consent Mode only once its block is in the page.
+    let consent_mode = block.is_some();
+    let exempt = move |sh: &Shared| consent_mode && sh.injected;
     let (r1, s1) = (rules.clone(), shared.clone());
     let (r2, s2) = (rules.clone(), shared.clone());
     let (r3, s3) = (rules.clone(), shared.clone());
@@ -451,23 +465,40 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     let s6 = shared.clone();
     let s4 = shared;
     let mut handlers = Vec::new();
-    if let Some(block) = head {
-        handlers.push(element!("head, script", move |el| {
+    if let Some(block) = block {
+        handlers.push(element!("head, script, template", move |el| {
             let mut sh = s0.lock().unwrap();
-            if !sh.injected {
-                sh.injected = true;
-                if el.tag_name() == "head" {
+            match el.tag_name().as_str() {
+                "template" => {
+                    sh.templates += 1;
+                    let shared = s0.clone();
+                    if let Some(end) = el.end_tag_handlers() {
+                        let handler: lol_html::send::EndTagHandler<'static> = Box::new(move |_| {
+                            let mut sh = shared.lock().unwrap();
+                            sh.templates = sh.templates.saturating_sub(1);
+                            Ok(())
+                        });
+                        end.push(handler);
+                    }
+                }
+                "head" if !sh.injected => {
+                    sh.injected = true;
                     el.prepend(&block, ContentType::Html);
-                } else {
+                }
+                "script" if !sh.injected && sh.templates == 0 => {
+                    sh.injected = true;
                     el.before(&block, ContentType::Html);
                 }
+                _ => {}
             }
             Ok(())
         }));
     }
     handlers.extend([
         element!("script[src], img[src], iframe[src]", move |el| {
-            url_element(el, &r1, granted, enforce, &mut s1.lock().unwrap().report);
+            let mut sh = s1.lock().unwrap();
+            let exempt = exempt(&sh);
+            url_element(el, &r1, granted, exempt, enforce, &mut sh.report);
             Ok(())
         }),
         element!("link[href]", move |el| {
@@ -484,8 +515,9 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
             let Some(href) = el.get_attribute("href") else {
                 return Ok(());
             };
-            if let Some(rule) = r2.match_host(&href, granted) {
-                s2.lock().unwrap().report.record(&rule.vendor);
+            let mut sh = s2.lock().unwrap();
+            if let Some(rule) = r2.match_host(&href, granted, exempt(&sh)) {
+                sh.report.record(&rule.vendor);
                 if enforce {
                     match rule.action.unwrap_or(r2.default_action) {
                         TagAction::Remove => el.remove(),
@@ -521,7 +553,7 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
                             ))
                         } else {
                             rules
-                                .match_inline(&text, granted)
+                                .match_inline(&text, granted, exempt(&sh))
                                 .map(|r| (r.category, r.vendor.clone(), r.action))
                         };
                         let mut html = String::from("<script");
@@ -767,10 +799,10 @@ mod tests {
             "anonym(x); ym(4)",
             "w['mc.yandex.ru/x']",
         ] {
-            assert!(rules.match_inline(hit, NONE).is_some(), "{hit}");
+            assert!(rules.match_inline(hit, NONE, false).is_some(), "{hit}");
         }
         for miss in ["anonym(x)", "_ym(1)", "$ym(1)", "t\u{e9}ym(1)", "Ym(1)"] {
-            assert!(rules.match_inline(miss, NONE).is_none(), "{miss}");
+            assert!(rules.match_inline(miss, NONE, false).is_none(), "{miss}");
         }
     }
 
@@ -794,7 +826,7 @@ mod tests {
         )
         .unwrap();
         let text = "gtag('js'); _paq.push(1); gtag('config', 'AW-1');";
-        let vendor = |granted| rules.match_inline(text, granted).map(|r| &*r.vendor);
+        let vendor = |granted| rules.match_inline(text, granted, false).map(|r| &*r.vendor);
         assert_eq!(vendor(NONE), Some("Ads"));
         assert_eq!(vendor(NONE.with(Marketing)), Some("GA"));
         assert_eq!(vendor(NONE.with(Analytics)), Some("Ads"));
@@ -910,7 +942,7 @@ mod tests {
     #[test]
     fn urls_and_hosts() {
         let r = rules(TagAction::Neutralize);
-        let m = |u: &str| r.match_url(u, NONE).map(|r| r.vendor.to_string());
+        let m = |u: &str| r.match_url(u, NONE, false).map(|r| r.vendor.to_string());
         assert_eq!(
             m("https://connect.facebook.net/en_US/fbevents.js").as_deref(),
             Some("Meta Pixel")
@@ -933,7 +965,10 @@ mod tests {
             m("https://www.GoogleTagManager.com:443/gtag/js").as_deref(),
             Some("Google Analytics")
         );
-        assert!(r.match_host("https://static.example.com", NONE).is_none());
+        assert!(
+            r.match_host("https://static.example.com", NONE, false)
+                .is_none()
+        );
     }
 
     #[test]
@@ -950,5 +985,96 @@ mod tests {
         );
         assert!(out.ends_with("<p>after</p>"));
         assert_eq!(report.vendors, vec!["unreadable inline script"]);
+    }
+
+    /// Rules where the Google tag honours Consent Mode and the Meta Pixel does not.
+    fn consent_mode_rules() -> Arc<TagRules> {
+        let mut gtag =
+            UrlRule::new("googletagmanager.com", Some("/gtag/js"), Analytics, "GA").unwrap();
+        gtag.consent_mode = true;
+        let sig = |s: &str, category, consent_mode| InlineRule {
+            signature: s.into(),
+            category,
+            vendor: Arc::from("v"),
+            action: None,
+            consent_mode,
+        };
+        Arc::new(
+            TagRules::new(
+                vec![gtag],
+                vec![sig("gtag(", Analytics, true), sig("fbq(", Marketing, false)],
+                TagAction::Neutralize,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn rewrite_cm(html: &str, block: Option<&str>, enforce: bool, cut: usize) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let (mut rw, _) = rewriter(
+            consent_mode_rules(),
+            NONE,
+            enforce,
+            8 << 20,
+            document_encoding(None).unwrap(),
+            block.map(str::to_string),
+            move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
+        );
+        rw.write(&html.as_bytes()[..cut]).unwrap();
+        rw.write(&html.as_bytes()[cut..]).unwrap();
+        rw.end().unwrap();
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    const GTAG: &str =
+        r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#;
+    const GTAG_INLINE: &str = "<script>gtag('js', new Date());</script>";
+    const FBQ: &str = "<script>fbq('init', '1');</script>";
+    const BLOCK: &str = "<script>/*consent default*/</script>";
+
+    #[test]
+    fn consent_mode_block_opens_the_head_and_lets_google_tags_run() {
+        let page = format!("<html><head><title>t</title>{GTAG}{GTAG_INLINE}{FBQ}</head></html>");
+        let want = format!(
+            "<html><head>{BLOCK}<title>t</title>{GTAG}{GTAG_INLINE}<script type=\"text/plain\" data-category=\"marketing\">fbq('init', '1');</script></head></html>"
+        );
+        for cut in 0..=page.len() {
+            assert_eq!(
+                rewrite_cm(&page, Some(BLOCK), true, cut),
+                want,
+                "cut at {cut}"
+            );
+        }
+        // Without the block (Consent Mode off, or a CSP that would block it) Google tags are
+        // neutralized like any other; in report-only nothing is written.
+        let off = rewrite_cm(&page, None, true, 0);
+        assert!(
+            off.contains("data-src=\"https://www.googletagmanager.com"),
+            "{off}"
+        );
+        assert!(!off.contains("/*consent default*/"));
+        assert_eq!(rewrite_cm(&page, Some(BLOCK), false, 0), page);
+    }
+
+    #[test]
+    fn without_a_head_the_block_precedes_the_first_live_script() {
+        let page = format!("<!doctype html><p>x</p>{GTAG}{FBQ}");
+        assert_eq!(
+            rewrite_cm(&page, Some(BLOCK), true, 0),
+            format!(
+                "<!doctype html><p>x</p>{BLOCK}{GTAG}<script type=\"text/plain\" data-category=\"marketing\">fbq('init', '1');</script>"
+            )
+        );
+        // A script inside a <template> is inert: the block is not put there, and a Google tag
+        // before the block is neutralized.
+        let page = format!("<template>{GTAG}</template>{GTAG_INLINE}");
+        let out = rewrite_cm(&page, Some(BLOCK), true, 0);
+        assert_eq!(
+            out,
+            format!(
+                "<template><script async type=\"text/plain\" data-category=\"analytics\" data-src=\"https://www.googletagmanager.com/gtag/js?id=G-1\"></script></template>{BLOCK}{GTAG_INLINE}"
+            )
+        );
     }
 }

@@ -351,14 +351,17 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         url_rules.extend(builtin.tags.0.into_iter().map(|t| t.rule));
         inline_rules.extend(builtin.inline_tags.0.into_iter().map(|t| t.rule));
     }
-    let mut tags = TagRules::new(url_rules, inline_rules, file.tag_action)
+    let tags = TagRules::new(url_rules, inline_rules, file.tag_action)
         .map_err(|m| PolicyError::whole(name, m))?;
-    tags.google_consent_mode = file.google_consent_mode;
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
     let sources = readers(&file);
     let consent_cookies = sources
         .iter()
-        .flat_map(|r| r.cookie_names())
+        .flat_map(|r| {
+            let mut names = r.cookie_names();
+            names.extend_from_slice(r.companion_cookies());
+            names
+        })
         .map(str::to_string)
         .collect();
     let regions = file.regions.as_ref().map(|r| CompiledRegions {
@@ -369,6 +372,15 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
             .map(|(c, d)| (*c, default_grant(*d)))
             .collect(),
     });
+    if file.declarations.gpc.is_some()
+        && (!file.signals.gpc.enabled || file.signals.gpc.deny.0.is_empty())
+    {
+        return Err(PolicyError::whole(
+            name,
+            "declarations.gpc says the site honours Global Privacy Control, but signals.gpc \
+             is disabled or denies nothing",
+        ));
+    }
     let gpc_json = file
         .declarations
         .gpc

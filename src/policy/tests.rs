@@ -303,14 +303,14 @@ fn the_first_tag_rule_that_matches_decides() {
     let marketing = CategorySet::NECESSARY.with(Category::Marketing);
     // The Google tag with an Ads id is marketing, whatever analytics says.
     assert_eq!(
-        p.tags.match_url(ads, analytics).map(|r| r.category),
+        p.tags.match_url(ads, analytics, false).map(|r| r.category),
         Some(Category::Marketing)
     );
-    assert!(p.tags.match_url(ads, marketing).is_none());
+    assert!(p.tags.match_url(ads, marketing, false).is_none());
     // With a Google Analytics id it is analytics.
-    assert!(p.tags.match_url(ga, analytics).is_none());
+    assert!(p.tags.match_url(ga, analytics, false).is_none());
     assert_eq!(
-        p.tags.match_url(ga, marketing).map(|r| r.category),
+        p.tags.match_url(ga, marketing, false).map(|r| r.category),
         Some(Category::Analytics)
     );
     // A site's own rule comes first: here it moves a tag to another category.
@@ -321,7 +321,11 @@ fn the_first_tag_rule_that_matches_decides() {
     .unwrap();
     assert!(
         site.tags
-            .match_url(ads, CategorySet::NECESSARY.with(Category::Preferences))
+            .match_url(
+                ads,
+                CategorySet::NECESSARY.with(Category::Preferences),
+                false
+            )
             .is_none()
     );
 }
@@ -339,4 +343,65 @@ fn query_globs_are_validated_and_part_of_the_duplicate_check() {
         )
         .is_ok()
     );
+}
+
+#[test]
+fn declaring_gpc_needs_the_gpc_signal() {
+    for text in [
+        "declarations:\n  gpc: { last_update: 2026-01-01 }\nsignals:\n  gpc: { enabled: false, deny: [marketing] }\n",
+        "declarations:\n  gpc: { last_update: 2026-01-01 }\nsignals:\n  gpc: { deny: [] }\n",
+    ] {
+        assert!(err(text).to_string().contains("signals.gpc"), "{text}");
+    }
+    let e = err("declarations:\n  gpc: { last_update: 2026-02-30 }\n");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        compile(
+            "p.yaml",
+            "declarations:\n  gpc: { last_update: 2026-01-01 }\n"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn sources_are_validated() {
+    let e = err("consent:\n  sources: [native, tcf, native]\n");
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let e = err("consent:\n  sources: [usercentrics]\n");
+    assert_eq!(e.line, 2, "{e}");
+    let e = err("consent:\n  tcf:\n    purposes: { analytics: [1, 30] }\n");
+    assert!(e.to_string().contains("purpose 30"), "{e}");
+    let e = err("consent:\n  onetrust:\n    groups: { C0002: statistics }\n");
+    assert_eq!(e.line, 3, "{e}");
+    let e = err("regions:\n  header: CF-IPCountry\n  opt-in: [DE]\n  opt-out: [de]\n");
+    assert!(e.to_string().contains("DE is listed twice"), "{e}");
+    let e = err("regions:\n  header: \"bad header\"\n");
+    assert!(e.to_string().contains("not a valid header name"), "{e}");
+    let e = err("regions:\n  header: X-Country\n  opt-in: [Germany]\n");
+    assert!(e.to_string().contains("two-letter"), "{e}");
+}
+
+#[test]
+fn consent_manager_cookies_pass_without_the_catalogue() {
+    let p = compile("p.yaml", "").unwrap();
+    for name in [
+        "cookie_consent",
+        "euconsent-v2",
+        "addtl_consent",
+        "OptanonConsent",
+        "OptanonAlertBoxClosed",
+        "eupubconsent-v2",
+        "CookieConsent",
+        "cc_cookie",
+        "klaro",
+        "cookieyes-consent",
+        "cmplz_statistics",
+        "cmplz_banner-status",
+        "borlabs-cookie",
+    ] {
+        assert_eq!(p.classify(name), Verdict::ConsentCookie, "{name}");
+    }
+    let only_native = compile("p.yaml", "consent:\n  sources: [native]\n").unwrap();
+    assert_eq!(only_native.classify("OptanonConsent"), Verdict::Unknown);
 }

@@ -10,7 +10,7 @@ use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
 use crate::filter::{consent_mode, declarations, html, path, request, response};
-use crate::policy::sources::Country;
+use crate::policy::sources::{Country, TkMode};
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -122,7 +122,9 @@ fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
 
 /// The names of the request headers that the consent decision read.
 fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
-    match (policy.dnt_denies.is_some(), policy.gpc_denies.is_some()) {
+    // `Tk` on DNT requests depends on DNT even when DNT decides nothing.
+    let dnt = policy.dnt_denies.is_some() || policy.tk == TkMode::Dnt;
+    match (dnt, policy.gpc_denies.is_some()) {
         (true, true) => &["Cookie", "DNT", "Sec-GPC"],
         (true, false) => &["Cookie", "DNT"],
         (false, true) => &["Cookie", "Sec-GPC"],
@@ -177,9 +179,10 @@ async fn journey(
         );
     }
 
-    // What the site declares about browser signals, answered here.
+    // What the site declares about browser signals, answered here (not in report-only mode:
+    // the proxy does not yet keep those promises).
     if let Some((content_type, body)) =
-        declarations::well_known(policy, req.method(), req.uri().path())
+        declarations::well_known(policy, req.method(), req.uri().path()).filter(|_| enforce)
     {
         guard.decision.status = 200;
         let mut resp = Response::new(LoggedBody::new(full(body), guard));
@@ -380,12 +383,22 @@ async fn journey(
             };
             let encoding = html::document_encoding(body::charset(&parts.headers))
                 .unwrap_or_else(|| (lol_html::AsciiCompatibleEncoding::utf_8(), true));
-            let head = policy.google_consent_mode.then(|| {
-                consent_mode::block(
-                    consent.granted,
-                    consent_mode::csp_nonce(&parts.headers).as_deref(),
-                )
-            });
+            // Google tags are left to Consent Mode only if its block can run in this page.
+            let block = match policy
+                .google_consent_mode
+                .then(|| consent_mode::permit(&parts.headers))
+            {
+                Some(consent_mode::Permit::Runs(nonce)) => {
+                    Some(consent_mode::block(consent.granted, nonce.as_deref()))
+                }
+                Some(consent_mode::Permit::Blocked) => {
+                    tracing::debug!(
+                        "the page's Content-Security-Policy would block the Consent Mode block: Google tags are neutralized"
+                    );
+                    None
+                }
+                None => None,
+            };
             let (rewritten, report) = RewriteBody::new(
                 upstream_body,
                 policy.tags.clone(),
@@ -393,7 +406,7 @@ async fn journey(
                 enforce,
                 state.settings.limits.rewrite_memory,
                 encoding,
-                head,
+                block,
             );
             guard.tags = Some(report);
             match client_coding.filter(|_| enforce) {

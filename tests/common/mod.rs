@@ -35,7 +35,8 @@ pub struct Seen {
 /// - `/stream`: sends "first;" then waits for `release` before sending "rest".
 /// - `/upload`: reports when its first request-body chunk arrived through `first_chunk`, then
 ///   reads the rest and answers with the byte count.
-/// - `/tracked-csp`: the demo page with a Content-Security-Policy that allows scripts by nonce.
+/// - `/tracked-csp`: the demo page with a Content-Security-Policy that allows scripts by nonce,
+///   or the one in the request's `x-csp` header.
 /// - `/huge-attribute`: HTML with two tracker tags, the second with a 300 KiB attribute, in
 ///   16 KiB frames.
 /// - `/slow`: answers after 3 s.
@@ -238,12 +239,12 @@ async fn upstream_route(
             let mut r = Response::new(boxed(consent_proxy::demo::HOME_PAGE));
             r.headers_mut()
                 .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
-            r.headers_mut().insert(
-                "content-security-policy",
-                "default-src 'self'; script-src 'nonce-c3BhcmtsZQ==' 'strict-dynamic'"
-                    .parse()
-                    .unwrap(),
-            );
+            let csp = req.headers().get("x-csp").cloned().unwrap_or_else(|| {
+                http::HeaderValue::from_static(
+                    "default-src 'self'; script-src 'nonce-c3BhcmtsZQ==' 'strict-dynamic'",
+                )
+            });
+            r.headers_mut().insert("content-security-policy", csp);
             r
         }
         "/tracked" | "/tracked.json" => {
