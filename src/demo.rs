@@ -240,6 +240,15 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         ("no consent", None),
         ("Cookie: cookie_consent=all", Some("cookie_consent=all")),
         ("cookie_consent=analytics", Some("cookie_consent=analytics")),
+        // A TCF string with purposes 1, 8 and 9: storage and measurement, no advertising.
+        (
+            "TCF euconsent-v2 (1,8,9)",
+            Some("euconsent-v2=CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA"),
+        ),
+        (
+            "OneTrust C0002 only",
+            Some("OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0004%3A0"),
+        ),
     ] {
         let (names, tags) = visit(proxy_addr, cookie).await?;
         walkthrough_line(&mut out, label, &names, tags);

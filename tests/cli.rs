@@ -161,5 +161,12 @@ fn demo_once_shows_tracking_cookies_stripped_without_consent() {
     assert!(rest.trim_start().starts_with("- "), "{all}");
     assert!(passed.contains("_ga") && passed.contains("_fbp"), "{all}");
     assert!(all.trim_end().ends_with("tags neutralized: 0"), "{all}");
+    // A TCF string and a OneTrust cookie granting analytics only.
+    for label in ["TCF euconsent-v2", "OneTrust C0002"] {
+        let l = line(label);
+        let (passed, stripped) = l.split_once("stripped:").unwrap();
+        assert!(passed.contains(" _ga ") && stripped.contains("_fbp"), "{l}");
+        assert!(l.trim_end().ends_with("tags neutralized: 2"), "{l}");
+    }
     assert!(err.contains("curl -si"), "{err}");
 }
