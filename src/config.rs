@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`, `/cookies`.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,9 @@ pub struct Timeouts {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde", default = "Timeouts::shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// How long a client connection may sit idle between requests.
+    #[serde(with = "humantime_serde", default = "Timeouts::idle")]
+    pub idle: Duration,
 }
 
 impl Timeouts {
@@ -49,6 +54,9 @@ impl Timeouts {
     fn shutdown_grace() -> Duration {
         Duration::from_secs(25)
     }
+    fn idle() -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 impl Default for Timeouts {
@@ -59,6 +67,7 @@ impl Default for Timeouts {
             upstream_body_idle: Timeouts::body_idle(),
             header_read: Timeouts::header_read(),
             shutdown_grace: Timeouts::shutdown_grace(),
+            idle: Timeouts::idle(),
         }
     }
 }
@@ -74,6 +83,15 @@ pub struct Limits {
         deserialize_with = "Limits::deserialize_rewrite_memory"
     )]
     pub rewrite_memory: usize,
+    /// The largest request head (request line and headers) a client may send; larger → 431.
+    #[serde(
+        default = "Limits::max_header_size",
+        deserialize_with = "Limits::deserialize_header_size"
+    )]
+    pub max_header_size: usize,
+    /// Client connections served at once; more wait in the kernel's accept queue.
+    #[serde(default = "Limits::max_connections")]
+    pub max_connections: usize,
 }
 
 impl Limits {
@@ -83,6 +101,24 @@ impl Limits {
 
     fn rewrite_memory() -> usize {
         16 << 20
+    }
+
+    fn max_header_size() -> usize {
+        64 << 10
+    }
+
+    fn max_connections() -> usize {
+        10_000
+    }
+
+    fn deserialize_header_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let size = bytesize::ByteSize::deserialize(d)?.as_u64();
+        if !(8 * 1024..=1 << 20).contains(&size) {
+            return Err(serde::de::Error::custom(format!(
+                "max_header_size must be between 8 KiB and 1 MiB, not {size} bytes"
+            )));
+        }
+        usize::try_from(size).map_err(serde::de::Error::custom)
     }
 
     fn deserialize_rewrite_memory<'de, D: serde::Deserializer<'de>>(
@@ -102,6 +138,50 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             rewrite_memory: Limits::rewrite_memory(),
+            max_header_size: Limits::max_header_size(),
+            max_connections: Limits::max_connections(),
+        }
+    }
+}
+
+/// One certificate chain and its key, PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// TLS on the main listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Chosen by SNI among the names each certificate covers; the first is the default.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// Where decision records go.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A file, rotated daily (`FILE.YYYY-MM-DD`); without it, stdout.
+    pub file: Option<PathBuf>,
+    /// Days of rotated files kept; older ones are deleted.
+    #[serde(default = "LogSettings::retention_days")]
+    pub retention_days: u32,
+}
+
+impl LogSettings {
+    fn retention_days() -> u32 {
+        14
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            file: None,
+            retention_days: LogSettings::retention_days(),
         }
     }
 }
@@ -111,7 +191,14 @@ impl Default for Limits {
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
+    /// PEM bundle of the CAs that may sign an https upstream's certificate (instead of the
+    /// built-in Mozilla roots).
+    pub upstream_ca: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub log: LogSettings,
     /// Relative paths are relative to the config file's directory.
     pub policy: Option<PathBuf>,
     /// Addresses or networks whose `X-Forwarded-*` headers are believed.
@@ -137,7 +224,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host[:port]`.
+    /// Parses `http://host[:port]` or `https://host[:port]`.
     pub fn parse(s: &str) -> Result<Upstream, String> {
         let uri: http::Uri = s
             .parse()
@@ -146,9 +233,9 @@ impl Upstream {
             .scheme()
             .cloned()
             .ok_or_else(|| format!("upstream `{s}` needs a scheme, e.g. http://{s}"))?;
-        if scheme != Scheme::HTTP {
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!(
-                "upstream `{s}`: only http:// upstreams are supported (the scheme was {scheme})"
+                "upstream `{s}`: only http:// and https:// upstreams are supported (the scheme was {scheme})"
             ));
         }
         let authority = uri
@@ -168,7 +255,11 @@ impl Upstream {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub upstream: Upstream,
+    pub upstream_ca: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub log: LogSettings,
     pub policy: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip: IpMode,
@@ -181,6 +272,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
     pub policy: Option<PathBuf>,
 }
@@ -194,11 +286,22 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
     file.client_ip
         .validate()
         .map_err(|m| LocatedError::whole(&name, format!("client_ip: {m}")))?;
-    if let Some(p) = &file.policy
-        && p.is_relative()
-        && let Some(dir) = path.parent()
-    {
-        file.policy = Some(dir.join(p));
+    if let Some(dir) = path.parent() {
+        let relative = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        file.policy.iter_mut().for_each(relative);
+        file.upstream_ca.iter_mut().for_each(relative);
+        file.log.file.iter_mut().for_each(relative);
+        for c in file.tls.iter_mut().flat_map(|t| t.certificates.iter_mut()) {
+            relative(&mut c.cert);
+            relative(&mut c.key);
+        }
+    }
+    if file.tls.as_ref().is_some_and(|t| t.certificates.is_empty()) {
+        return Err(LocatedError::whole(&name, "tls.certificates: list at least one certificate"));
     }
     Ok(file)
 }
@@ -214,9 +317,17 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
         .upstream
         .or(file.upstream)
         .ok_or("no upstream: pass --upstream URL or set `upstream` in the config file")?;
+    let admin_listen = match o.admin_listen.or(file.admin_listen) {
+        Some(l) => l,
+        None => DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+    };
     Ok(Settings {
         listen,
+        admin_listen,
         upstream: Upstream::parse(&upstream)?,
+        upstream_ca: file.upstream_ca,
+        tls: file.tls,
+        log: file.log,
         policy: o.policy.or(file.policy),
         trusted_proxies: file.trusted_proxies,
         client_ip: file.client_ip,
@@ -240,8 +351,12 @@ mod tests {
                 .unwrap_err()
                 .contains("scheme")
         );
+        assert_eq!(
+            Upstream::parse("https://app").unwrap().scheme,
+            Scheme::HTTPS
+        );
         assert!(
-            Upstream::parse("https://app")
+            Upstream::parse("ftp://app")
                 .unwrap_err()
                 .contains("only http")
         );

@@ -207,7 +207,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         Overrides {
             listen,
             upstream: Some(format!("http://{site_addr}")),
-            policy: None,
+            ..Default::default()
         },
     )?;
     let policy = policy::builtin().map_err(|e| e.to_string())?;

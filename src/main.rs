@@ -24,19 +24,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy in front of an upstream site.
+    /// Run the proxy in front of an upstream site. Each setting comes from its flag, else its
+    /// environment variable, else the config file, else its default.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long)]
+        #[arg(long, env = "CONSENT_PROXY_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Address of the admin listener: /healthz, /readyz, /metrics, /cookies
+        /// (default 127.0.0.1:9901).
+        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
         /// The site to protect, e.g. http://127.0.0.1:3000.
-        #[arg(long)]
+        #[arg(long, env = "CONSENT_PROXY_UPSTREAM")]
         upstream: Option<String>,
         /// Policy file (YAML). Without it, the built-in policy applies.
-        #[arg(long)]
+        #[arg(long, env = "CONSENT_PROXY_POLICY")]
         policy: Option<PathBuf>,
-        /// Config file (YAML). Flags override it.
-        #[arg(long)]
+        /// Config file (YAML).
+        #[arg(long, env = "CONSENT_PROXY_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Validate a policy (and a config file, if given) and print a summary.
@@ -74,12 +79,14 @@ fn main() -> ExitCode {
         Command::Check { policy, config } => check(policy.as_deref(), config.as_deref()),
         Command::Serve {
             listen,
+            admin_listen,
             upstream,
             policy,
             config,
         } => serve(
             Overrides {
                 listen,
+                admin_listen,
                 upstream,
                 policy,
             },
