@@ -27,15 +27,14 @@ pub struct Timeouts {
     /// cut off and logged with `body_error`.
     #[serde(with = "humantime_serde", default = "Timeouts::body_idle")]
     pub upstream_body_idle: Duration,
-    /// Reading a client's request headers (against slowloris).
+    /// Reading a client's request headers (against slowloris). For HTTP/1.1 this also bounds
+    /// how long a keep-alive connection may sit idle: the wait for the next request's head is
+    /// timed from when the previous response ended.
     #[serde(with = "humantime_serde", default = "Timeouts::header_read")]
     pub header_read: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde", default = "Timeouts::shutdown_grace")]
     pub shutdown_grace: Duration,
-    /// How long a client connection may sit idle between requests.
-    #[serde(with = "humantime_serde", default = "Timeouts::idle")]
-    pub idle: Duration,
 }
 
 impl Timeouts {
@@ -54,9 +53,6 @@ impl Timeouts {
     fn shutdown_grace() -> Duration {
         Duration::from_secs(25)
     }
-    fn idle() -> Duration {
-        Duration::from_secs(60)
-    }
 }
 
 impl Default for Timeouts {
@@ -67,7 +63,6 @@ impl Default for Timeouts {
             upstream_body_idle: Timeouts::body_idle(),
             header_read: Timeouts::header_read(),
             shutdown_grace: Timeouts::shutdown_grace(),
-            idle: Timeouts::idle(),
         }
     }
 }
@@ -301,7 +296,10 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
         }
     }
     if file.tls.as_ref().is_some_and(|t| t.certificates.is_empty()) {
-        return Err(LocatedError::whole(&name, "tls.certificates: list at least one certificate"));
+        return Err(LocatedError::whole(
+            &name,
+            "tls.certificates: list at least one certificate",
+        ));
     }
     Ok(file)
 }

@@ -223,7 +223,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         "listening on http://{proxy_addr}, forwarding to the sample site http://{site_addr}, built-in policy"
     );
     let sink = Arc::new(LogSink::stdout());
-    let state = Arc::new(State::new(settings, policy, sink.clone()));
+    let state = Arc::new(State::new(settings, policy, sink.clone())?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(proxy::serve(listener, state, async {
         let _ = stop_rx.await;

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod located;
 pub mod policy;
 pub mod proxy;
+pub mod server;
 
 /// A header map from name/value pairs, for unit tests.
 #[cfg(test)]

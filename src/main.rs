@@ -3,8 +3,7 @@
 use clap::{Parser, Subcommand};
 use consent_proxy::audit::LogSink;
 use consent_proxy::config::{self, Overrides};
-use consent_proxy::policy::{self, CompiledPolicy};
-use consent_proxy::proxy::{self, State};
+use consent_proxy::server::{self, Sources, load_policy};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,13 +125,6 @@ fn run_async(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCo
     }
 }
 
-fn load_policy(path: Option<&Path>) -> Result<CompiledPolicy, policy::PolicyError> {
-    match path {
-        Some(p) => policy::load(p),
-        None => policy::builtin(),
-    }
-}
-
 fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
     let mut policy_path = policy_path.map(Path::to_path_buf);
     if let Some(c) = config_path {
@@ -160,47 +152,30 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
 }
 
 fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
-    let file = match config_path.map(config::load_file).transpose() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let sources = Sources {
+        config: config_path.map(Path::to_path_buf),
+        overrides,
     };
-    let settings = match config::resolve(file, overrides) {
-        Ok(s) => s,
+    // Read once here for the decision log's destination; `run` reads everything again.
+    let settings = match sources.load() {
+        Ok((settings, _)) => settings,
         Err(e) => {
             eprintln!("consent-proxy: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let policy = match load_policy(settings.policy.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let sink = match &settings.log.file {
+        None => LogSink::stdout(),
+        Some(path) => match LogSink::daily_file(path, settings.log.retention_days) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("consent-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
-    let sink = Arc::new(LogSink::stdout());
-    let task_sink = sink.clone();
-    let code = run_async(async move {
-        let mut settings = settings;
-        let listener = proxy::bind(settings.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        settings.listen = addr;
-        tracing::info!(
-            "listening on http://{addr}, forwarding to {}://{}, policy {} ({} mode)",
-            settings.upstream.scheme,
-            settings.upstream.authority,
-            policy.source,
-            policy.mode.as_str()
-        );
-        let state = Arc::new(State::new(settings, policy, task_sink));
-        proxy::serve(listener, state, proxy::shutdown_signal()).await;
-        Ok(())
-    });
+    let sink = Arc::new(sink);
+    let code = run_async(server::run(sources, sink.clone()));
     // The runtime is gone: every request task has ended and written its record. Flush them.
     sink.close();
     tracing::info!("stopped");

@@ -33,6 +33,32 @@ impl LogSink {
         LogSink::new(std::io::stdout())
     }
 
+    /// Writes records to `path`, rotated at midnight UTC into `NAME.YYYY-MM-DD` files in the
+    /// same directory, of which the newest `retention_days` are kept: older ones are deleted.
+    /// `path` itself becomes a symbolic link to the current file.
+    pub fn daily_file(path: &std::path::Path, retention_days: u32) -> Result<LogSink, String> {
+        let fail = |why: String| format!("log.file {}: {why}", path.display());
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| fail("not a file name".into()))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if retention_days == 0 {
+            return Err(fail("retention_days must be at least 1".into()));
+        }
+        let appender = tracing_appender::rolling::RollingFileAppender::builder()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix(name)
+            .latest_symlink(name)
+            .max_log_files(retention_days as usize)
+            .build(dir)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(LogSink::new(appender))
+    }
+
     /// Queues one record.
     pub fn emit(&self, d: &Decision) {
         let mut line = match serde_json::to_vec(d) {

@@ -23,15 +23,23 @@ pub struct RecordGuard {
     pub tags: Option<TagReportHandle>,
     start: Instant,
     sink: Arc<LogSink>,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 impl RecordGuard {
-    pub fn new(decision: Decision, sink: Arc<LogSink>) -> RecordGuard {
+    /// Counts the request as in flight until the record is written.
+    pub fn new(
+        decision: Decision,
+        sink: Arc<LogSink>,
+        metrics: Arc<super::metrics::Metrics>,
+    ) -> RecordGuard {
+        metrics.request_started();
         RecordGuard {
             decision,
             tags: None,
             start: Instant::now(),
             sink,
+            metrics,
         }
     }
 }
@@ -51,6 +59,8 @@ impl Drop for RecordGuard {
         }
         d.duration_ms = (self.start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         d.ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        self.metrics.record(d);
+        self.metrics.request_ended();
         self.sink.emit(d);
     }
 }

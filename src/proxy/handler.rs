@@ -39,13 +39,14 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let policy = state.policy.load_full();
-    let client = forward::client_ip(peer.ip(), req.headers(), &state.settings.trusted_proxies);
+    let settings = state.settings.load_full();
+    let client = forward::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
     let host = request_host(&req);
     let country = policy.regions.as_ref().and_then(|r| {
         forward::trusted_header(
             peer.ip(),
             req.headers(),
-            &state.settings.trusted_proxies,
+            &settings.trusted_proxies,
             &r.header,
         )
         .and_then(Country::parse)
@@ -54,7 +55,7 @@ pub async fn handle(
     let guard = RecordGuard::new(
         Decision {
             ts: String::new(),
-            client: state.minimizer.minimize(client),
+            client: state.minimizer.load().minimize(client),
             method: clip(req.method().as_str()),
             host: clip(host.as_deref().unwrap_or("")),
             path: clip(&path::without_params(req.uri().path())),
@@ -72,6 +73,7 @@ pub async fn handle(
             error: None,
         },
         state.sink.clone(),
+        state.metrics.clone(),
     );
     Ok(journey(state, peer, req, host, &policy, consent, guard).await)
 }
@@ -113,7 +115,7 @@ fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
         return false;
     };
     let host = authority.host();
-    let s = &state.settings;
+    let s = state.settings.load();
     let served = s.server_names.iter().any(|n| n.eq_ignore_ascii_case(host))
         || authority == &s.upstream.authority
         || authority.as_str() == s.listen.to_string();
@@ -130,6 +132,17 @@ fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
         (false, true) => &["Cookie", "Sec-GPC"],
         (false, false) => &["Cookie"],
     }
+}
+
+/// The names of the cookies a response sets, for the inventory.
+fn set_cookie_names(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| cookie::Cookie::parse(v).ok())
+        .map(|c| c.name().to_string())
+        .collect()
 }
 
 /// Response headers that say what the decision depended on and what it was: `Vary` on the
@@ -160,6 +173,7 @@ async fn journey(
 ) -> Response<LoggedBody> {
     let enforce = policy.mode == Mode::Enforce;
     let dnt_sent = req.headers().contains_key("dnt");
+    let settings = state.settings.load_full();
 
     // Never an open proxy.
     if req.method() == Method::CONNECT {
@@ -242,7 +256,7 @@ async fn journey(
 
     // Request filter: hop-by-hop and forwarding headers.
     forward::remove_hop_by_hop(&mut parts.headers, upgrade);
-    let peer_trusted = forward::is_trusted(peer.ip(), &state.settings.trusted_proxies);
+    let peer_trusted = forward::is_trusted(peer.ip(), &settings.trusted_proxies);
     forward::set_forwarding_headers(
         &mut parts.headers,
         &Forwarding {
@@ -267,7 +281,7 @@ async fn journey(
         let authority = parts
             .uri
             .authority()
-            .unwrap_or(&state.settings.upstream.authority);
+            .unwrap_or(&settings.upstream.authority);
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             parts.headers.insert(HOST, v);
         }
@@ -278,8 +292,8 @@ async fn journey(
         .map_or("/", |p| p.as_str())
         .to_string();
     parts.uri = match Uri::builder()
-        .scheme(state.settings.upstream.scheme.clone())
-        .authority(state.settings.upstream.authority.clone())
+        .scheme(settings.upstream.scheme.clone())
+        .authority(settings.upstream.authority.clone())
         .path_and_query(path_and_query)
         .build()
     {
@@ -296,11 +310,15 @@ async fn journey(
     let upstream_req = Request::from_parts(parts, body);
 
     // Upstream.
+    let asked = std::time::Instant::now();
     let sent = tokio::time::timeout(
-        state.settings.timeouts.upstream_response,
+        settings.timeouts.upstream_response,
         state.client.request(upstream_req),
     )
     .await;
+    if let Ok(Ok(_)) = &sent {
+        state.metrics.upstream_latency(asked.elapsed());
+    }
     let mut resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -338,8 +356,14 @@ async fn journey(
     // Response headers.
     let (mut parts, body) = resp.into_parts();
     forward::remove_hop_by_hop(&mut parts.headers, switched);
+    let set_names = set_cookie_names(&parts.headers);
     let report = &mut guard.decision.cookies;
     response::filter_set_cookies(&mut parts.headers, policy, consent.granted, enforce, report);
+    for name in &set_names {
+        state
+            .inventory
+            .record(name, report.stripped_set_cookies.contains(name));
+    }
     if enforce {
         response::expire_cookies(&mut parts.headers, &report.expired_cookies, host.as_deref());
         decided_by(&mut parts.headers, policy, &consent, dnt_sent);
@@ -351,7 +375,7 @@ async fn journey(
     // everything else streamed through untouched.
     let upstream_body = IdleTimeout::new(
         body.map_err(Into::into).boxed_unsync(),
-        state.settings.timeouts.upstream_body_idle,
+        settings.timeouts.upstream_body_idle,
     )
     .boxed_unsync();
     let body = match body::plan(&method, parts.status, &parts.headers, tags_denied) {
@@ -404,7 +428,7 @@ async fn journey(
                 policy.tags.clone(),
                 consent.granted,
                 enforce,
-                state.settings.limits.rewrite_memory,
+                settings.limits.rewrite_memory,
                 encoding,
                 block,
             );

@@ -1,9 +1,13 @@
 //! HTTP plumbing: the listener, connections (HTTP/1.1 and h2c), the upstream client, streaming
 //! bodies, and graceful shutdown.
 
+pub mod admin;
 pub mod body;
 pub mod coding;
 pub mod handler;
+pub mod inventory;
+pub mod metrics;
+pub mod tls;
 pub mod upstream;
 
 use crate::audit::{LogSink, Minimizer};
@@ -17,27 +21,50 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
 /// Everything a request handler reads.
 pub struct State {
-    pub settings: Settings,
+    /// Swapped atomically when the config file is reloaded (the listeners, TLS files and
+    /// upstream stay as they were at start).
+    pub settings: ArcSwap<Settings>,
     /// Swapped atomically when the policy is replaced.
     pub policy: ArcSwap<CompiledPolicy>,
-    pub minimizer: Minimizer,
+    pub minimizer: ArcSwap<Minimizer>,
     pub sink: Arc<LogSink>,
     pub client: upstream::UpstreamClient,
+    pub metrics: Arc<metrics::Metrics>,
+    pub inventory: inventory::Inventory,
+    /// Ready to take traffic: set once serving, cleared when draining.
+    pub ready: AtomicBool,
 }
 
 impl State {
-    pub fn new(settings: Settings, policy: CompiledPolicy, sink: Arc<LogSink>) -> State {
-        State {
-            minimizer: Minimizer::new(settings.client_ip),
-            client: upstream::client(&settings.timeouts),
+    /// Fails when the upstream client cannot be built (an unreadable CA bundle).
+    pub fn new(
+        settings: Settings,
+        policy: CompiledPolicy,
+        sink: Arc<LogSink>,
+    ) -> Result<State, String> {
+        Ok(State {
+            minimizer: ArcSwap::from_pointee(Minimizer::new(settings.client_ip)),
+            client: upstream::client(&settings)?,
             policy: ArcSwap::from_pointee(policy),
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             sink,
-        }
+            metrics: Arc::default(),
+            inventory: inventory::Inventory::default(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
     }
 }
 
@@ -50,20 +77,35 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves connections until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish within the grace period.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    let settings = state.settings.load_full();
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A request head larger than the buffer is answered 431.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.settings.timeouts.header_read);
+        .header_read_timeout(settings.timeouts.header_read)
+        .max_buf_size(settings.limits.max_header_size.max(8192));
     // Pings find HTTP/2 peers that vanished without closing the connection.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.limits.max_header_size).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
+    // At most this many connections at once: beyond it, accepting waits.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        settings.limits.max_connections.max(1),
+    ));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -86,13 +128,14 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    let grace = state.settings.timeouts.shutdown_grace;
+    let grace = settings.timeouts.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => {

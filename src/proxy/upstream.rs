@@ -1,33 +1,98 @@
 //! The pooled keep-alive client that talks to the upstream, and how its failures map to
 //! statuses.
+//!
+//! `https://` upstreams are verified: against the Mozilla roots (webpki-roots) by default, or
+//! against exactly the CAs in `upstream_ca` when it is set. The proxy speaks HTTP/1.1 upstream,
+//! so it offers only `http/1.1` by ALPN.
 
-use crate::config::Timeouts;
+use crate::config::Settings;
 use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use std::error::Error as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
-/// Builds the upstream client.
-pub fn client(timeouts: &Timeouts) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeouts.upstream_connect));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
+/// Builds the upstream client. Fails when `upstream_ca` cannot be read or holds no certificate.
+pub fn client(settings: &Settings) -> Result<UpstreamClient, String> {
+    Ok(pool().build(connector(settings)?))
+}
+
+fn pool() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
+        .pool_idle_timeout(Duration::from_secs(60));
+    builder
+}
+
+/// Plain TCP for `http://`, rustls over it for `https://`.
+fn connector(settings: &Settings) -> Result<HttpsConnector<HttpConnector>, String> {
+    let tls = client_tls(settings.upstream_ca.as_deref())?;
+    let mut http = HttpConnector::new();
+    // The https connector wraps this one, which then sees `https://` addresses too.
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.timeouts.upstream_connect));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    // Not `HttpsConnectorBuilder`: it leaves ALPN empty for HTTP/1.1 only, and this offers
+    // `http/1.1` explicitly. The default resolver takes the server name from the URI's host.
+    Ok(HttpsConnector::new(
+        http,
+        tls,
+        false,
+        Arc::new(hyper_rustls::DefaultServerNameResolver::default()),
+    ))
+}
+
+fn client_tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(super::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("upstream TLS: {e}"))?;
+    let builder = match ca {
+        None => builder.with_webpki_roots(),
+        Some(path) => builder.with_root_certificates(trusted_cas(path)?),
+    };
+    let mut config = builder.with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Every certificate in a PEM bundle, as trust anchors.
+fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let name = path.display();
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("upstream_ca {name}: {}", super::tls::pem_problem(e)))?;
+    for cert in certs {
+        let cert =
+            cert.map_err(|e| format!("upstream_ca {name}: {}", super::tls::pem_problem(e)))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("upstream_ca {name}: a certificate in it cannot be used: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "upstream_ca {name}: no certificate in it (expected PEM blocks \
+             `-----BEGIN CERTIFICATE-----`)"
+        ));
+    }
+    Ok(roots)
 }
 
 /// Why the upstream did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Refused, reset, unreachable, or an unreadable answer: 502.
+    /// Refused, reset, unreachable, an unreadable answer, or a failed TLS handshake (an
+    /// untrusted or expired certificate, a name mismatch): 502.
     Unavailable,
     /// Too slow to connect or to answer: 504.
     Timeout,
@@ -35,6 +100,9 @@ pub enum Failure {
 
 impl Failure {
     pub fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
+        if tls_error(e).is_some() {
+            return Failure::Unavailable;
+        }
         let mut source = e.source();
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>()
@@ -45,5 +113,202 @@ impl Failure {
             source = s.source();
         }
         Failure::Unavailable
+    }
+}
+
+/// The TLS failure behind a failed request, if that is what it was. hyper-rustls and
+/// tokio-rustls wrap it in `io::Error`s, whose `source` skips the error they wrap.
+fn tls_error(e: &hyper_util::client::legacy::Error) -> Option<&rustls::Error> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        let mut wrapped: Option<&(dyn std::error::Error + 'static)> = Some(s);
+        while let Some(w) = wrapped {
+            if let Some(tls) = w.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            wrapped = w
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// The whole cause of a failed request, for logs: `hyper_util`'s own message is only
+/// "client error (Connect)".
+pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CertificateFiles, Overrides, TlsFiles};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Empty, Full};
+    use hyper::{Request, Response};
+    use std::convert::Infallible;
+
+    const LOCALHOST_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
+    const LOCALHOST_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost-key.pem");
+
+    fn settings(upstream: &str, ca: Option<&str>) -> Settings {
+        let mut s = crate::config::resolve(
+            None,
+            Overrides {
+                upstream: Some(upstream.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        s.upstream_ca = ca.map(Into::into);
+        s
+    }
+
+    /// An https server with the bundled localhost certificate, answering `alpn:<protocol>`.
+    async fn https_server() -> std::net::SocketAddr {
+        let tls = crate::proxy::tls::Tls::new(&TlsFiles {
+            certificates: vec![CertificateFiles {
+                cert: LOCALHOST_CERT.into(),
+                key: LOCALHOST_KEY.into(),
+            }],
+        })
+        .unwrap();
+        let acceptor = tls.acceptor();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    let body = format!(
+                        "alpn:{}",
+                        String::from_utf8_lossy(&alpn.unwrap_or_default())
+                    );
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let body = body.clone();
+                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn get(
+        settings: &Settings,
+        url: &str,
+    ) -> Result<String, hyper_util::client::legacy::Error> {
+        let client = pool().build::<_, Empty<Bytes>>(connector(settings).unwrap());
+        let resp = client
+            .request(Request::get(url).body(Empty::new()).unwrap())
+            .await?;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Ok(String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn builds_with_the_default_roots_and_with_a_ca_file() {
+        assert!(client(&settings("http://127.0.0.1:1", None)).is_ok());
+        assert!(client(&settings("https://127.0.0.1:1", Some(LOCALHOST_CERT))).is_ok());
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing-ca.pem");
+        let e = client(&settings("https://a", missing.to_str())).unwrap_err();
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+        assert!(e.contains("cannot read"), "{e}");
+
+        let e = client(&settings("https://a", Some(LOCALHOST_KEY))).unwrap_err();
+        assert!(e.contains(LOCALHOST_KEY), "{e}");
+        assert!(e.contains("no certificate"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn reaches_an_https_upstream_signed_by_the_configured_ca() {
+        let addr = https_server().await;
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        let s = settings(&url, Some(LOCALHOST_CERT));
+        assert_eq!(get(&s, &url).await.unwrap(), "alpn:http/1.1");
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_upstream_certificate_is_unavailable() {
+        let addr = https_server().await;
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        // The Mozilla roots do not include the self-signed localhost certificate.
+        let e = get(&settings(&url, None), &url).await.unwrap_err();
+        assert_eq!(Failure::classify(&e), Failure::Unavailable);
+        assert!(
+            matches!(
+                tls_error(&e),
+                Some(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                ))
+            ),
+            "{e:?}"
+        );
+        let text = describe(&e);
+        assert!(text.contains("certificate"), "{text}");
+
+        // Trusting some other CA fails the same way.
+        let other = rcgen::generate_simple_self_signed(vec!["other.example".to_string()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("other-ca.pem");
+        std::fs::write(&ca, other.cert.pem()).unwrap();
+        let e = get(&settings(&url, ca.to_str()), &url).await.unwrap_err();
+        assert_eq!(Failure::classify(&e), Failure::Unavailable);
+        assert!(tls_error(&e).is_some(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_still_works() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("plain"))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+        });
+        let url = format!("http://127.0.0.1:{}/", addr.port());
+        assert_eq!(get(&settings(&url, None), &url).await.unwrap(), "plain");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        );
+        drop(listener);
+        let e = get(&settings(&url, None), &url).await.unwrap_err();
+        assert_eq!(Failure::classify(&e), Failure::Unavailable);
+        assert!(tls_error(&e).is_none(), "{e:?}");
     }
 }

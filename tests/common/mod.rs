@@ -331,6 +331,8 @@ pub fn dead_port() -> u16 {
 /// The proxy, running as a child process.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The admin listener, when the command serves one.
+    pub admin: Option<SocketAddr>,
     child: Child,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
@@ -363,6 +365,13 @@ impl Proxy {
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info");
         }
+        // Tests run side by side: each proxy's admin listener on a port of its own.
+        if !cmd
+            .get_envs()
+            .any(|(k, _)| k == "CONSENT_PROXY_ADMIN_LISTEN")
+        {
+            cmd.env("CONSENT_PROXY_ADMIN_LISTEN", "127.0.0.1:0");
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -374,13 +383,21 @@ impl Proxy {
         reader(child.stderr.take().unwrap(), stderr.clone());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let found: Option<SocketAddr> = stderr.lock().unwrap().iter().find_map(|l| {
-                let rest = l.split("listening on http://").nth(1)?;
-                rest.split(',').next()?.parse().ok()
-            });
-            if let Some(addr) = found {
+            let found: Option<(SocketAddr, Option<SocketAddr>)> =
+                stderr.lock().unwrap().iter().find_map(|l| {
+                    let rest = l.split("listening on http").nth(1)?;
+                    let rest = rest.trim_start_matches('s').strip_prefix("://")?;
+                    let addr = rest.split(',').next()?.parse().ok()?;
+                    let admin = l
+                        .split("admin on http://")
+                        .nth(1)
+                        .and_then(|a| a.trim().parse().ok());
+                    Some((addr, admin))
+                });
+            if let Some((addr, admin)) = found {
                 return Proxy {
                     addr,
+                    admin,
                     child,
                     stdout,
                     stderr,
@@ -455,6 +472,10 @@ impl Proxy {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM in /proc/PID/status")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,227 @@
+//! Prometheus metrics, served on the admin listener in the OpenMetrics text format.
+
+use crate::audit::Decision;
+use crate::category::Category;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    category: &'static str,
+    /// `granted` or `denied`.
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    /// `request` (withheld from the site) or `response` (a dropped `Set-Cookie`).
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Every metric the proxy keeps.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabel, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    cookies_stripped: Family<DirectionLabel, Counter>,
+    tags_neutralized: Counter,
+    blocked: Counter,
+    upstream_latency: Histogram,
+    in_flight: Gauge,
+    reloads: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("consent_proxy");
+        let m = Metrics {
+            requests: Family::default(),
+            decisions: Family::default(),
+            cookies_stripped: Family::default(),
+            tags_neutralized: Counter::default(),
+            blocked: Counter::default(),
+            // 1 ms to about 33 s.
+            upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            in_flight: Gauge::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Consent decisions per request and category: granted or denied",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "cookies_stripped",
+            "Cookies withheld from the site (request) or dropped from Set-Cookie (response)",
+            m.cookies_stripped.clone(),
+        );
+        registry.register(
+            "tags_neutralized",
+            "HTML tags neutralized or removed",
+            m.tags_neutralized.clone(),
+        );
+        registry.register(
+            "requests_blocked",
+            "Requests to tracking endpoints answered locally",
+            m.blocked.clone(),
+        );
+        registry.register(
+            "upstream_response_seconds",
+            "Time from sending a request upstream to its response headers",
+            m.upstream_latency.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled, bodies included",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy and config reloads, by result",
+            m.reloads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a finished request from its decision record.
+    pub fn record(&self, d: &Decision) {
+        self.requests
+            .get_or_create(&StatusLabel { status: d.status })
+            .inc();
+        for c in Category::ALL {
+            if c == Category::Necessary {
+                continue;
+            }
+            let action = if d.granted.contains(c) {
+                "granted"
+            } else {
+                "denied"
+            };
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    category: c.as_str(),
+                    action,
+                })
+                .inc();
+        }
+        let stripped = [
+            ("request", d.cookies.stripped_request_cookies.len()),
+            ("response", d.cookies.stripped_set_cookies.len()),
+        ];
+        for (direction, n) in stripped {
+            if n > 0 {
+                self.cookies_stripped
+                    .get_or_create(&DirectionLabel { direction })
+                    .inc_by(n as u64);
+            }
+        }
+        self.tags_neutralized.inc_by(d.tags_neutralized as u64);
+        if d.blocked {
+            self.blocked.inc();
+        }
+    }
+
+    pub fn upstream_latency(&self, d: Duration) {
+        self.upstream_latency.observe(d.as_secs_f64());
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    pub fn request_ended(&self) {
+        self.in_flight.dec();
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::category::CategorySet;
+
+    #[test]
+    fn a_record_moves_the_counters() {
+        let m = Metrics::new();
+        let mut d = Decision {
+            ts: String::new(),
+            client: String::new(),
+            method: "GET".into(),
+            host: String::new(),
+            path: "/".into(),
+            status: 204,
+            granted: CategorySet::NECESSARY.with(Category::Analytics),
+            source: "default",
+            region: None,
+            signals: vec![],
+            cookies: Default::default(),
+            blocked: true,
+            tags_neutralized: 3,
+            tag_vendors: vec![],
+            mode: "enforce",
+            duration_ms: 0.0,
+            error: None,
+        };
+        d.cookies.stripped_set_cookies = vec!["_fbp".into(), "_gcl_au".into()];
+        m.request_started();
+        m.record(&d);
+        m.reloaded(false);
+        m.upstream_latency(Duration::from_millis(3));
+        let text = m.encode();
+        for line in [
+            "consent_proxy_requests_total{status=\"204\"} 1",
+            "consent_proxy_decisions_total{category=\"analytics\",action=\"granted\"} 1",
+            "consent_proxy_decisions_total{category=\"marketing\",action=\"denied\"} 1",
+            "consent_proxy_cookies_stripped_total{direction=\"response\"} 2",
+            "consent_proxy_tags_neutralized_total 3",
+            "consent_proxy_requests_blocked_total 1",
+            "consent_proxy_in_flight_requests 1",
+            "consent_proxy_policy_reloads_total{result=\"failure\"} 1",
+            "consent_proxy_upstream_response_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Running the proxy: the listeners, the admin listener, reloads (SIGHUP and file changes),
+//! and the drain on SIGTERM or SIGINT.
+
+use crate::audit::{LogSink, Minimizer};
+use crate::config::{self, Overrides, Settings};
+use crate::policy::{self, CompiledPolicy};
+use crate::proxy::{self, State, admin};
+use notify_debouncer_mini::notify::RecursiveMode;
+use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where the settings come from: reread on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl Sources {
+    /// Reads the config file (if any), merges the flags, and loads the policy it names.
+    pub fn load(&self) -> Result<(Settings, CompiledPolicy), String> {
+        let file = self
+            .config
+            .as_deref()
+            .map(config::load_file)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let settings = config::resolve(file, self.overrides.clone())?;
+        let policy = load_policy(settings.policy.as_deref()).map_err(|e| e.to_string())?;
+        Ok((settings, policy))
+    }
+}
+
+pub fn load_policy(path: Option<&Path>) -> Result<CompiledPolicy, policy::PolicyError> {
+    match path {
+        Some(p) => policy::load(p),
+        None => policy::builtin(),
+    }
+}
+
+/// How long file-change events are gathered before one reload: editors write a file in
+/// several steps, or save to a temporary file and rename it over the old one.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Runs the proxy until SIGTERM or SIGINT, then drains. Startup errors are returned.
+pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
+    let (mut settings, policy) = sources.load()?;
+    let started = settings.clone();
+    let listener = proxy::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let admin_listener = proxy::bind(settings.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", settings.admin_listen))?;
+    settings.listen = listener.local_addr().map_err(|e| e.to_string())?;
+    settings.admin_listen = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        "listening on http://{}, forwarding to {}://{}, policy {} ({} mode); admin on http://{}",
+        settings.listen,
+        settings.upstream.scheme,
+        settings.upstream.authority,
+        policy.source,
+        policy.mode.as_str(),
+        settings.admin_listen,
+    );
+    let state = Arc::new(State::new(settings, policy, sink)?);
+
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), async {
+        let _ = admin_stopped.await;
+    }));
+    let _watcher = spawn_reloader(state.clone(), sources, started);
+
+    state.set_ready(true);
+    let draining = state.clone();
+    proxy::serve(listener, state.clone(), async move {
+        proxy::shutdown_signal().await;
+        draining.set_ready(false);
+        tracing::info!("draining: not ready, no new connections");
+    })
+    .await;
+    let _ = stop_admin.send(());
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Reloads on SIGHUP and when the config or policy file changes. The returned watcher must be
+/// kept alive.
+fn spawn_reloader(
+    state: Arc<State>,
+    sources: Sources,
+    started: Settings,
+) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    #[cfg(unix)]
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP: reload by file changes only");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                if tx.send("SIGHUP").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let watcher = watch_files(&sources, &started, tx);
+    tokio::spawn(async move {
+        while let Some(why) = rx.recv().await {
+            // Coalesce a burst into one reload.
+            while rx.try_recv().is_ok() {}
+            let state = state.clone();
+            let (sources, started) = (sources.clone(), started.clone());
+            let result = tokio::task::spawn_blocking(move || reload(&state, &sources, &started))
+                .await
+                .unwrap_or_else(|_| Err("the reload task failed".to_string()));
+            if let Err(e) = result {
+                tracing::error!(
+                    "reload ({why}) failed, the previous policy and config stay in force: {e}"
+                );
+            }
+        }
+    });
+    watcher
+}
+
+/// Watches the directories of the config and policy files (a file replaced by a rename is a
+/// new file: watching the directory sees it).
+fn watch_files(
+    sources: &Sources,
+    started: &Settings,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+    let files: Vec<PathBuf> = sources
+        .config
+        .iter()
+        .chain(started.policy.iter())
+        .filter_map(|p| std::path::absolute(p).ok())
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    let watched = files.clone();
+    let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
+        let Ok(events) = events else { return };
+        if events.iter().any(|e| watched.iter().any(|f| f == &e.path)) {
+            let _ = tx.send("file change");
+        }
+    });
+    let mut debouncer = match debouncer {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch files: reload with SIGHUP");
+            return None;
+        }
+    };
+    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        if let Err(e) = debouncer.watcher().watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP");
+        }
+    }
+    Some(debouncer)
+}
+
+/// Validates the config and policy as they are now on disk and, if both are good, puts them in
+/// force. What a running process cannot change (listen addresses, upstream, TLS files, log
+/// file) keeps its value from startup; a change to it is reported.
+pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<(), String> {
+    let result = sources.load();
+    state.metrics.reloaded(result.is_ok());
+    let (mut new, policy) = result?;
+    let fixed = [
+        ("listen", new.listen != started.listen),
+        ("admin_listen", new.admin_listen != started.admin_listen),
+        ("upstream", new.upstream != started.upstream),
+        ("upstream_ca", new.upstream_ca != started.upstream_ca),
+        ("tls", new.tls != started.tls),
+        ("log", new.log != started.log),
+    ];
+    for (name, changed) in fixed {
+        if changed {
+            tracing::warn!("reload: `{name}` changed; it takes effect on restart");
+        }
+    }
+    let current = state.settings.load();
+    new.listen = current.listen;
+    new.admin_listen = current.admin_listen;
+    new.upstream = current.upstream.clone();
+    new.upstream_ca = current.upstream_ca.clone();
+    new.tls = current.tls.clone();
+    new.log = current.log.clone();
+    if new.client_ip != current.client_ip {
+        state
+            .minimizer
+            .store(Arc::new(Minimizer::new(new.client_ip)));
+    }
+    tracing::info!(
+        "reloaded: policy {} ({} mode)",
+        policy.source,
+        policy.mode.as_str()
+    );
+    state.policy.store(Arc::new(policy));
+    state.settings.store(Arc::new(new));
+    Ok(())
+}
