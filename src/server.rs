@@ -150,7 +150,7 @@ fn watch_files(
     let watched = files.clone();
     let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
         let Ok(events) = events else { return };
-        if events.iter().any(|e| watched.iter().any(|f| f == &e.path)) {
+        if events.iter().any(|e| concerns(&watched, &e.path)) {
             let _ = tx.send("file change");
         }
     });
@@ -170,6 +170,20 @@ fn watch_files(
         }
     }
     Some(debouncer)
+}
+
+/// Whether a change at `path` may change one of the `watched` files: the file itself, or, in
+/// its directory, a `..`-named entry. Kubernetes updates a mounted ConfigMap or Secret by
+/// swapping a `..data` symlink; the files themselves are symlinks through it and never change.
+fn concerns(watched: &[PathBuf], path: &Path) -> bool {
+    watched.iter().any(|f| {
+        f == path
+            || (path.parent() == f.parent()
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("..")))
+    })
 }
 
 /// Validates the config and policy as they are now on disk and, if both are good, puts them in
@@ -212,4 +226,20 @@ pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<()
     state.policy.store(Arc::new(policy));
     state.settings.store(Arc::new(new));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_that_concern_a_watched_file() {
+        let watched = vec![PathBuf::from("/etc/cp/policy.yaml")];
+        assert!(concerns(&watched, Path::new("/etc/cp/policy.yaml")));
+        assert!(concerns(&watched, Path::new("/etc/cp/..data")));
+        assert!(concerns(&watched, Path::new("/etc/cp/..2026_11_23_13_00_00.123")));
+        assert!(!concerns(&watched, Path::new("/etc/cp/other.yaml")));
+        assert!(!concerns(&watched, Path::new("/etc/other/..data")));
+        assert!(!concerns(&watched, Path::new("/etc/cp/policy.yaml.swp")));
+    }
 }

@@ -309,3 +309,31 @@ async fn connections_beyond_the_limit_wait_their_turn() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_configmap_update_is_reloaded() {
+    // A mounted ConfigMap: policy.yaml -> ..data/policy.yaml, ..data -> ..<timestamp>/. An
+    // update writes a new timestamped directory and swaps the ..data symlink by a rename.
+    use std::os::unix::fs::symlink;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("..v1")).unwrap();
+    std::fs::write(d.join("..v1/policy.yaml"), "consent_cookie: first\n").unwrap();
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/policy.yaml", d.join("policy.yaml")).unwrap();
+    let policy = d.join("policy.yaml");
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
+    std::fs::create_dir(d.join("..v2")).unwrap();
+    std::fs::write(d.join("..v2/policy.yaml"), "consent_cookie: second\n").unwrap();
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    wait_for_metric(&proxy, "consent_proxy_policy_reloads_total{result=\"success\"}", 1.0).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &[("cookie", "second=all"), ("x-set-cookie", "_ga=1; Path=/")],
+    )
+    .await;
+    assert!(got.set_cookie_names().contains(&"_ga".to_string()));
+}

@@ -3,7 +3,7 @@
 //!
 //! Each certificate covers the DNS names in its end-entity certificate's subjectAltName
 //! extension (exact names, and `*.example.com` wildcards matching one label). rustls does not
-//! expose those names, so [`san_dns_names`] reads them with a small bounds-checked DER walker.
+//! expose those names, so `san_dns_names` reads them with a small bounds-checked DER walker.
 //! A client that sends no SNI (for instance one connecting to an IP address), or a name no
 //! certificate covers, gets the first certificate.
 
