@@ -225,7 +225,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
     let sink = Arc::new(LogSink::stdout());
     let state = Arc::new(State::new(settings, policy, sink.clone())?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(proxy::serve(listener, state, async {
+    let server = tokio::spawn(proxy::serve(listener, None, state, async {
         let _ = stop_rx.await;
     }));
 

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use consent_proxy::audit::LogSink;
 use consent_proxy::config::{self, Overrides};
+use consent_proxy::proxy::{tls, upstream};
 use consent_proxy::server::{self, Sources, load_policy};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -130,6 +131,17 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
     if let Some(c) = config_path {
         match config::load_file(c) {
             Ok(file) => {
+                // The files the config names must load too.
+                let tls = file.tls.as_ref().map(tls::Tls::new).transpose();
+                let ca = file
+                    .upstream_ca
+                    .as_deref()
+                    .map(upstream::trusted_cas)
+                    .transpose();
+                if let Err(e) = tls.map(|_| ()).and(ca.map(|_| ())) {
+                    println!("{}: {e}", c.display());
+                    return ExitCode::FAILURE;
+                }
                 println!("{}: ok", c.display());
                 policy_path = policy_path.or(file.policy);
             }

@@ -4,7 +4,7 @@
 use crate::audit::{LogSink, Minimizer};
 use crate::config::{self, Overrides, Settings};
 use crate::policy::{self, CompiledPolicy};
-use crate::proxy::{self, State, admin};
+use crate::proxy::{self, State, admin, tls};
 use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use std::path::{Path, PathBuf};
@@ -55,10 +55,16 @@ pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
     let admin_listener = proxy::bind(settings.admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {} (admin): {e}", settings.admin_listen))?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(|files| tls::Tls::new(files).map(Arc::new))
+        .transpose()?;
     settings.listen = listener.local_addr().map_err(|e| e.to_string())?;
     settings.admin_listen = admin_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
-        "listening on http://{}, forwarding to {}://{}, policy {} ({} mode); admin on http://{}",
+        "listening on {}://{}, forwarding to {}://{}, policy {} ({} mode); admin on http://{}",
+        if tls.is_some() { "https" } else { "http" },
         settings.listen,
         settings.upstream.scheme,
         settings.upstream.authority,
@@ -72,11 +78,12 @@ pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), async {
         let _ = admin_stopped.await;
     }));
-    let _watcher = spawn_reloader(state.clone(), sources, started);
+    let _watcher = spawn_reloader(state.clone(), tls.clone(), sources, started);
 
     state.set_ready(true);
     let draining = state.clone();
-    proxy::serve(listener, state.clone(), async move {
+    let acceptor = tls.as_ref().map(|t| t.acceptor());
+    proxy::serve(listener, acceptor, state.clone(), async move {
         proxy::shutdown_signal().await;
         draining.set_ready(false);
         tracing::info!("draining: not ready, no new connections");
@@ -91,6 +98,7 @@ pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
 /// kept alive.
 fn spawn_reloader(
     state: Arc<State>,
+    tls: Option<Arc<tls::Tls>>,
     sources: Sources,
     started: Settings,
 ) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
@@ -117,10 +125,17 @@ fn spawn_reloader(
             // Coalesce a burst into one reload.
             while rx.try_recv().is_ok() {}
             let state = state.clone();
-            let (sources, started) = (sources.clone(), started.clone());
-            let result = tokio::task::spawn_blocking(move || reload(&state, &sources, &started))
-                .await
-                .unwrap_or_else(|_| Err("the reload task failed".to_string()));
+            let (sources, started, tls) = (sources.clone(), started.clone(), tls.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                if let (Some(tls), Some(files)) = (&tls, &started.tls)
+                    && let Err(e) = tls.reload(files)
+                {
+                    tracing::error!("reload ({why}): the certificates in force stay: {e}");
+                }
+                reload(&state, &sources, &started)
+            })
+            .await
+            .unwrap_or_else(|_| Err("the reload task failed".to_string()));
             if let Err(e) = result {
                 tracing::error!(
                     "reload ({why}) failed, the previous policy and config stay in force: {e}"
@@ -131,17 +146,23 @@ fn spawn_reloader(
     watcher
 }
 
-/// Watches the directories of the config and policy files (a file replaced by a rename is a
-/// new file: watching the directory sees it).
+/// Watches the directories of the config, policy and certificate files (a file replaced by a
+/// rename is a new file: watching the directory sees it).
 fn watch_files(
     sources: &Sources,
     started: &Settings,
     tx: mpsc::UnboundedSender<&'static str>,
 ) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+    let tls_files = started
+        .tls
+        .as_ref()
+        .map(tls::Tls::files_to_watch)
+        .unwrap_or_default();
     let files: Vec<PathBuf> = sources
         .config
         .iter()
         .chain(started.policy.iter())
+        .chain(tls_files.iter())
         .filter_map(|p| std::path::absolute(p).ok())
         .collect();
     if files.is_empty() {
@@ -237,7 +258,10 @@ mod tests {
         let watched = vec![PathBuf::from("/etc/cp/policy.yaml")];
         assert!(concerns(&watched, Path::new("/etc/cp/policy.yaml")));
         assert!(concerns(&watched, Path::new("/etc/cp/..data")));
-        assert!(concerns(&watched, Path::new("/etc/cp/..2026_11_23_13_00_00.123")));
+        assert!(concerns(
+            &watched,
+            Path::new("/etc/cp/..2026_11_23_13_00_00.123")
+        ));
         assert!(!concerns(&watched, Path::new("/etc/cp/other.yaml")));
         assert!(!concerns(&watched, Path::new("/etc/other/..data")));
         assert!(!concerns(&watched, Path::new("/etc/cp/policy.yaml.swp")));

@@ -328,7 +328,12 @@ async fn a_kubernetes_configmap_update_is_reloaded() {
     std::fs::write(d.join("..v2/policy.yaml"), "consent_cookie: second\n").unwrap();
     symlink("..v2", d.join("..data_tmp")).unwrap();
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-    wait_for_metric(&proxy, "consent_proxy_policy_reloads_total{result=\"success\"}", 1.0).await;
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"success\"}",
+        1.0,
+    )
+    .await;
     let got = get(
         &http1(),
         &proxy.url("/"),

@@ -32,19 +32,27 @@ fn clip(s: &str) -> String {
     s[..end].to_string()
 }
 
+/// The client end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
+}
+
 /// Handles one request. Never fails: every problem becomes a response and a decision record.
 pub async fn handle(
     state: Arc<State>,
-    peer: SocketAddr,
+    peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let policy = state.policy.load_full();
     let settings = state.settings.load_full();
-    let client = forward::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+    let client = forward::client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let host = request_host(&req);
     let country = policy.regions.as_ref().and_then(|r| {
         forward::trusted_header(
-            peer.ip(),
+            peer.addr.ip(),
             req.headers(),
             &settings.trusted_proxies,
             &r.header,
@@ -164,7 +172,7 @@ fn decided_by(
 
 async fn journey(
     state: Arc<State>,
-    peer: SocketAddr,
+    peer: Peer,
     mut req: Request<Incoming>,
     host: Option<String>,
     policy: &CompiledPolicy,
@@ -256,14 +264,14 @@ async fn journey(
 
     // Request filter: hop-by-hop and forwarding headers.
     forward::remove_hop_by_hop(&mut parts.headers, upgrade);
-    let peer_trusted = forward::is_trusted(peer.ip(), &settings.trusted_proxies);
+    let peer_trusted = forward::is_trusted(peer.addr.ip(), &settings.trusted_proxies);
     forward::set_forwarding_headers(
         &mut parts.headers,
         &Forwarding {
-            peer: peer.ip(),
+            peer: peer.addr.ip(),
             peer_trusted,
             host: host.as_deref(),
-            proto: "http",
+            proto: if peer.tls { "https" } else { "http" },
             version: parts.version,
         },
     );

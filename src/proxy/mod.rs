@@ -76,7 +76,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves connections until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish within the grace period.
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+/// With `tls`, each connection first completes a TLS handshake (within
+/// `timeouts.header_read`).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) {
     let settings = state.settings.load_full();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A request head larger than the buffer is answered 431.
@@ -118,14 +125,33 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let svc = service_fn(move |req| handler::handle(state.clone(), peer, req));
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let peer = handler::Peer { addr: peer, tls: tls.is_some() };
+                let (state, builder, watcher, tls) =
+                    (state.clone(), builder.clone(), graceful.watcher(), tls.clone());
+                let handshake_limit = settings.timeouts.header_read;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let svc = service_fn(move |req| handler::handle(state.clone(), peer, req));
+                    let result = match tls {
+                        None => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            let handshake =
+                                tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await;
+                            match handshake {
+                                Ok(Ok(stream)) => {
+                                    let conn = builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                                    watcher.watch(conn.into_owned()).await
+                                }
+                                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     drop(slot);

@@ -67,7 +67,7 @@ fn client_tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
 }
 
 /// Every certificate in a PEM bundle, as trust anchors.
-fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
+pub fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
     let name = path.display();
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)

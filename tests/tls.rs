@@ -1,0 +1,211 @@
+//! End to end: TLS on the main listener with the test certificate, HTTP/2 and HTTP/1.1 chosen
+//! by ALPN, certificates reloaded from disk, and bad certificate files refused.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
+const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost-key.pem");
+
+fn roots(cert_pem: &Path) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert_pem).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// A TLS connection to the proxy trusting `cert_pem`, offering `alpn`.
+async fn connect(
+    addr: std::net::SocketAddr,
+    cert_pem: &Path,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(cert_pem))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+fn tls_config(dir: &Path, cert: &Path, key: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_negotiates_h2_and_http1_by_alpn() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path(), Path::new(CERT), Path::new(KEY));
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    assert!(
+        proxy
+            .stderr
+            .lock()
+            .unwrap()
+            .join("\n")
+            .contains("listening on https://"),
+        "the log names the scheme"
+    );
+
+    // h2, offered first, is chosen.
+    let tls = connect(proxy.addr, Path::new(CERT), &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let version = tls.get_ref().1.protocol_version().unwrap();
+    assert!(
+        matches!(
+            version,
+            rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2
+        ),
+        "{version:?}"
+    );
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/page")
+        .header("x-set-cookie", "_ga=1; Path=/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "no consent: _ga stripped"
+    );
+    let seen = up.last_seen();
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+
+    // A client that offers only http/1.1 gets it.
+    let tls = connect(proxy.addr, Path::new(CERT), &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/tracked")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("data-category"));
+
+    // Plain HTTP on the TLS port is not served.
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        http1().request(
+            http::Request::get(proxy.url("/"))
+                .body(empty_body())
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("answered or closed in time");
+    assert!(got.is_err(), "plain HTTP was served: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_reloaded_when_their_files_change() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(CERT, &cert).unwrap();
+    std::fs::copy(KEY, &key).unwrap();
+    let config = tls_config(dir.path(), &cert, &key);
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    assert!(
+        connect(proxy.addr, Path::new(CERT), &[b"http/1.1"])
+            .await
+            .is_ok()
+    );
+
+    // A new certificate for localhost, from another key.
+    let fresh = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let fresh_cert = dir.path().join("fresh-root.pem");
+    std::fs::write(&fresh_cert, fresh.cert.pem()).unwrap();
+    let tmp = dir.path().join("key.tmp");
+    std::fs::write(&tmp, fresh.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("cert.tmp"), fresh.cert.pem()).unwrap();
+    std::fs::rename(&tmp, &key).unwrap();
+    std::fs::rename(dir.path().join("cert.tmp"), &cert).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connect(proxy.addr, &fresh_cert, &[b"http/1.1"])
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The old one is gone.
+    assert!(
+        connect(proxy.addr, Path::new(CERT), &[b"http/1.1"])
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn bad_certificate_files_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let config = tls_config(dir.path(), &empty, Path::new(KEY));
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config", path_str(&config)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("empty.pem"), "{text}");
+
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--config",
+            path_str(&config),
+        ])
+        .env("CONSENT_PROXY_LISTEN", "127.0.0.1:0")
+        .env("CONSENT_PROXY_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("empty.pem"), "{text}");
+}
