@@ -117,11 +117,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_record_is_written_before_close_returns() {
-        let buf = Shared::default();
-        let sink = LogSink::new(buf.clone());
-        let d = Decision {
+    fn decision() -> Decision {
+        Decision {
             ts: "t".into(),
             client: "c".into(),
             method: "GET".into(),
@@ -139,7 +136,48 @@ mod tests {
             mode: "enforce",
             duration_ms: 0.5,
             error: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_daily_file_keeps_the_newest_files_and_links_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.log");
+        // Twenty days of older files, and one that is not the log's.
+        for day in 1..=20 {
+            std::fs::write(
+                dir.path().join(format!("decisions.log.2026-10-{day:02}")),
+                "old\n",
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("other.txt"), "keep\n").unwrap();
+        let sink = LogSink::daily_file(&path, 3).unwrap();
+        sink.emit(&decision());
+        sink.close();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let dated: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("decisions.log."))
+            .collect();
+        assert_eq!(dated.len(), 3, "{names:?}");
+        assert!(!names.contains(&"decisions.log.2026-10-01".to_string()));
+        assert!(names.contains(&"other.txt".to_string()));
+        // The link names today's file, which holds the record.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"method\":\"GET\""), "{text}");
+        assert!(LogSink::daily_file(&path, 0).is_err());
+    }
+
+    #[test]
+    fn every_record_is_written_before_close_returns() {
+        let buf = Shared::default();
+        let sink = LogSink::new(buf.clone());
+        let d = decision();
         for _ in 0..10_000 {
             sink.emit(&d);
         }
