@@ -43,6 +43,9 @@ enum Command {
         /// Config file (YAML).
         #[arg(long, env = "CONSENT_PROXY_CONFIG")]
         config: Option<PathBuf>,
+        /// Worker threads (default: one per CPU).
+        #[arg(long, env = "CONSENT_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Validate a policy (and a config file, if given) and print a summary.
     Check {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             upstream,
             policy,
             config,
+            workers,
         } => serve(
             Overrides {
                 listen,
@@ -91,8 +95,9 @@ fn main() -> ExitCode {
                 policy,
             },
             config.as_deref(),
+            workers,
         ),
-        Command::Demo { listen, once } => run_async(consent_proxy::demo::run(listen, once)),
+        Command::Demo { listen, once } => run_async(consent_proxy::demo::run(listen, once), None),
     }
 }
 
@@ -106,11 +111,15 @@ fn install_panic_hook() {
     }));
 }
 
-fn run_async(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn run_async(
+    f: impl std::future::Future<Output = Result<(), String>>,
+    workers: Option<u16>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(usize::from(n));
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("consent-proxy: cannot start the runtime: {e}");
@@ -163,7 +172,7 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
+fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>) -> ExitCode {
     let sources = Sources {
         config: config_path.map(Path::to_path_buf),
         overrides,
@@ -187,7 +196,7 @@ fn serve(overrides: Overrides, config_path: Option<&Path>) -> ExitCode {
         },
     };
     let sink = Arc::new(sink);
-    let code = run_async(server::run(sources, sink.clone()));
+    let code = run_async(server::run(sources, sink.clone()), workers);
     // The runtime is gone: every request task has ended and written its record. Flush them.
     sink.close();
     tracing::info!("stopped");
