@@ -130,6 +130,7 @@ fn spawn_reloader(
                 if let (Some(tls), Some(files)) = (&tls, &started.tls)
                     && let Err(e) = tls.reload(files)
                 {
+                    state.metrics.reloaded(false);
                     tracing::error!("reload ({why}): the certificates in force stay: {e}");
                 }
                 reload(&state, &sources, &started)

@@ -137,23 +137,18 @@ async fn a_good_policy_replaces_the_old_and_a_bad_one_does_not() {
     let err = proxy.stderr.lock().unwrap().join("\n");
     assert!(err.contains("reload") && err.contains("bogus"), "{err}");
 
-    // SIGHUP reloads too.
+    // SIGHUP reloads too: first let the watcher take a good file, then signal with no change.
+    let success = "consent_proxy_policy_reloads_total{result=\"success\"}";
+    let before = metric(&proxy, success).await;
     std::fs::write(&policy, "consent_cookie: fourth\n").unwrap();
-    let before = metric(
-        &proxy,
-        "consent_proxy_policy_reloads_total{result=\"success\"}",
-    )
-    .await;
+    wait_for_metric(&proxy, success, before + 1.0).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let settled = metric(&proxy, success).await;
     Command::new("kill")
         .args(["-HUP", &proxy.pid().to_string()])
         .status()
         .unwrap();
-    wait_for_metric(
-        &proxy,
-        "consent_proxy_policy_reloads_total{result=\"success\"}",
-        before + 1.0,
-    )
-    .await;
+    wait_for_metric(&proxy, success, settled + 1.0).await;
     assert!(granted("fourth=all").await);
     drop(dir);
 }
@@ -341,4 +336,48 @@ async fn a_kubernetes_configmap_update_is_reloaded() {
     )
     .await;
     assert!(got.set_cookie_names().contains(&"_ga".to_string()));
+}
+
+#[tokio::test]
+async fn silent_connections_are_dropped() {
+    let up = Upstream::start().await;
+    let (_dir, config) = temp_file("config.yaml", "timeouts:\n  header_read: 1s\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    // A socket that sends nothing, and an HTTP/2 connection that sends only its preface.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut preface = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for s in [&mut silent, &mut preface] {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue, // the server's SETTINGS frame
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "still open after 5 s");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_just_after_sigterm_on_an_open_connection_is_answered() {
+    let up = Upstream::start().await;
+    let mut proxy = Proxy::start(&up.url(), &[]);
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    Command::new("kill")
+        .args(["-TERM", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = exchange(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(proxy.terminate().success());
 }

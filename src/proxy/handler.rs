@@ -348,7 +348,8 @@ async fn journey(
     }
     if let Some(client_upgrade) = client_upgrade.filter(|_| switched) {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
+        // Tracked: the drain gives tunnels the grace period too.
+        state.tasks.spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((c, u)) => {
                     let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 /// Names beyond this many are counted but not listed, so that a site that sets random cookie
 /// names cannot grow the proxy's memory without bound.
 pub const MAX_NAMES: usize = 10_000;
+/// A longer name is counted but not listed.
+pub const MAX_NAME_LEN: usize = 256;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -48,6 +50,10 @@ impl Inventory {
     /// Counts one `Set-Cookie` from the site.
     pub fn record(&self, name: &str, stripped: bool) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if name.len() > MAX_NAME_LEN {
+            inner.overflow += 1;
+            return;
+        }
         let full = inner.names.len() >= MAX_NAMES;
         let counts = match inner.names.get_mut(name) {
             Some(c) => c,
@@ -64,12 +70,22 @@ impl Inventory {
     /// The inventory classified under `policy`: unknown names first, then by how often they
     /// were seen, then by name.
     pub fn report(&self, policy: &CompiledPolicy) -> Report {
-        let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut cookies: Vec<Entry> = inner
-            .names
-            .iter()
+        // Copied out, so that classifying and sorting do not hold up the requests.
+        let (names, unlisted) = {
+            let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                inner
+                    .names
+                    .iter()
+                    .map(|(n, c)| (n.clone(), *c))
+                    .collect::<Vec<_>>(),
+                inner.overflow,
+            )
+        };
+        let mut cookies: Vec<Entry> = names
+            .into_iter()
             .map(|(name, c)| {
-                let (category, vendor) = match policy.classify(name) {
+                let (category, vendor) = match policy.classify(&name) {
                     Verdict::ConsentCookie => (Some("necessary"), Some("consent".to_string())),
                     Verdict::Known(k) => (
                         Some(k.category.as_str()),
@@ -78,7 +94,7 @@ impl Inventory {
                     Verdict::Unknown => (None, None),
                 };
                 Entry {
-                    name: name.clone(),
+                    name,
                     category,
                     vendor,
                     seen: c.seen,
@@ -93,10 +109,7 @@ impl Inventory {
                 &b.name,
             ))
         });
-        Report {
-            cookies,
-            unlisted: inner.overflow,
-        }
+        Report { cookies, unlisted }
     }
 }
 
@@ -128,6 +141,8 @@ mod tests {
         let r = inv.report(&policy);
         assert_eq!(r.cookies.len(), MAX_NAMES);
         assert_eq!(r.unlisted, 9);
+        inv.record(&"x".repeat(MAX_NAME_LEN + 1), true);
+        assert_eq!(inv.report(&policy).unlisted, 10);
         // A name already listed is still counted when the inventory is full.
         inv.record("_ga", true);
         assert_eq!(

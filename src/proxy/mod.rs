@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod coding;
+pub mod conn;
 pub mod handler;
 pub mod inventory;
 pub mod metrics;
@@ -15,9 +16,8 @@ use crate::config::Settings;
 use crate::policy::CompiledPolicy;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub struct State {
     pub inventory: inventory::Inventory,
     /// Ready to take traffic: set once serving, cleared when draining.
     pub ready: AtomicBool,
+    /// Connections and upgraded tunnels: the drain waits for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl State {
@@ -56,6 +58,7 @@ impl State {
             metrics: Arc::default(),
             inventory: inventory::Inventory::default(),
             ready: AtomicBool::new(false),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -103,7 +106,8 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(
         settings.limits.max_connections.max(1),
     ));
-    let graceful = GracefulShutdown::new();
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let deadline = settings.timeouts.header_read;
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -126,25 +130,21 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let peer = handler::Peer { addr: peer, tls: tls.is_some() };
-                let (state, builder, watcher, tls) =
-                    (state.clone(), builder.clone(), graceful.watcher(), tls.clone());
-                let handshake_limit = settings.timeouts.header_read;
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handler::handle(state.clone(), peer, req));
+                let (state, builder, draining, tls) =
+                    (state.clone(), builder.clone(), draining.clone(), tls.clone());
+                state.tasks.clone().spawn(async move {
+                    let activity = conn::Activity::default();
+                    let counter = activity.clone();
+                    let svc = service_fn(move |req| {
+                        counter.started();
+                        handler::handle(state.clone(), peer, req)
+                    });
                     let result = match tls {
-                        None => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            watcher.watch(conn.into_owned()).await
-                        }
+                        None => conn::drive(&builder, stream, svc, activity, deadline, draining).await,
                         Some(acceptor) => {
-                            let handshake =
-                                tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await;
-                            match handshake {
+                            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
-                                    let conn = builder
-                                        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                                    watcher.watch(conn.into_owned()).await
+                                    conn::drive(&builder, stream, svc, activity, deadline, draining).await
                                 }
                                 Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
                                 Err(_) => Err("TLS handshake timed out".into()),
@@ -161,9 +161,11 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let _ = drain.send(true);
+    state.tasks.close();
     let grace = settings.timeouts.shutdown_grace;
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = state.tasks.wait() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace period of {grace:?} ended with connections still open");
         }
