@@ -61,18 +61,24 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, Unsupported
 
 /// The `Content-Encoding` value of a coding.
 pub fn coding_token(c: Coding) -> HeaderValue {
-    HeaderValue::from_static(match c {
+    HeaderValue::from_static(coding_name(c))
+}
+
+fn coding_name(c: Coding) -> &'static str {
+    match c {
         Coding::Gzip => "gzip",
         Coding::Deflate => "deflate",
         Coding::Br => "br",
         Coding::Zstd => "zstd",
-    })
+    }
 }
 
-/// The coding to send a rewritten body in, from the client's `Accept-Encoding`: the first of
-/// `br`, `zstd`, `gzip` it accepts (q > 0); `None` for identity.
-pub fn choose_coding(accept_encoding: Option<&str>) -> Option<Coding> {
-    let accept = accept_encoding?;
+/// The codings the client accepts (q > 0, `*` included) among those the proxy can decode and
+/// encode again, in the proxy's order of preference.
+pub fn accepted_codings(accept_encoding: Option<&str>) -> Vec<Coding> {
+    let Some(accept) = accept_encoding else {
+        return Vec::new();
+    };
     let q_of = |name: &str| -> Option<f32> {
         accept.split(',').find_map(|item| {
             let mut parts = item.split(';');
@@ -92,10 +98,12 @@ pub fn choose_coding(accept_encoding: Option<&str>) -> Option<Coding> {
         ("br", Coding::Br),
         ("zstd", Coding::Zstd),
         ("gzip", Coding::Gzip),
+        ("deflate", Coding::Deflate),
     ]
     .into_iter()
-    .find(|(name, _)| q_of(name).or(star).is_some_and(|q| q > 0.0))
+    .filter(|(name, _)| q_of(name).or(star).is_some_and(|q| q > 0.0))
     .map(|(_, c)| c)
+    .collect()
 }
 
 /// True for an HTML (or XHTML) response.
@@ -145,12 +153,19 @@ fn etag_suffix(granted: CategorySet) -> String {
     format!("-cp{bits:x}\"")
 }
 
-/// Request changes when the response may be rewritten: the upstream is asked for an unencoded,
-/// whole body (no ranges), and an `If-None-Match` made for another consent state is dropped so
-/// that a 304 never resurrects the other variant; one made for this state is restored to the
-/// upstream's own ETag.
-pub fn prepare_request(headers: &mut HeaderMap, granted: CategorySet) {
-    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+/// Request changes when the response may be rewritten: the upstream may answer only in a coding
+/// the proxy can decode and the client accepts (`accepted`, from [`accepted_codings`]), or
+/// unencoded; it is asked for the whole body (no ranges); and an `If-None-Match` made for
+/// another consent state is dropped so that a 304 never resurrects the other variant, while one
+/// made for this state is restored to the upstream's own ETag.
+pub fn prepare_request(headers: &mut HeaderMap, granted: CategorySet, accepted: &[Coding]) {
+    let accept = if accepted.is_empty() {
+        HeaderValue::from_static("identity")
+    } else {
+        let list: Vec<&str> = accepted.iter().map(|c| coding_name(*c)).collect();
+        HeaderValue::from_str(&list.join(", ")).unwrap_or(HeaderValue::from_static("identity"))
+    };
+    headers.insert(ACCEPT_ENCODING, accept);
     headers.remove(RANGE);
     headers.remove(IF_RANGE);
     let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
@@ -249,20 +264,25 @@ mod tests {
     }
 
     #[test]
-    fn coding_for_the_client() {
+    fn codings_the_client_accepts() {
+        use Coding::*;
         assert_eq!(
-            choose_coding(Some("gzip, deflate, br, zstd")),
-            Some(Coding::Br)
+            accepted_codings(Some("gzip, deflate, br, zstd")),
+            vec![Br, Zstd, Gzip, Deflate]
         );
-        assert_eq!(
-            choose_coding(Some("gzip;q=1.0, br;q=0")),
-            Some(Coding::Gzip)
+        assert_eq!(accepted_codings(Some("gzip;q=1.0, br;q=0")), vec![Gzip]);
+        assert_eq!(accepted_codings(Some("*")), vec![Br, Zstd, Gzip, Deflate]);
+        assert_eq!(accepted_codings(Some("*;q=0, gzip")), vec![Gzip]);
+        assert_eq!(accepted_codings(Some("identity")), vec![]);
+        assert_eq!(accepted_codings(Some("compress, x-foo")), vec![]);
+        assert_eq!(accepted_codings(None), vec![]);
+        let mut req = h(&[("accept-encoding", "gzip, br, compress")]);
+        prepare_request(
+            &mut req,
+            CategorySet::NECESSARY,
+            &accepted_codings(Some("gzip, br, compress")),
         );
-        assert_eq!(choose_coding(Some("zstd, gzip")), Some(Coding::Zstd));
-        assert_eq!(choose_coding(Some("*")), Some(Coding::Br));
-        assert_eq!(choose_coding(Some("identity")), None);
-        assert_eq!(choose_coding(Some("deflate")), None);
-        assert_eq!(choose_coding(None), None);
+        assert_eq!(req.get("accept-encoding").unwrap(), "br, gzip");
     }
 
     #[test]
@@ -275,12 +295,12 @@ mod tests {
 
         // The same state gets its 304; another state's tag is never sent upstream.
         let mut req = h(&[("if-none-match", "W/\"abc-cp1\""), ("range", "bytes=0-10")]);
-        prepare_request(&mut req, none);
+        prepare_request(&mut req, none, &[]);
         assert_eq!(req.get("if-none-match").unwrap(), "\"abc\"");
         assert_eq!(req.get("accept-encoding").unwrap(), "identity");
         assert!(req.get("range").is_none());
         let mut req = h(&[("if-none-match", "W/\"abc-cp1\"")]);
-        prepare_request(&mut req, none.with(Category::Analytics));
+        prepare_request(&mut req, none.with(Category::Analytics), &[]);
         assert!(req.get("if-none-match").is_none());
     }
 }

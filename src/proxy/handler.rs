@@ -251,14 +251,14 @@ async fn journey(
         .categories()
         .difference(consent.granted)
         .is_empty();
-    let client_coding = body::choose_coding(
+    let client_codings = body::accepted_codings(
         parts
             .headers
             .get(http::header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
     if enforce && tags_denied {
-        body::prepare_request(&mut parts.headers, consent.granted);
+        body::prepare_request(&mut parts.headers, consent.granted, &client_codings);
     }
     let method = parts.method.clone();
 
@@ -442,7 +442,9 @@ async fn journey(
                 block,
             );
             guard.tags = Some(report);
-            match client_coding.filter(|_| enforce) {
+            // Sent in the coding the site chose (from codings the client accepts), so that
+            // the proxy adds no compression the site did not do.
+            match coding.filter(|c| enforce && client_codings.contains(c)) {
                 Some(c) => {
                     parts
                         .headers
