@@ -49,7 +49,7 @@ pub enum HostPattern {
 pub struct UrlRule {
     pub host: HostPattern,
     /// Glob over the URL path (`*` crosses `/`); `None` matches every path.
-    pub path: Option<GlobMatcher>,
+    pub path: Option<PathPattern>,
     /// Glob over the query string (without `?`); `None` matches any query or none.
     pub query: Option<GlobMatcher>,
     pub category: Category,
@@ -70,7 +70,7 @@ impl UrlRule {
             "*" => HostPattern::Any,
             h => HostPattern::Domain(h.trim_start_matches("*.").to_ascii_lowercase()),
         };
-        let path = path.map(|p| glob(p, "path")).transpose()?;
+        let path = path.map(PathPattern::new).transpose()?;
         Ok(UrlRule {
             host,
             path,
@@ -90,7 +90,7 @@ impl UrlRule {
 
     fn matches(&self, host: Option<&str>, path: &str, query: Option<&str>) -> bool {
         host_matches(&self.host, host)
-            && self.path.as_ref().is_none_or(|g| g.is_match(path))
+            && self.path.as_ref().is_none_or(|p| p.is_match(path))
             && self
                 .query
                 .as_ref()
@@ -117,6 +117,42 @@ pub struct TagRules {
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
+}
+
+/// A URL path pattern. Most are a literal, or a literal after or before one `*`: those are
+/// compared as strings, and only the rest go through a compiled glob.
+#[derive(Debug, Clone)]
+pub enum PathPattern {
+    Exact(String),
+    /// `*` then a literal, e.g. `*/matomo.js`.
+    Suffix(String),
+    /// A literal then `*`, e.g. `/tag/*`.
+    Prefix(String),
+    Glob(GlobMatcher),
+}
+
+impl PathPattern {
+    fn new(pattern: &str) -> Result<PathPattern, String> {
+        let literal = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        Ok(if literal(pattern) {
+            PathPattern::Exact(pattern.to_string())
+        } else if let Some(rest) = pattern.strip_prefix('*').filter(|r| literal(r)) {
+            PathPattern::Suffix(rest.to_string())
+        } else if let Some(rest) = pattern.strip_suffix('*').filter(|r| literal(r)) {
+            PathPattern::Prefix(rest.to_string())
+        } else {
+            PathPattern::Glob(glob(pattern, "path")?)
+        })
+    }
+
+    pub fn is_match(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(p) => path == p,
+            PathPattern::Suffix(s) => path.ends_with(s.as_str()),
+            PathPattern::Prefix(p) => path.starts_with(p.as_str()),
+            PathPattern::Glob(g) => g.is_match(path),
+        }
+    }
 }
 
 /// A glob in which `*` crosses `/`.
@@ -774,6 +810,50 @@ mod tests {
         let (out, report) = rewrite_split(PAGE, NONE, false, TagAction::Remove, &[]);
         assert_eq!(out, PAGE);
         assert_eq!(report.neutralized, 4);
+    }
+
+    #[test]
+    fn path_patterns_agree_with_globs() {
+        let paths = [
+            "/",
+            "/gtag/js",
+            "/gtag/jsx",
+            "/a/gtag/js",
+            "/stats/matomo.js",
+            "/matomo.js",
+            "/matomo.jsx",
+            "/tag/abc",
+            "/tag/",
+            "/tag",
+            "/en_US/fbevents.js",
+            "/fbevents.js",
+        ];
+        for pattern in [
+            "/gtag/js",
+            "*/matomo.js",
+            "/tag/*",
+            "/*/fbevents.js",
+            "/t?g/*",
+            "*",
+        ] {
+            let fast = PathPattern::new(pattern).unwrap();
+            let slow = glob(pattern, "path").unwrap();
+            for p in paths {
+                assert_eq!(fast.is_match(p), slow.is_match(p), "{pattern} on {p}");
+            }
+        }
+        assert!(matches!(
+            PathPattern::new("*/matomo.js").unwrap(),
+            PathPattern::Suffix(_)
+        ));
+        assert!(matches!(
+            PathPattern::new("/tag/*").unwrap(),
+            PathPattern::Prefix(_)
+        ));
+        assert!(matches!(
+            PathPattern::new("/*/fbevents.js").unwrap(),
+            PathPattern::Glob(_)
+        ));
     }
 
     #[test]
