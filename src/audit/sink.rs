@@ -1,29 +1,49 @@
-//! Where decision records go: one JSON line each on stdout, written by a dedicated thread so
-//! that request tasks never block on the terminal or a pipe. The queue is unbounded: a record is
-//! never dropped, and every queued record is written before the process exits.
+//! Where decision records go: one JSON line each on stdout (or a file), written by a dedicated
+//! thread so that request tasks never block on the terminal or a pipe. Records are appended to
+//! a shared buffer that the writer takes every few milliseconds, or at once when it grows large:
+//! a request does not wake a thread. The buffer is unbounded: a record is never dropped, and
+//! every buffered record is written before the process exits.
 
 use super::record::Decision;
 use std::io::Write;
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a record may wait in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// A buffer this large is written at once.
+const WAKE_AT: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    buffer: Mutex<Buffer>,
+    ready: Condvar,
+}
 
 /// A handle for sending records to the writer thread.
 pub struct LogSink {
-    tx: Mutex<Option<Sender<Vec<u8>>>>,
+    shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl LogSink {
     /// Starts a writer thread over `out`.
     pub fn new<W: Write + Send + 'static>(out: W) -> LogSink {
-        let (tx, rx) = channel::<Vec<u8>>();
+        let shared = Arc::new(Shared::default());
+        let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || write_loop(rx, out))
+            .spawn(move || write_loop(&for_writer, out))
             .expect("spawn the decision-log thread");
         LogSink {
-            tx: Mutex::new(Some(tx)),
+            shared,
             writer: Mutex::new(Some(writer)),
         }
     }
@@ -61,43 +81,65 @@ impl LogSink {
 
     /// Queues one record.
     pub fn emit(&self, d: &Decision) {
-        let mut line = match serde_json::to_vec(d) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("cannot serialize a decision record: {e}");
-                return;
-            }
-        };
+        let mut line = Vec::with_capacity(512);
+        if let Err(e) = serde_json::to_writer(&mut line, d) {
+            tracing::error!("cannot serialize a decision record: {e}");
+            return;
+        }
         line.push(b'\n');
-        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some(tx) if tx.send(line).is_ok() => {}
-            _ => tracing::error!("decision log closed; a record could not be written"),
+        let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.closed {
+            drop(buffer);
+            tracing::error!("decision log closed; a record could not be written");
+            return;
+        }
+        buffer.bytes.extend_from_slice(&line);
+        if buffer.bytes.len() >= WAKE_AT {
+            self.shared.ready.notify_one();
         }
     }
 
-    /// Stops accepting records and waits until every queued one is written and flushed.
+    /// Stops accepting records and waits until every buffered one is written and flushed.
     pub fn close(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.shared
+            .buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.ready.notify_one();
         if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = w.join();
         }
     }
 }
 
-fn write_loop<W: Write>(rx: Receiver<Vec<u8>>, out: W) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let mut ok = out.write_all(&line).is_ok();
-        // Drain what is already queued before flushing, to batch writes under load.
-        while ok && let Ok(more) = rx.try_recv() {
-            ok = out.write_all(&more).is_ok();
+fn write_loop<W: Write>(shared: &Shared, mut out: W) {
+    let mut batch = Vec::new();
+    loop {
+        let closed = {
+            let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            // Wait for more unless there is a lot already, or the sink is closing.
+            if buffer.bytes.len() < WAKE_AT && !buffer.closed {
+                buffer = shared
+                    .ready
+                    .wait_timeout(buffer, FLUSH_EVERY)
+                    .map(|(b, _)| b)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            std::mem::swap(&mut batch, &mut buffer.bytes);
+            buffer.closed
+        };
+        if !batch.is_empty() {
+            if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                eprintln!("consent-proxy: the decision log cannot be written");
+            }
+            batch.clear();
         }
-        if !ok || out.flush().is_err() {
-            eprintln!("consent-proxy: the decision log cannot be written");
+        if closed {
+            // Records emitted after the last swap were refused; nothing is left.
+            return;
         }
     }
-    let _ = out.flush();
 }
 
 #[cfg(test)]
