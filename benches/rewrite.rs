@@ -53,6 +53,23 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The floor: lol_html parsing the same page with no handlers at all.
+    let input = page(400);
+    group.throughput(Throughput::Bytes(input.len() as u64));
+    group.bench_function("lol_html alone, no handlers", |b| {
+        b.iter(|| {
+            let mut out = 0usize;
+            let mut rw = lol_html::HtmlRewriter::new(
+                lol_html::Settings::new(),
+                |c: &[u8]| out += c.len(),
+            );
+            for chunk in input.chunks(1024) {
+                rw.write(chunk).unwrap();
+            }
+            rw.end().unwrap();
+            out
+        })
+    });
     group.finish();
 }
 
