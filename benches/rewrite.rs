@@ -59,10 +59,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("lol_html alone, no handlers", |b| {
         b.iter(|| {
             let mut out = 0usize;
-            let mut rw = lol_html::HtmlRewriter::new(
-                lol_html::Settings::new(),
-                |c: &[u8]| out += c.len(),
-            );
+            let mut rw =
+                lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| out += c.len());
             for chunk in input.chunks(1024) {
                 rw.write(chunk).unwrap();
             }

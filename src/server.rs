@@ -228,25 +228,30 @@ pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<()
             tracing::warn!("reload: `{name}` changed; it takes effect on restart");
         }
     }
-    let current = state.settings.load();
-    new.listen = current.listen;
-    new.admin_listen = current.admin_listen;
-    new.upstream = current.upstream.clone();
-    new.upstream_ca = current.upstream_ca.clone();
-    new.tls = current.tls.clone();
-    new.log = current.log.clone();
-    if new.client_ip != current.client_ip {
-        state
-            .minimizer
-            .store(Arc::new(Minimizer::new(new.client_ip)));
-    }
+    let current = state.current.load();
+    let old = &current.settings;
+    new.listen = old.listen;
+    new.admin_listen = old.admin_listen;
+    new.upstream = old.upstream.clone();
+    new.upstream_ca = old.upstream_ca.clone();
+    new.tls = old.tls.clone();
+    new.log = old.log.clone();
+    // The same minimizer (and so the same daily HMAC key) unless its mode changed.
+    let minimizer = if new.client_ip == old.client_ip {
+        current.minimizer.clone()
+    } else {
+        Arc::new(Minimizer::new(new.client_ip))
+    };
     tracing::info!(
         "reloaded: policy {} ({} mode)",
         policy.source,
         policy.mode.as_str()
     );
-    state.policy.store(Arc::new(policy));
-    state.settings.store(Arc::new(new));
+    state.current.store(Arc::new(proxy::Snapshot {
+        settings: new,
+        policy,
+        minimizer,
+    }));
     Ok(())
 }
 

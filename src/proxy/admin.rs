@@ -49,7 +49,7 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
             state.metrics.encode(),
         ),
         COOKIES => {
-            let report = state.inventory.report(&state.policy.load());
+            let report = state.inventory.report(&state.current.load().policy);
             match serde_json::to_vec_pretty(&report) {
                 Ok(json) => answer(StatusCode::OK, "application/json", json),
                 Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n"),

@@ -1,11 +1,12 @@
 //! One request's journey through the phases, in order: consent, request filter, upstream,
 //! response headers, response body, log.
 
-use super::State;
 use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
 use super::coding::{decode, encode};
 use super::upstream::Failure;
+use super::{Snapshot, State};
 use crate::audit::Decision;
+use crate::config::Settings;
 use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
@@ -46,8 +47,9 @@ pub async fn handle(
     peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
-    let policy = state.policy.load_full();
-    let settings = state.settings.load_full();
+    // One snapshot for the whole request: a reload in the middle does not mix two.
+    let snapshot = state.current.load_full();
+    let (policy, settings) = (&snapshot.policy, &snapshot.settings);
     let client = forward::client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let host = request_host(&req);
     let country = policy.regions.as_ref().and_then(|r| {
@@ -59,11 +61,11 @@ pub async fn handle(
         )
         .and_then(Country::parse)
     });
-    let consent = consent::decide(req.headers(), &policy, country);
+    let consent = consent::decide(req.headers(), policy, country);
     let guard = RecordGuard::new(
         Decision {
             ts: String::new(),
-            client: state.minimizer.load().minimize(client),
+            client: snapshot.minimizer.minimize(client),
             method: clip(req.method().as_str()),
             host: clip(host.as_deref().unwrap_or("")),
             path: clip(&path::without_params(req.uri().path())),
@@ -83,7 +85,7 @@ pub async fn handle(
         state.sink.clone(),
         state.metrics.clone(),
     );
-    Ok(journey(state, peer, req, host, &policy, consent, guard).await)
+    Ok(journey(state, peer, req, host, &snapshot, consent, guard).await)
 }
 
 /// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
@@ -115,7 +117,7 @@ fn local(status: StatusCode, text: &'static str, mut guard: RecordGuard) -> Resp
 }
 
 /// True if an absolute-form HTTP/1 request names a host this proxy does not serve.
-fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
+fn misdirected(s: &Settings, req: &Request<Incoming>) -> bool {
     if req.version() == Version::HTTP_2 {
         return false; // HTTP/2 always carries an authority; it plays the role of Host.
     }
@@ -123,7 +125,6 @@ fn misdirected(state: &State, req: &Request<Incoming>) -> bool {
         return false;
     };
     let host = authority.host();
-    let s = state.settings.load();
     let served = s.server_names.iter().any(|n| n.eq_ignore_ascii_case(host))
         || authority == &s.upstream.authority
         || authority.as_str() == s.listen.to_string();
@@ -175,13 +176,13 @@ async fn journey(
     peer: Peer,
     mut req: Request<Incoming>,
     host: Option<String>,
-    policy: &CompiledPolicy,
+    snapshot: &Snapshot,
     consent: Consent,
     mut guard: RecordGuard,
 ) -> Response<LoggedBody> {
+    let (policy, settings) = (&snapshot.policy, &snapshot.settings);
     let enforce = policy.mode == Mode::Enforce;
     let dnt_sent = req.headers().contains_key("dnt");
-    let settings = state.settings.load_full();
 
     // Never an open proxy.
     if req.method() == Method::CONNECT {
@@ -192,7 +193,7 @@ async fn journey(
             guard,
         );
     }
-    if misdirected(&state, &req) {
+    if misdirected(settings, &req) {
         guard.decision.error = Some("misdirected");
         return local(
             StatusCode::MISDIRECTED_REQUEST,

@@ -24,14 +24,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
+/// What a reload replaces, as one unit: a request sees one settings-and-policy pair.
+pub struct Snapshot {
+    /// The listeners, TLS files and upstream stay as they were at start.
+    pub settings: Settings,
+    pub policy: CompiledPolicy,
+    pub minimizer: Arc<Minimizer>,
+}
+
 /// Everything a request handler reads.
 pub struct State {
-    /// Swapped atomically when the config file is reloaded (the listeners, TLS files and
-    /// upstream stay as they were at start).
-    pub settings: ArcSwap<Settings>,
-    /// Swapped atomically when the policy is replaced.
-    pub policy: ArcSwap<CompiledPolicy>,
-    pub minimizer: ArcSwap<Minimizer>,
+    /// Swapped atomically on a reload.
+    pub current: ArcSwap<Snapshot>,
     pub sink: Arc<LogSink>,
     pub client: upstream::UpstreamClient,
     pub metrics: Arc<metrics::Metrics>,
@@ -50,10 +54,12 @@ impl State {
         sink: Arc<LogSink>,
     ) -> Result<State, String> {
         Ok(State {
-            minimizer: ArcSwap::from_pointee(Minimizer::new(settings.client_ip)),
             client: upstream::client(&settings)?,
-            policy: ArcSwap::from_pointee(policy),
-            settings: ArcSwap::from_pointee(settings),
+            current: ArcSwap::from_pointee(Snapshot {
+                minimizer: Arc::new(Minimizer::new(settings.client_ip)),
+                settings,
+                policy,
+            }),
             sink,
             metrics: Arc::default(),
             inventory: inventory::Inventory::default(),
@@ -87,7 +93,8 @@ pub async fn serve(
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let settings = state.settings.load_full();
+    let snapshot = state.current.load_full();
+    let settings = &snapshot.settings;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A request head larger than the buffer is answered 431.
     builder
