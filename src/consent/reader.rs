@@ -82,6 +82,14 @@ impl Reader {
     /// The cookies this source is read from: they are the visitor's consent, so they always
     /// pass in both directions.
     pub fn cookie_names(&self) -> Vec<&str> {
+        match self.cookie() {
+            Some(cookie) => vec![cookie],
+            None => COMPLIANZ_COOKIES.to_vec(),
+        }
+    }
+
+    /// The one cookie a source is read from (Complianz has several).
+    fn cookie(&self) -> Option<&str> {
         match self {
             Reader::Native { cookie }
             | Reader::Tcf { cookie, .. }
@@ -90,8 +98,8 @@ impl Reader {
             | Reader::Cookieconsent { cookie, .. }
             | Reader::Klaro { cookie, .. }
             | Reader::Cookieyes { cookie }
-            | Reader::Borlabs { cookie, .. } => vec![cookie.as_str()],
-            Reader::Complianz => COMPLIANZ_COOKIES.to_vec(),
+            | Reader::Borlabs { cookie, .. } => Some(cookie),
+            Reader::Complianz => None,
         }
     }
 
@@ -102,7 +110,7 @@ impl Reader {
         if let Reader::Complianz = self {
             return cmp::complianz::read(cookies.iter().copied());
         }
-        let name = self.cookie_names()[0];
+        let name = self.cookie()?;
         cookies
             .iter()
             .filter(|(n, _)| *n == name)

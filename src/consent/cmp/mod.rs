@@ -135,11 +135,15 @@ pub fn percent_decode(raw: &str) -> Option<String> {
 
 /// Decodes one component of a form-encoded query string: `+` is a space, then strict
 /// [`percent_decode`].
-fn form_decode(raw: &str) -> Option<String> {
+fn form_decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     if raw.contains('+') {
-        percent_decode(&raw.replace('+', " "))
+        percent_decode(&raw.replace('+', " ")).map(Cow::Owned)
+    } else if !raw.contains('%') {
+        // Nothing to decode: the common case, without an allocation.
+        Some(Cow::Borrowed(raw))
     } else {
-        percent_decode(raw)
+        percent_decode(raw).map(Cow::Owned)
     }
 }
 
