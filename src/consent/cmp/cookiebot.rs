@@ -206,7 +206,7 @@ mod tests {
     use crate::category::CategorySet;
     use Category::*;
 
-    /// The value from the brief, as Cookiebot writes it.
+    /// A value as Cookiebot writes it.
     const SAMPLE: &str = "{stamp:%27-1%27%2Cnecessary:true%2Cpreferences:false%2Cstatistics:true%2Cmarketing:false%2Cmethod:%27explicit%27%2Cver:1%2Cutc:1700000000000%2Cregion:%27de%27}";
 
     /// Accept-all with a real-looking stamp (base64 with escaped `+`, `/` and `=`).

@@ -69,7 +69,7 @@ mod tests {
         checked(parse(v))
     }
 
-    /// The example from the brief: analytics yes but performance no.
+    /// Analytics yes but performance no: analytics stays denied.
     const MIXED: &str = "consentid:abc123,consent:yes,action:yes,necessary:yes,functional:no,analytics:yes,performance:no,advertisement:no,other:no";
 
     const ALL: &str = "consentid:V2FZbk1YMmRQa3RqR0lNZ0Q0ZnRVN0F3,consent:yes,action:yes,necessary:yes,functional:yes,analytics:yes,performance:yes,advertisement:yes,other:yes";
