@@ -78,7 +78,7 @@ pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), async {
         let _ = admin_stopped.await;
     }));
-    let _watcher = spawn_reloader(state.clone(), tls.clone(), sources, started);
+    spawn_reloader(state.clone(), tls.clone(), sources, started);
 
     state.set_ready(true);
     let draining = state.clone();
@@ -94,14 +94,14 @@ pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reloads on SIGHUP and when the config or policy file changes. The returned watcher must be
-/// kept alive.
+/// Reloads on SIGHUP and when the config, policy or certificate files change, for as long as
+/// the runtime runs.
 fn spawn_reloader(
     state: Arc<State>,
     tls: Option<Arc<tls::Tls>>,
     sources: Sources,
     started: Settings,
-) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
     #[cfg(unix)]
     {
@@ -119,7 +119,20 @@ fn spawn_reloader(
             }
         });
     }
-    let watcher = watch_files(&sources, &started, tx);
+    let tls_files = started
+        .tls
+        .as_ref()
+        .map(tls::Tls::files_to_watch)
+        .unwrap_or_default();
+    let mut watch = Watch::new(tx);
+    for file in sources
+        .config
+        .iter()
+        .chain(started.policy.iter())
+        .chain(tls_files.iter())
+    {
+        watch.add(file);
+    }
     tokio::spawn(async move {
         while let Some(why) = rx.recv().await {
             // Coalesce a burst into one reload.
@@ -133,65 +146,80 @@ fn spawn_reloader(
                     state.metrics.reloaded(false);
                     tracing::error!("reload ({why}): the certificates in force stay: {e}");
                 }
-                reload(&state, &sources, &started)
+                reload(&state, &sources, &started).map(|()| state)
             })
             .await
             .unwrap_or_else(|_| Err("the reload task failed".to_string()));
-            if let Err(e) = result {
-                tracing::error!(
+            match result {
+                // A config may name another policy file: watch it from now on.
+                Ok(state) => {
+                    if let Some(policy) = &state.current.load().settings.policy {
+                        watch.add(policy);
+                    }
+                }
+                Err(e) => tracing::error!(
                     "reload ({why}) failed, the previous policy and config stay in force: {e}"
-                );
+                ),
             }
         }
     });
-    watcher
 }
 
-/// Watches the directories of the config, policy and certificate files (a file replaced by a
-/// rename is a new file: watching the directory sees it).
-fn watch_files(
-    sources: &Sources,
-    started: &Settings,
-    tx: mpsc::UnboundedSender<&'static str>,
-) -> Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
-    let tls_files = started
-        .tls
-        .as_ref()
-        .map(tls::Tls::files_to_watch)
-        .unwrap_or_default();
-    let files: Vec<PathBuf> = sources
-        .config
-        .iter()
-        .chain(started.policy.iter())
-        .chain(tls_files.iter())
-        .filter_map(|p| std::path::absolute(p).ok())
-        .collect();
-    if files.is_empty() {
-        return None;
-    }
-    let watched = files.clone();
-    let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
-        let Ok(events) = events else { return };
-        if events.iter().any(|e| concerns(&watched, &e.path)) {
-            let _ = tx.send("file change");
-        }
-    });
-    let mut debouncer = match debouncer {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch files: reload with SIGHUP");
-            return None;
-        }
-    };
-    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs {
-        if let Err(e) = debouncer.watcher().watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP");
+type Debouncer =
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>;
+
+/// The files a reload reads, watched through their directories (a file replaced by a rename is
+/// a new file: watching the directory sees it).
+struct Watch {
+    debouncer: Option<Debouncer>,
+    files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Watch {
+    fn new(tx: mpsc::UnboundedSender<&'static str>) -> Watch {
+        let files: Arc<std::sync::Mutex<Vec<PathBuf>>> = Arc::default();
+        let watched = files.clone();
+        let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
+            let Ok(events) = events else { return };
+            let watched = watched.lock().unwrap_or_else(|e| e.into_inner());
+            if events.iter().any(|e| concerns(&watched, &e.path)) {
+                let _ = tx.send("file change");
+            }
+        })
+        .map_err(|e| tracing::warn!(error = %e, "cannot watch files: reload with SIGHUP"))
+        .ok();
+        Watch {
+            debouncer,
+            files,
+            dirs: Vec::new(),
         }
     }
-    Some(debouncer)
+
+    fn add(&mut self, file: &Path) {
+        let Ok(file) = std::path::absolute(file) else {
+            return;
+        };
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if files.contains(&file) {
+            return;
+        }
+        let dir = file.parent().map(Path::to_path_buf);
+        files.push(file);
+        drop(files);
+        let (Some(dir), Some(debouncer)) = (dir, self.debouncer.as_mut()) else {
+            return;
+        };
+        if self.dirs.contains(&dir) {
+            return;
+        }
+        match debouncer.watcher().watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => self.dirs.push(dir),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP")
+            }
+        }
+    }
 }
 
 /// Whether a change at `path` may change one of the `watched` files: the file itself, or, in

@@ -381,3 +381,34 @@ async fn a_request_sent_just_after_sigterm_on_an_open_connection_is_answered() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert!(proxy.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_named_by_a_reloaded_config_is_watched_too() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        dir.path().join("first.yaml"),
+        other.path().join("second.yaml"),
+    );
+    std::fs::write(&first, "consent_cookie: first\n").unwrap();
+    std::fs::write(&second, "consent_cookie: second\n").unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("policy: {}\n", first.display())).unwrap();
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let success = "consent_proxy_policy_reloads_total{result=\"success\"}";
+    replace(&config, &format!("policy: {}\n", second.display()));
+    wait_for_metric(&proxy, success, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = metric(&proxy, success).await;
+    // The new policy file, in a directory not watched at start, is now watched.
+    replace(&second, "consent_cookie: third\n");
+    wait_for_metric(&proxy, success, settled + 1.0).await;
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &[("cookie", "third=all"), ("x-set-cookie", "_ga=1; Path=/")],
+    )
+    .await;
+    assert!(got.set_cookie_names().contains(&"_ga".to_string()));
+}
