@@ -190,6 +190,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64, help="connections (default 64)")
     a = ap.parse_args()
     duration = a.duration or (2.0 if a.quick else 10.0)
+    warmup = "500ms" if a.quick else "1s"
     rate = a.rate or (1000 if a.quick else 2000)
 
     ensure_tools()
@@ -281,7 +282,7 @@ def main():
         results = {}
         for key, name, url, headers in targets:
             log(f"{key}: {name}: {duration:g} s at most, then {rate} req/s")
-            oha(url, ["-z", "1s", "-c", str(a.connections)], side_cpus, headers)  # warm-up
+            oha(url, ["-z", warmup, "-c", str(a.connections)], side_cpus, headers)  # warm-up
             peak = oha(url, ["-z", f"{duration}s", "-c", str(a.connections)], side_cpus, headers)
             fixed = oha(url, ["-z", f"{duration}s", "-c", str(a.connections), "-q", str(rate),
                               "--latency-correction"], side_cpus, headers)
