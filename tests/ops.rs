@@ -412,3 +412,46 @@ async fn a_policy_named_by_a_reloaded_config_is_watched_too() {
     .await;
     assert!(got.set_cookie_names().contains(&"_ga".to_string()));
 }
+
+#[tokio::test]
+async fn an_upgraded_tunnel_keeps_its_connection_slot() {
+    let up = Upstream::start().await;
+    let (_dir, config) = temp_file("config.yaml", "limits:\n  max_connections: 1\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let mut ws = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: site\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            ws.read(&mut b).await.unwrap(),
+            1,
+            "closed during the handshake"
+        );
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    ws.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    ws.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    // The tunnel holds the only slot: another connection waits.
+    let mut other = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(500), exchange(&mut other)).await;
+    assert!(
+        waiting.is_err(),
+        "served beside an open tunnel: {waiting:?}"
+    );
+    drop(ws);
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), other.read(&mut buf))
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

@@ -21,6 +21,11 @@ use tokio::time::Instant;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A connection's place under `limits.max_connections`, shared with the tunnel an upgrade
+/// turns it into: released when both have ended.
+#[derive(Debug, Clone)]
+pub struct Slot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// Counts the requests a connection has started.
 #[derive(Debug, Default, Clone)]
 pub struct Activity(Arc<AtomicU64>);

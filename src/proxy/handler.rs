@@ -4,7 +4,7 @@
 use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
 use super::coding::{decode, encode};
 use super::upstream::Failure;
-use super::{Snapshot, State};
+use super::{Snapshot, State, conn};
 use crate::audit::Decision;
 use crate::config::Settings;
 use crate::consent::{self, Consent};
@@ -218,6 +218,8 @@ async fn journey(
     // answer can expire withdrawn cookies too.
     let upgrade = forward::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // The connection's slot under `max_connections`: an upgraded tunnel keeps it.
+    let slot = req.extensions().get::<conn::Slot>().cloned();
     let (mut parts, body) = req.into_parts();
     request::filter_cookie_header(
         &mut parts.headers,
@@ -351,6 +353,7 @@ async fn journey(
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         // Tracked: the drain gives tunnels the grace period too.
         state.tasks.spawn(async move {
+            let _slot = slot;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((c, u)) => {
                     let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));

@@ -142,8 +142,10 @@ pub async fn serve(
                 state.tasks.clone().spawn(async move {
                     let activity = conn::Activity::default();
                     let counter = activity.clone();
-                    let svc = service_fn(move |req| {
+                    let slot = conn::Slot(Arc::new(slot));
+                    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                         counter.started();
+                        req.extensions_mut().insert(slot.clone());
                         handler::handle(state.clone(), peer, req)
                     });
                     let result = match tls {
@@ -161,7 +163,6 @@ pub async fn serve(
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
-                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
