@@ -418,24 +418,8 @@ async fn an_upgraded_tunnel_keeps_its_connection_slot() {
     let up = Upstream::start().await;
     let (_dir, config) = temp_file("config.yaml", "limits:\n  max_connections: 1\n");
     let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
-    let mut ws = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    ws.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: site\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            ws.read(&mut b).await.unwrap(),
-            1,
-            "closed during the handshake"
-        );
-        head.push(b[0]);
-    }
-    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    let (mut ws, head) = websocket(proxy.addr).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     ws.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
     ws.read_exact(&mut echo).await.unwrap();

@@ -160,24 +160,7 @@ async fn absolute_form_requests_for_other_hosts_are_refused() {
 async fn websocket_upgrades_pass_through() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: site\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut b).await.unwrap(),
-            1,
-            "closed during the handshake"
-        );
-        head.push(b[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (mut s, head) = websocket(proxy.addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
