@@ -668,7 +668,9 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     ]);
     let mut settings = Settings::new_send()
         .with_memory_settings(
-            lol_html::MemorySettings::new().with_max_allowed_memory_usage(max_memory),
+            lol_html::MemorySettings::new()
+                .with_preallocated_parsing_buffer_size(8192.min(max_memory))
+                .with_max_allowed_memory_usage(max_memory),
         )
         .with_encoding(encoding.0)
         .with_adjust_charset_on_meta_tag(encoding.1);
