@@ -87,7 +87,14 @@ fn bench(c: &mut Criterion) {
             || resp.clone(),
             |mut h| {
                 let mut r = CookieReport::default();
-                response::filter_set_cookies(&mut h, &policy, CategorySet::NECESSARY, true, &mut r);
+                response::filter_set_cookies(
+                    &mut h,
+                    &policy,
+                    CategorySet::NECESSARY,
+                    true,
+                    &mut r,
+                    |_, _| {},
+                );
                 (h, r)
             },
             criterion::BatchSize::SmallInput,

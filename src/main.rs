@@ -177,9 +177,8 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
         config: config_path.map(Path::to_path_buf),
         overrides,
     };
-    // Read once here for the decision log's destination; `run` reads everything again.
-    let settings = match sources.load() {
-        Ok((settings, _)) => settings,
+    let (settings, policy) = match sources.load() {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("consent-proxy: {e}");
             return ExitCode::FAILURE;
@@ -196,7 +195,10 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
         },
     };
     let sink = Arc::new(sink);
-    let code = run_async(server::run(sources, sink.clone()), workers);
+    let code = run_async(
+        server::run(sources, (settings, policy), sink.clone()),
+        workers,
+    );
     // The runtime is gone: every request task has ended and written its record. Flush them.
     sink.close();
     tracing::info!("stopped");

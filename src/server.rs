@@ -45,9 +45,14 @@ pub fn load_policy(path: Option<&Path>) -> Result<CompiledPolicy, policy::Policy
 /// several steps, or save to a temporary file and rename it over the old one.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Runs the proxy until SIGTERM or SIGINT, then drains. Startup errors are returned.
-pub async fn run(sources: Sources, sink: Arc<LogSink>) -> Result<(), String> {
-    let (mut settings, policy) = sources.load()?;
+/// Runs the proxy until SIGTERM or SIGINT, then drains. `loaded` is what `sources` gave at
+/// startup; reloads read them again. Startup errors are returned.
+pub async fn run(
+    sources: Sources,
+    loaded: (Settings, CompiledPolicy),
+    sink: Arc<LogSink>,
+) -> Result<(), String> {
+    let (mut settings, policy) = loaded;
     let started = settings.clone();
     let listener = proxy::bind(settings.listen)
         .await

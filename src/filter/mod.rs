@@ -116,6 +116,7 @@ mod bad_input_tests {
                 CategorySet::NECESSARY,
                 true,
                 &mut report,
+                |_, _| {},
             );
             for v in h.get_all(SET_COOKIE) {
                 let c = cookie::Cookie::parse(std::str::from_utf8(v.as_bytes()).unwrap()).unwrap();

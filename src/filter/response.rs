@@ -14,13 +14,14 @@ pub const UNPARSEABLE: &str = "(unparseable)";
 
 /// Judges each `Set-Cookie` header on its own. When `enforce` is set, headers of denied
 /// categories are removed; a header that cannot be parsed is removed too, since it cannot be
-/// judged.
+/// judged. `seen` is told each parsed cookie's name and whether it is stripped.
 pub fn filter_set_cookies(
     headers: &mut HeaderMap,
     policy: &CompiledPolicy,
     granted: CategorySet,
     enforce: bool,
     report: &mut CookieReport,
+    mut seen: impl FnMut(&str, bool),
 ) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -37,6 +38,7 @@ pub fn filter_set_cookies(
             continue;
         };
         let j = judge(policy, granted, cookie.name());
+        seen(cookie.name(), !j.allowed);
         if j.unknown {
             push_name(&mut report.unknown_cookies, cookie.name());
         }
@@ -166,7 +168,21 @@ mod tests {
         }
         let mut r = CookieReport::default();
         let granted = CategorySet::NECESSARY.with(Category::Analytics);
-        filter_set_cookies(&mut h, &policy(), granted, true, &mut r);
+        let mut seen = Vec::new();
+        filter_set_cookies(&mut h, &policy(), granted, true, &mut r, |n, stripped| {
+            seen.push((n.to_string(), stripped))
+        });
+        let seen: Vec<(&str, bool)> = seen.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("_ga", false),
+                ("sid", false),
+                ("_fbp", true),
+                ("cookie_consent", false),
+                ("odd", true)
+            ]
+        );
         assert_eq!(
             set_cookies(&h),
             vec![
@@ -184,7 +200,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(SET_COOKIE, "_fbp=1".parse().unwrap());
         let mut r = CookieReport::default();
-        filter_set_cookies(&mut h, &policy(), CategorySet::NECESSARY, false, &mut r);
+        filter_set_cookies(
+            &mut h,
+            &policy(),
+            CategorySet::NECESSARY,
+            false,
+            &mut r,
+            |_, _| {},
+        );
         assert_eq!(set_cookies(&h), vec!["_fbp=1"]);
         assert_eq!(r.stripped_set_cookies, vec!["_fbp"]);
     }

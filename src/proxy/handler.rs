@@ -34,11 +34,13 @@ fn clip(s: &str) -> String {
 }
 
 /// The client end of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     /// The connection is TLS.
     pub tls: bool,
+    /// Its place under `limits.max_connections`.
+    pub slot: Option<conn::Slot>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response and a decision record.
@@ -143,17 +145,6 @@ fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
     }
 }
 
-/// The names of the cookies a response sets, for the inventory.
-fn set_cookie_names(headers: &http::HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| cookie::Cookie::parse(v).ok())
-        .map(|c| c.name().to_string())
-        .collect()
-}
-
 /// Response headers that say what the decision depended on and what it was: `Vary` on the
 /// request headers it read, and the `Tk` tracking status.
 fn decided_by(
@@ -218,8 +209,6 @@ async fn journey(
     // answer can expire withdrawn cookies too.
     let upgrade = forward::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    // The connection's slot under `max_connections`: an upgraded tunnel keeps it.
-    let slot = req.extensions().get::<conn::Slot>().cloned();
     let (mut parts, body) = req.into_parts();
     request::filter_cookie_header(
         &mut parts.headers,
@@ -254,15 +243,19 @@ async fn journey(
         .categories()
         .difference(consent.granted)
         .is_empty();
-    let client_codings = body::accepted_codings(
-        parts
-            .headers
-            .get(http::header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    );
-    if enforce && tags_denied {
-        body::prepare_request(&mut parts.headers, consent.granted, &client_codings);
-    }
+    // Read only when the body may be rewritten (the only place they are used).
+    let client_codings = if enforce && tags_denied {
+        let codings = body::accepted_codings(
+            parts
+                .headers
+                .get(http::header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        );
+        body::prepare_request(&mut parts.headers, consent.granted, &codings);
+        codings
+    } else {
+        Vec::new()
+    };
     let method = parts.method.clone();
 
     // Request filter: hop-by-hop and forwarding headers.
@@ -334,7 +327,7 @@ async fn journey(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let failure = Failure::classify(&e);
-            tracing::warn!(error = %e, "upstream request failed");
+            tracing::warn!(error = %super::upstream::describe(&e), "upstream request failed");
             return upstream_failure(failure, guard);
         }
         Err(_) => {
@@ -352,6 +345,8 @@ async fn journey(
     if let Some(client_upgrade) = client_upgrade.filter(|_| switched) {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         // Tracked: the drain gives tunnels the grace period too.
+        // The connection's slot under `max_connections`: the tunnel keeps it.
+        let slot = peer.slot.clone();
         state.tasks.spawn(async move {
             let _slot = slot;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -369,14 +364,15 @@ async fn journey(
     // Response headers.
     let (mut parts, body) = resp.into_parts();
     forward::remove_hop_by_hop(&mut parts.headers, switched);
-    let set_names = set_cookie_names(&parts.headers);
     let report = &mut guard.decision.cookies;
-    response::filter_set_cookies(&mut parts.headers, policy, consent.granted, enforce, report);
-    for name in &set_names {
-        state
-            .inventory
-            .record(name, report.stripped_set_cookies.contains(name));
-    }
+    response::filter_set_cookies(
+        &mut parts.headers,
+        policy,
+        consent.granted,
+        enforce,
+        report,
+        |name, stripped| state.inventory.record(name, stripped),
+    );
     if enforce {
         response::expire_cookies(&mut parts.headers, &report.expired_cookies, host.as_deref());
         decided_by(&mut parts.headers, policy, &consent, dnt_sent);

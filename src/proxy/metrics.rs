@@ -40,6 +40,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabel, Counter>,
     decisions: Family<DecisionLabels, Counter>,
+    /// The `decisions` series, `[granted, denied]` per non-necessary category (in
+    /// `Category::ALL` order), looked up once instead of per request.
+    decision_series: Vec<(Category, [Counter; 2])>,
     cookies_stripped: Family<DirectionLabel, Counter>,
     tags_neutralized: Counter,
     blocked: Counter,
@@ -60,6 +63,7 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             decisions: Family::default(),
+            decision_series: Vec::new(),
             cookies_stripped: Family::default(),
             tags_neutralized: Counter::default(),
             blocked: Counter::default(),
@@ -109,7 +113,26 @@ impl Metrics {
             "Policy and config reloads, by result",
             m.reloads.clone(),
         );
-        Metrics { registry, ..m }
+        let decision_series = Category::ALL
+            .into_iter()
+            .filter(|c| *c != Category::Necessary)
+            .map(|c| {
+                let series = |action| {
+                    m.decisions
+                        .get_or_create(&DecisionLabels {
+                            category: c.as_str(),
+                            action,
+                        })
+                        .clone()
+                };
+                (c, [series("granted"), series("denied")])
+            })
+            .collect();
+        Metrics {
+            registry,
+            decision_series,
+            ..m
+        }
     }
 
     /// Counts a finished request from its decision record.
@@ -117,21 +140,12 @@ impl Metrics {
         self.requests
             .get_or_create(&StatusLabel { status: d.status })
             .inc();
-        for c in Category::ALL {
-            if c == Category::Necessary {
-                continue;
-            }
-            let action = if d.granted.contains(c) {
-                "granted"
+        for (c, [granted, denied]) in &self.decision_series {
+            if d.granted.contains(*c) {
+                granted.inc();
             } else {
-                "denied"
-            };
-            self.decisions
-                .get_or_create(&DecisionLabels {
-                    category: c.as_str(),
-                    action,
-                })
-                .inc();
+                denied.inc();
+            }
         }
         let stripped = [
             ("request", d.cookies.stripped_request_cookies.len()),

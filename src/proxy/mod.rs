@@ -136,17 +136,19 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let peer = handler::Peer { addr: peer, tls: tls.is_some() };
                 let (state, builder, draining, tls) =
                     (state.clone(), builder.clone(), draining.clone(), tls.clone());
                 state.tasks.clone().spawn(async move {
                     let activity = conn::Activity::default();
                     let counter = activity.clone();
-                    let slot = conn::Slot(Arc::new(slot));
-                    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    let peer = handler::Peer {
+                        addr: peer,
+                        tls: tls.is_some(),
+                        slot: Some(conn::Slot(Arc::new(slot))),
+                    };
+                    let svc = service_fn(move |req| {
                         counter.started();
-                        req.extensions_mut().insert(slot.clone());
-                        handler::handle(state.clone(), peer, req)
+                        handler::handle(state.clone(), peer.clone(), req)
                     });
                     let result = match tls {
                         None => conn::drive(&builder, stream, svc, activity, deadline, draining).await,
