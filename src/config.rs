@@ -78,6 +78,13 @@ pub struct Limits {
         deserialize_with = "Limits::deserialize_rewrite_memory"
     )]
     pub rewrite_memory: usize,
+    /// Rewritten documents remembered, in bytes held (documents and their rewrites): a page
+    /// served again byte for byte under the same decision is not parsed again. 0 turns it off.
+    #[serde(
+        default = "Limits::rewrite_cache",
+        deserialize_with = "Limits::deserialize_rewrite_cache"
+    )]
+    pub rewrite_cache: usize,
     /// The largest request head (request line and headers) a client may send; larger → 431.
     #[serde(
         default = "Limits::max_header_size",
@@ -95,6 +102,10 @@ impl Limits {
     pub const MAX_REWRITE_MEMORY: u64 = 1 << 30;
 
     fn rewrite_memory() -> usize {
+        16 << 20
+    }
+
+    fn rewrite_cache() -> usize {
         16 << 20
     }
 
@@ -127,12 +138,25 @@ impl Limits {
         }
         usize::try_from(size).map_err(serde::de::Error::custom)
     }
+
+    fn deserialize_rewrite_cache<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<usize, D::Error> {
+        let size = bytesize::ByteSize::deserialize(d)?.as_u64();
+        if size > Limits::MAX_REWRITE_MEMORY {
+            return Err(serde::de::Error::custom(format!(
+                "rewrite_cache must be 1 GiB at most (0 turns it off), not {size} bytes"
+            )));
+        }
+        usize::try_from(size).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             rewrite_memory: Limits::rewrite_memory(),
+            rewrite_cache: Limits::rewrite_cache(),
             max_header_size: Limits::max_header_size(),
             max_connections: Limits::max_connections(),
         }

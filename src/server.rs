@@ -281,6 +281,11 @@ pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<()
         policy.mode.as_str()
     );
     state.current.store(Arc::new(proxy::Snapshot {
+        memo: crate::filter::memo::Memo::new(
+            new.limits.rewrite_cache,
+            state.metrics.memo_counters(),
+        )
+        .map(Arc::new),
         settings: new,
         policy,
         minimizer,

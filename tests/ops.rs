@@ -7,19 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn admin(proxy: &Proxy, path: &str) -> String {
-    format!("http://{}{}", proxy.admin.expect("an admin listener"), path)
-}
-
-/// The value of one metric line (`name{labels} value`), or 0 if absent.
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    let got = get(&http1(), &admin(proxy, "/metrics"), &[]).await;
-    got.body
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn wait_for_metric(proxy: &Proxy, series: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(proxy, series).await < at_least {

@@ -312,3 +312,73 @@ async fn a_document_over_the_rewrite_memory_limit_is_cut_off_before_any_tracker(
     );
     assert_eq!(proxy.log(1)["tags_neutralized"], 2);
 }
+
+#[tokio::test]
+async fn a_page_served_again_is_answered_from_the_memo_with_the_same_result() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let (hit, miss) = (
+        r#"consent_proxy_rewrite_memo_total{result="hit"}"#,
+        r#"consent_proxy_rewrite_memo_total{result="miss"}"#,
+    );
+    let first = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    let again = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(
+        (metric(&proxy, miss).await, metric(&proxy, hit).await),
+        (1.0, 1.0)
+    );
+    assert_eq!(first.body, again.body);
+    assert!(
+        again
+            .body
+            .contains(r#"data-src="https://www.googletagmanager.com/gtag/js"#)
+    );
+    // The record of the remembered answer says what was done to the page, as the first does.
+    let recs = proxy.logs(2);
+    for rec in &recs {
+        assert_eq!(rec["tags_neutralized"], 4, "{rec}");
+        assert_eq!(
+            names(&rec["tag_vendors"]),
+            vec!["Google Analytics", "Meta Pixel"]
+        );
+    }
+    // Under another decision the page is another document.
+    let analytics = get(
+        &http1(),
+        &proxy.url("/tracked"),
+        &[("cookie", "cookie_consent=analytics")],
+    )
+    .await;
+    assert_eq!(metric(&proxy, miss).await, 2.0);
+    assert!(
+        analytics
+            .body
+            .contains(r#"<script async src="https://www.googletagmanager.com"#)
+    );
+    assert!(!analytics.body.contains("fbevents.js\"></script>"));
+
+    // A page the upstream pauses in the middle of streams: nothing waits for the rest to
+    // remember it, and it is rewritten the same.
+    let paused = get(&http1(), &proxy.url("/tracked-paused"), &[]).await;
+    assert_eq!(paused.body, first.body);
+    assert_eq!(metric(&proxy, miss).await + metric(&proxy, hit).await, 3.0);
+}
+
+#[tokio::test]
+async fn the_memo_can_be_turned_off() {
+    let up = Upstream::start().await;
+    let (_dir, config) = temp_file("config.yaml", "limits:\n  rewrite_cache: 0\n");
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let first = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    let again = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(first.body, again.body);
+    assert!(
+        again
+            .body
+            .contains(r#"data-src="https://www.googletagmanager.com/gtag/js"#)
+    );
+    for result in ["hit", "miss"] {
+        let series = format!("consent_proxy_rewrite_memo_total{{result=\"{result}\"}}");
+        assert_eq!(metric(&proxy, &series).await, 0.0, "{series}");
+    }
+}

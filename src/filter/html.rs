@@ -487,8 +487,33 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     consent_mode: Option<String>,
     output: O,
 ) -> (HtmlRewriter<'h, O>, TagReportHandle) {
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let handle = TagReportHandle(shared.clone());
+    let handle = TagReportHandle::default();
+    let rw = rewriter_reporting_to(
+        &handle,
+        rules,
+        granted,
+        enforce,
+        max_memory,
+        encoding,
+        consent_mode,
+        output,
+    );
+    (rw, handle)
+}
+
+/// [`rewriter`], reporting to a handle made beforehand. A handle serves one document.
+#[allow(clippy::too_many_arguments)]
+pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
+    handle: &TagReportHandle,
+    rules: Arc<TagRules>,
+    granted: CategorySet,
+    enforce: bool,
+    max_memory: usize,
+    encoding: (lol_html::AsciiCompatibleEncoding, bool),
+    consent_mode: Option<String>,
+    output: O,
+) -> HtmlRewriter<'h, O> {
+    let shared = handle.0.clone();
     let s0 = shared.clone();
     let block = consent_mode.filter(|_| enforce);
     // Google tags are left to Consent Mode only once its block is in the page.
@@ -677,16 +702,25 @@ pub fn rewriter<'h, O: lol_html::OutputSink + Send>(
     for h in handlers {
         settings = settings.append_element_content_handler(h);
     }
-    (HtmlRewriter::new(settings, output), handle)
+    HtmlRewriter::new(settings, output)
 }
 
 /// Read access to a rewriter's report.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct TagReportHandle(Arc<Mutex<Shared>>);
 
 impl TagReportHandle {
     pub fn report(&self) -> TagReport {
-        self.0.lock().unwrap().report.clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report
+            .clone()
+    }
+
+    /// Sets the report of a document that was not parsed (a remembered rewrite).
+    pub fn set(&self, report: TagReport) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).report = report;
     }
 }
 

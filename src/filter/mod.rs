@@ -7,6 +7,7 @@ pub mod cookies;
 pub mod declarations;
 pub mod forward;
 pub mod html;
+pub mod memo;
 pub mod path;
 pub mod request;
 pub mod response;

@@ -3,6 +3,7 @@
 
 use crate::audit::{Decision, LogSink};
 use crate::filter::html::TagReportHandle;
+use crate::filter::memo::{self, Memo};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -200,18 +201,47 @@ type Output = Arc<std::sync::Mutex<Vec<u8>>>;
 /// Where the rewriter writes.
 type Sink = Box<dyn FnMut(&[u8]) + Send>;
 
+/// What a rewriter is built from, when it is needed.
+struct Setup {
+    rules: Arc<crate::filter::html::TagRules>,
+    granted: crate::category::CategorySet,
+    max_memory: usize,
+    encoding: (lol_html::AsciiCompatibleEncoding, bool),
+    head: Option<String>,
+}
+
+/// Where the body is.
+enum Phase {
+    /// Collecting a document that may be remembered: as long as the upstream has more ready at
+    /// once and the document stays small enough. Once the upstream makes the client wait, the
+    /// document streams instead, so remembering never delays a byte.
+    Gather {
+        memo: Arc<Memo>,
+        params: memo::Params,
+        input: Vec<u8>,
+    },
+    Stream(Box<lol_html::send::HtmlRewriter<'static, Sink>>),
+    Done,
+}
+
 /// An HTML body passed through the tag rewriter chunk by chunk. If the rewriter fails (its
 /// memory limit, or content it cannot parse) the body ends in an error at that point: the client
-/// gets a truncated document, never the unrewritten rest.
+/// gets a truncated document, never the unrewritten rest. A small document that arrives whole
+/// may be answered from, or kept in, the memo.
 pub struct RewriteBody {
     inner: InnerBody,
     /// In report-only mode the rewriter only counts: the client gets the original bytes.
     enforce: bool,
-    rewriter: Option<lol_html::send::HtmlRewriter<'static, Sink>>,
+    setup: Setup,
+    phase: Phase,
+    report: TagReportHandle,
     out: Output,
+    /// An error to give once the output written before it has gone out.
+    failed: Option<BoxError>,
 }
 
 impl RewriteBody {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         inner: InnerBody,
         rules: Arc<crate::filter::html::TagRules>,
@@ -220,31 +250,95 @@ impl RewriteBody {
         max_memory: usize,
         encoding: (lol_html::AsciiCompatibleEncoding, bool),
         head: Option<String>,
+        memo: Option<Arc<Memo>>,
     ) -> (RewriteBody, TagReportHandle) {
-        let out: Output = Arc::default();
-        let sink = out.clone();
+        let setup = Setup {
+            rules,
+            granted,
+            max_memory,
+            encoding,
+            head,
+        };
+        let mut body = RewriteBody {
+            inner,
+            enforce,
+            phase: Phase::Done,
+            setup,
+            report: TagReportHandle::default(),
+            out: Output::default(),
+            failed: None,
+        };
+        body.phase = match memo.filter(|_| enforce) {
+            Some(memo) => Phase::Gather {
+                params: memo::Params {
+                    granted,
+                    encoding: <&encoding_rs::Encoding>::from(encoding.0).name(),
+                    adjustable: encoding.1,
+                    head: body.setup.head.as_deref().map(Arc::from),
+                },
+                memo,
+                input: Vec::new(),
+            },
+            None => Phase::Stream(Box::new(body.build())),
+        };
+        let report = body.report.clone();
+        (body, report)
+    }
+
+    fn build(&self) -> lol_html::send::HtmlRewriter<'static, Sink> {
+        let sink = self.out.clone();
         let write: Sink = Box::new(move |c: &[u8]| {
             sink.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .extend_from_slice(c)
         });
-        let (rewriter, report) = crate::filter::html::rewriter(
-            rules, granted, enforce, max_memory, encoding, head, write,
-        );
-        (
-            RewriteBody {
-                inner,
-                enforce,
-                rewriter: Some(rewriter),
-                out,
-            },
-            report,
+        let s = &self.setup;
+        crate::filter::html::rewriter_reporting_to(
+            &self.report,
+            s.rules.clone(),
+            s.granted,
+            self.enforce,
+            s.max_memory,
+            s.encoding,
+            s.head.clone(),
+            write,
         )
     }
 
     fn take_output(&self) -> Option<Bytes> {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut *out)))
+    }
+
+    fn fail(&mut self, e: lol_html::errors::RewritingError) {
+        self.phase = Phase::Done;
+        self.failed = Some(format!("HTML rewriting stopped: {e}").into());
+    }
+
+    /// Leaves gathering: what was collected goes through a rewriter, and the rest streams.
+    fn stream(&mut self, input: &[u8]) {
+        let mut rw = self.build();
+        match rw.write(input) {
+            Ok(()) => self.phase = Phase::Stream(Box::new(rw)),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The whole document is in: answer it from the memo, or rewrite it and remember it.
+    fn complete(&mut self, memo: &Memo, params: &memo::Params, input: Vec<u8>) -> Option<Bytes> {
+        self.phase = Phase::Done;
+        if let Some(hit) = memo.get(params, &input) {
+            self.report.set(hit.report.clone());
+            return Some(hit.output.clone());
+        }
+        let mut rw = self.build();
+        if let Err(e) = rw.write(&input).and_then(|()| rw.end()) {
+            self.fail(e);
+            return self.take_output();
+        }
+        let output = self.take_output().unwrap_or_default();
+        memo.insert(params, input.into(), output.clone(), self.report.report());
+        (!output.is_empty()).then_some(output)
     }
 }
 
@@ -260,49 +354,92 @@ impl Body for RewriteBody {
             if let Some(bytes) = self.take_output() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
-            if self.rewriter.is_none() {
-                return Poll::Ready(None);
+            if let Some(e) = self.failed.take() {
+                return Poll::Ready(Some(Err(e)));
             }
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+            let polled = match self.phase {
+                Phase::Done => return Poll::Ready(None),
+                _ => Pin::new(&mut self.inner).poll_frame(cx),
+            };
+            let this = &mut *self;
+            if let Phase::Gather { input, .. } = &mut this.phase {
+                match polled {
+                    Poll::Pending if input.is_empty() => return Poll::Pending,
+                    Poll::Pending => {
+                        let input = std::mem::take(input);
+                        this.stream(&input);
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers of an HTML body are dropped: they would follow rewritten data.
+                        if let Ok(data) = frame.into_data() {
+                            input.extend_from_slice(&data);
+                        }
+                        let Phase::Gather { memo, input, .. } = &mut this.phase else {
+                            unreachable!()
+                        };
+                        if input.len() > memo.max_document() {
+                            let input = std::mem::take(input);
+                            this.stream(&input);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.phase = Phase::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(None) => {
+                        let Phase::Gather {
+                            memo,
+                            params,
+                            input,
+                        } = std::mem::replace(&mut this.phase, Phase::Done)
+                        else {
+                            unreachable!()
+                        };
+                        if let Some(bytes) = this.complete(&memo, &params, input) {
+                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                        }
+                    }
+                }
+                continue;
+            }
+            let Phase::Stream(rw) = &mut this.phase else {
+                unreachable!()
+            };
+            match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers of an HTML body are dropped: they would follow rewritten data.
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let written = match self.rewriter.as_mut() {
-                        Some(rw) => rw.write(&data),
-                        None => Ok(()),
-                    };
-                    if !self.enforce {
+                    let written = rw.write(&data);
+                    if !this.enforce {
                         // Counting only: whatever happens to the rewriter, pass the original.
-                        self.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
                         if written.is_err() {
-                            self.rewriter = None;
+                            this.phase = Phase::Done;
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     if let Err(e) = written {
-                        self.rewriter = None;
-                        return Poll::Ready(Some(Err(
-                            format!("HTML rewriting stopped: {e}").into()
-                        )));
+                        this.fail(e);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.rewriter = None;
+                    this.phase = Phase::Done;
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
-                    let ended = self.rewriter.take().map(|rw| rw.end());
-                    if !self.enforce {
-                        self.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    let Phase::Stream(rw) = std::mem::replace(&mut this.phase, Phase::Done) else {
+                        unreachable!()
+                    };
+                    let ended = rw.end();
+                    if !this.enforce {
+                        this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
                         return Poll::Ready(None);
                     }
-                    if let Some(Err(e)) = ended {
-                        return Poll::Ready(Some(Err(
-                            format!("HTML rewriting stopped: {e}").into()
-                        )));
+                    if let Err(e) = ended {
+                        this.fail(e);
                     }
                 }
             }
@@ -310,6 +447,8 @@ impl Body for RewriteBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rewriter.is_none() && self.out.lock().map(|o| o.is_empty()).unwrap_or(true)
+        matches!(self.phase, Phase::Done)
+            && self.failed.is_none()
+            && self.out.lock().map(|o| o.is_empty()).unwrap_or(true)
     }
 }

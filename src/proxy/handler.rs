@@ -440,6 +440,7 @@ async fn journey(
                 settings.limits.rewrite_memory,
                 encoding,
                 block,
+                snapshot.memo.clone(),
             );
             guard.tags = Some(report);
             // Sent in the coding the site chose (from codings the client accepts), so that

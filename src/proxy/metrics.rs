@@ -49,6 +49,7 @@ pub struct Metrics {
     upstream_latency: Histogram,
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
+    memo: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -71,6 +72,7 @@ impl Metrics {
             upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             in_flight: Gauge::default(),
             reloads: Family::default(),
+            memo: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -112,6 +114,11 @@ impl Metrics {
             "policy_reloads",
             "Policy and config reloads, by result",
             m.reloads.clone(),
+        );
+        registry.register(
+            "rewrite_memo",
+            "HTML documents small enough to remember: answered from the rewrite memo (hit) or rewritten (miss)",
+            m.memo.clone(),
         );
         let decision_series = Category::ALL
             .into_iter()
@@ -174,6 +181,12 @@ impl Metrics {
 
     pub fn request_ended(&self) {
         self.in_flight.dec();
+    }
+
+    /// The rewrite memo's `hit` and `miss` counters.
+    pub fn memo_counters(&self) -> (Counter, Counter) {
+        let series = |result| self.memo.get_or_create(&ResultLabel { result }).clone();
+        (series("hit"), series("miss"))
     }
 
     pub fn reloaded(&self, ok: bool) {

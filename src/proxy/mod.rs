@@ -13,6 +13,7 @@ pub mod upstream;
 
 use crate::audit::{LogSink, Minimizer};
 use crate::config::Settings;
+use crate::filter::memo::Memo;
 use crate::policy::CompiledPolicy;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub settings: Settings,
     pub policy: CompiledPolicy,
     pub minimizer: Arc<Minimizer>,
+    /// Rewritten documents under this policy; `None` when `limits.rewrite_cache` is 0.
+    pub memo: Option<Arc<Memo>>,
 }
 
 /// Everything a request handler reads.
@@ -53,15 +56,18 @@ impl State {
         policy: CompiledPolicy,
         sink: Arc<LogSink>,
     ) -> Result<State, String> {
+        let metrics = Arc::new(metrics::Metrics::new());
         Ok(State {
             client: upstream::client(&settings)?,
             current: ArcSwap::from_pointee(Snapshot {
                 minimizer: Arc::new(Minimizer::new(settings.client_ip)),
+                memo: Memo::new(settings.limits.rewrite_cache, metrics.memo_counters())
+                    .map(Arc::new),
                 settings,
                 policy,
             }),
             sink,
-            metrics: Arc::default(),
+            metrics,
             inventory: inventory::Inventory::default(),
             ready: AtomicBool::new(false),
             tasks: tokio_util::task::TaskTracker::new(),

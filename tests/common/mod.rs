@@ -39,6 +39,7 @@ pub struct Seen {
 ///   or the one in the request's `x-csp` header.
 /// - `/huge-attribute`: HTML with two tracker tags, the second with a 300 KiB attribute, in
 ///   16 KiB frames.
+/// - `/tracked-paused`: the demo page in two halves, 150 ms apart.
 /// - `/slow`: answers after 3 s.
 /// - `/ws`: answers an upgrade with 101 and echoes every byte.
 /// - anything else: 200 `text/html`, one `Set-Cookie` per `x-set-cookie` request header.
@@ -214,6 +215,20 @@ async fn upstream_route(
                 .insert("content-type", "text/html".parse().unwrap());
             r
         }
+        "/tracked-paused" => {
+            let page = consent_proxy::demo::HOME_PAGE.as_bytes();
+            let (first, rest) = page.split_at(page.len() / 2);
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(first)))).await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(rest)))).await;
+            });
+            let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+            r.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+            r
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::new(boxed("slow"))
@@ -292,6 +307,20 @@ async fn upstream_route(
         }
     };
     Ok(resp)
+}
+
+/// A URL on the proxy's admin listener.
+pub fn admin(proxy: &Proxy, path: &str) -> String {
+    format!("http://{}{}", proxy.admin.expect("an admin listener"), path)
+}
+
+/// The value of one metric line (`name{labels} value`), or 0 if absent.
+pub async fn metric(proxy: &Proxy, series: &str) -> f64 {
+    let got = get(&http1(), &admin(proxy, "/metrics"), &[]).await;
+    got.body
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// `data` in a content coding.
