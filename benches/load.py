@@ -2,6 +2,7 @@
 """Load harness: consent-proxy against going direct and against nginx, on loopback.
 
     python3 benches/load.py [--quick] [--workers N] [--duration S] [--rate R] [--connections C]
+                            [--rounds N]
 
 It installs what it needs if missing (Debian's nginx-light with apt-get, oha with cargo), builds
 the release binary, and starts:
@@ -11,13 +12,17 @@ the release binary, and starts:
   a          the upstream, direct
   b          nginx as a plain reverse proxy (proxy_pass, keep-alive to the upstream)
   c          consent-proxy with consent granted (Cookie: cookie_consent=all): pass-through
-  d          consent-proxy without consent: Set-Cookie stripping and HTML rewriting
+  d          consent-proxy without consent: Set-Cookie stripping and HTML rewriting (the page
+             is the same every time, so after the first request it comes from the rewrite memo)
+  d0         the same with the rewrite memo off (limits.rewrite_cache: 0): every page parsed
   e          nginx with sub_filter doing naive tag removal: the peer for rewriting
 
 The proxies get the same number of workers (--workers, default 1) and are pinned to the last
 CPUs; the upstream and the load generator share the first. Each target gets the same load from
 oha: a maximum-throughput run, then a run at a fixed request rate (latency corrected for
-coordinated omission), which is the honest latency figure. consent-proxy's peak RSS is read
+coordinated omission), which is the honest latency figure. The targets take turns, round after
+round (--rounds, default 3, quick 1), and each figure is the median over the rounds, so that a
+slow moment of the machine does not land on one target only. consent-proxy's peak RSS is read
 after a run at 256 connections. The report goes to target/load/report.md and report.json.
 Everything listens on 127.0.0.1 and stops by itself.
 """
@@ -28,6 +33,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -171,6 +177,18 @@ def summarize(r):
     }
 
 
+def median(runs):
+    """Per figure, the median over rounds; errors are summed."""
+    out = {}
+    for k in runs[0]:
+        vals = [r[k] for r in runs if r[k] is not None]
+        if k in ("ok", "errors"):
+            out[k] = sum(vals)
+        else:
+            out[k] = statistics.median(vals) if vals else None
+    return out
+
+
 def peak_rss_kib(pid):
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -185,11 +203,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="about 30 seconds in all")
     ap.add_argument("--workers", type=int, default=1, help="workers for each proxy (default 1)")
-    ap.add_argument("--duration", type=float, help="seconds per run (default 10, quick 2)")
+    ap.add_argument("--duration", type=float, help="seconds per run (default 5, quick 2)")
+    ap.add_argument("--rounds", type=int, help="rounds over all targets (default 3, quick 1)")
     ap.add_argument("--rate", type=int, help="requests/s of the fixed-rate run (default 2000, quick 1000)")
     ap.add_argument("--connections", type=int, default=64, help="connections (default 64)")
     a = ap.parse_args()
-    duration = a.duration or (2.0 if a.quick else 10.0)
+    duration = a.duration or (2.0 if a.quick else 5.0)
+    rounds = max(1, a.rounds or (1 if a.quick else 3))
     warmup = "500ms" if a.quick else "1s"
     rate = a.rate or (1000 if a.quick else 2000)
 
@@ -209,7 +229,7 @@ def main():
     proxy_cpus = list(range(max(1, ncpu - workers), ncpu)) if ncpu > 1 else []
     side_cpus = [c for c in range(ncpu) if c not in proxy_cpus] or list(range(ncpu))
 
-    ports = {k: free_port() for k in ["up", "b", "e", "p", "admin"]}
+    ports = {k: free_port() for k in ["up", "b", "e", "p", "admin", "p0", "admin0"]}
     add_cookies = "\n".join(f'        add_header Set-Cookie "{c}";' for c in COOKIES)
     procs = []
     try:
@@ -254,16 +274,22 @@ def main():
         }}
     }}"""))
         wait_port(ports["e"], procs[-1], "nginx sub_filter")
-        decisions = open(WORK / "decisions.jsonl", "wb")
-        cp = subprocess.Popen(
-            taskset(proxy_cpus, [str(BIN), "serve", "--listen", f"127.0.0.1:{ports['p']}",
-                                 "--admin-listen", f"127.0.0.1:{ports['admin']}",
-                                 "--upstream", f"http://127.0.0.1:{ports['up']}",
-                                 "--workers", str(workers)]),
-            stdout=decisions, stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "warn"})
-        procs.append(cp)
-        wait_port(ports["p"], cp, "consent-proxy")
+        def consent_proxy(port, admin, extra):
+            decisions = open(WORK / f"decisions-{port}.jsonl", "wb")
+            proc = subprocess.Popen(
+                taskset(proxy_cpus, [str(BIN), "serve", "--listen", f"127.0.0.1:{ports[port]}",
+                                     "--admin-listen", f"127.0.0.1:{ports[admin]}",
+                                     "--upstream", f"http://127.0.0.1:{ports['up']}",
+                                     "--workers", str(workers)] + extra),
+                stdout=decisions, stderr=subprocess.DEVNULL,
+                env={**os.environ, "RUST_LOG": "warn"})
+            procs.append(proc)
+            wait_port(ports[port], proc, "consent-proxy")
+            return proc
+
+        cp = consent_proxy("p", "admin", [])
+        (WORK / "no-memo.yaml").write_text("limits:\n  rewrite_cache: 0\n")
+        consent_proxy("p0", "admin0", ["--config", str(WORK / "no-memo.yaml")])
 
         targets = [
             ("a", "upstream, direct", f"http://127.0.0.1:{ports['up']}/", []),
@@ -271,6 +297,7 @@ def main():
             ("c", "consent-proxy, consent granted", f"http://127.0.0.1:{ports['p']}/",
              ["Cookie: cookie_consent=all"]),
             ("d", "consent-proxy, no consent", f"http://127.0.0.1:{ports['p']}/", []),
+            ("d0", "consent-proxy, no consent, memo off", f"http://127.0.0.1:{ports['p0']}/", []),
             ("e", "nginx sub_filter", f"http://127.0.0.1:{ports['e']}/", []),
         ]
         # Sanity: every target answers, and d and e really rewrite.
@@ -279,14 +306,21 @@ def main():
             if summarize(r)["ok"] != 1:
                 sys.exit(f"load: target {key} does not answer 200: {r}")
 
-        results = {}
-        for key, name, url, headers in targets:
-            log(f"{key}: {name}: {duration:g} s at most, then {rate} req/s")
-            oha(url, ["-z", warmup, "-c", str(a.connections)], side_cpus, headers)  # warm-up
-            peak = oha(url, ["-z", f"{duration}s", "-c", str(a.connections)], side_cpus, headers)
-            fixed = oha(url, ["-z", f"{duration}s", "-c", str(a.connections), "-q", str(rate),
-                              "--latency-correction"], side_cpus, headers)
-            results[key] = {"name": name, "max": summarize(peak), "fixed_rate": summarize(fixed)}
+        runs = {key: {"max": [], "fixed_rate": []} for key, *_ in targets}
+        for n in range(rounds):
+            for key, name, url, headers in targets:
+                log(f"round {n + 1}/{rounds}: {key}: {name}: {duration:g} s at most, "
+                    f"then {rate} req/s")
+                c = ["-c", str(a.connections)]
+                oha(url, ["-z", warmup] + c, side_cpus, headers)  # warm-up
+                peak = oha(url, ["-z", f"{duration}s"] + c, side_cpus, headers)
+                fixed = oha(url, ["-z", f"{duration}s", "-q", str(rate), "--latency-correction"]
+                            + c, side_cpus, headers)
+                runs[key]["max"].append(summarize(peak))
+                runs[key]["fixed_rate"].append(summarize(fixed))
+        results = {key: {"name": name, "max": median(runs[key]["max"]),
+                         "fixed_rate": median(runs[key]["fixed_rate"]), "rounds": runs[key]}
+                   for key, name, *_ in targets}
         log("consent-proxy at 256 connections")
         many = oha(targets[3][2], ["-z", f"{duration}s", "-c", "256"], side_cpus)
         rss = peak_rss_kib(cp.pid)
@@ -303,7 +337,7 @@ def main():
 
     report = {
         "machine": {"cpus": ncpu, "proxy_cpus": proxy_cpus, "generator_cpus": side_cpus},
-        "settings": {"workers": workers, "duration_s": duration, "rate": rate,
+        "settings": {"workers": workers, "duration_s": duration, "rate": rate, "rounds": rounds,
                      "connections": a.connections},
         "targets": results,
         "consent_proxy_peak_rss_mib": None if rss is None else round(rss / 1024, 1),
@@ -315,17 +349,19 @@ def main():
         "c/b throughput": ratio(r["c"]["max"]["rps"], r["b"]["max"]["rps"]),
         "d/c throughput": ratio(r["d"]["max"]["rps"], r["c"]["max"]["rps"]),
         "d/e throughput": ratio(r["d"]["max"]["rps"], r["e"]["max"]["rps"]),
+        "d0/c throughput": ratio(r["d0"]["max"]["rps"], r["c"]["max"]["rps"]),
+        "d0/e throughput": ratio(r["d0"]["max"]["rps"], r["e"]["max"]["rps"]),
         "c/b p99 at fixed rate": ratio(r["c"]["fixed_rate"]["p99_ms"], r["b"]["fixed_rate"]["p99_ms"]),
     }
     (WORK / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# Load: {ncpu} CPUs, {workers} worker(s) per proxy, {a.connections} connections, "
-        f"{duration:g} s per run, fixed rate {rate} req/s",
+        f"{duration:g} s per run, fixed rate {rate} req/s, median of {rounds} round(s)",
         "",
         "| | target | max req/s | p50 ms | p99 ms | p99.9 ms | errors | at {rate}/s: p50 ms | p99 ms | p99.9 ms | errors |".replace("{rate}", str(rate)),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in "abcde":
+    for key in ["a", "b", "c", "d", "d0", "e"]:
         m, f = r[key]["max"], r[key]["fixed_rate"]
         lines.append(f"| {key} | {r[key]['name']} | {m['rps']} | {m['p50_ms']} | {m['p99_ms']} | "
                      f"{m['p99.9_ms']} | {m['errors']} | {f['p50_ms']} | {f['p99_ms']} | "

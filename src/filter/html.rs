@@ -439,6 +439,147 @@ struct Shared {
     templates: usize,
 }
 
+/// What the element handlers of one document share.
+struct Ctx<'a> {
+    rules: &'a Arc<TagRules>,
+    shared: &'a Arc<Mutex<Shared>>,
+    granted: CategorySet,
+    enforce: bool,
+    /// The Consent Mode block is to be written: Google tags after it are left to run.
+    consent_mode: bool,
+}
+
+impl Ctx<'_> {
+    /// Google tags are left to Consent Mode only once its block is in the page.
+    fn exempt(&self, sh: &Shared) -> bool {
+        self.consent_mode && sh.injected
+    }
+
+    /// `<link rel=preconnect|dns-prefetch|preload|prefetch>` to a tracker host.
+    fn link<H: lol_html::HandlerTypes>(&self, el: &mut Element<'_, '_, H>) {
+        let rel = el
+            .get_attribute("rel")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !rel
+            .split_ascii_whitespace()
+            .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"))
+        {
+            return;
+        }
+        let Some(href) = el.get_attribute("href") else {
+            return;
+        };
+        let mut sh = self.shared.lock().unwrap();
+        if let Some(rule) = self.rules.match_host(&href, self.granted, self.exempt(&sh)) {
+            sh.report.record(&rule.vendor);
+            if self.enforce {
+                match rule.action.unwrap_or(self.rules.default_action) {
+                    TagAction::Remove => el.remove(),
+                    TagAction::Neutralize => neutralize(el, "href", rule.category),
+                }
+            }
+        }
+    }
+
+    /// An inline script: its tags are dropped now and it is written whole at its end tag,
+    /// judged by its text.
+    fn inline_script(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+        let attrs = el
+            .attributes()
+            .iter()
+            .map(|a| (a.name(), a.value()))
+            .collect();
+        self.shared.lock().unwrap().script = Some((attrs, Held::default()));
+        el.remove_and_keep_content();
+        let (rules, shared) = (self.rules.clone(), self.shared.clone());
+        let (granted, enforce, consent_mode) = (self.granted, self.enforce, self.consent_mode);
+        let Some(handlers) = el.end_tag_handlers() else {
+            return;
+        };
+        let handler: lol_html::send::EndTagHandler<'static> =
+            Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                let mut sh = shared.lock().unwrap();
+                let Some((attrs, Held { text, overflow })) = sh.script.take() else {
+                    return Ok(());
+                };
+                let hit = if overflow {
+                    // Too long to judge: fail closed.
+                    Some((
+                        Category::Marketing,
+                        Arc::<str>::from("unreadable inline script"),
+                        None,
+                    ))
+                } else {
+                    let exempt = consent_mode && sh.injected;
+                    rules
+                        .match_inline(&text, granted, exempt)
+                        .map(|r| (r.category, r.vendor.clone(), r.action))
+                };
+                let mut html = String::with_capacity(text.len() + 64);
+                html.push_str("<script");
+                let mut neutral = false;
+                if let Some((category, vendor, action)) = &hit {
+                    sh.report.record(vendor);
+                    if enforce {
+                        if action.unwrap_or(rules.default_action) == TagAction::Remove {
+                            return Ok(());
+                        }
+                        neutral = true;
+                        html.push_str(" type=\"text/plain\" data-category=\"");
+                        html.push_str(category.as_str());
+                        html.push('"');
+                    }
+                }
+                for (name, value) in &attrs {
+                    let name = match name.as_str() {
+                        "data-category" if neutral => continue,
+                        "type" if neutral => "data-type",
+                        n => n,
+                    };
+                    html.push(' ');
+                    html.push_str(name);
+                    html.push_str("=\"");
+                    html.push_str(&escape_attr(value));
+                    html.push('"');
+                }
+                html.push('>');
+                html.push_str(&text);
+                html.push_str("</script>");
+                end.before(&html, ContentType::Html);
+                Ok(())
+            });
+        handlers.push(handler);
+    }
+
+    /// A `<noscript>`: its text is held and written at its end tag, its pixels judged.
+    fn noscript(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+        self.shared.lock().unwrap().noscript = Some(Held::default());
+        let (rules, shared) = (self.rules.clone(), self.shared.clone());
+        let (granted, enforce) = (self.granted, self.enforce);
+        let Some(handlers) = el.end_tag_handlers() else {
+            return;
+        };
+        let handler: lol_html::send::EndTagHandler<'static> =
+            Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                let mut sh = shared.lock().unwrap();
+                let Some(Held { text, overflow }) = sh.noscript.take() else {
+                    return Ok(());
+                };
+                let out = if overflow {
+                    // Too long to judge: dropped (fail closed).
+                    sh.report.record("unreadable noscript");
+                    String::new()
+                } else {
+                    rewrite_noscript(&text, &rules, granted, enforce, &mut sh.report)
+                };
+                end.before(if enforce { &out } else { &text }, ContentType::Html);
+                Ok(())
+            });
+        handlers.push(handler);
+    }
+}
+
 /// An attribute value as lol_html gives it (raw source text, entities not decoded), made safe
 /// inside double quotes.
 fn escape_attr(v: &str) -> String {
@@ -518,13 +659,6 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
     let block = consent_mode.filter(|_| enforce);
     // Google tags are left to Consent Mode only once its block is in the page.
     let consent_mode = block.is_some();
-    let exempt = move |sh: &Shared| consent_mode && sh.injected;
-    let (r1, s1) = (rules.clone(), shared.clone());
-    let (r2, s2) = (rules.clone(), shared.clone());
-    let (r3, s3) = (rules.clone(), shared.clone());
-    let (r5, s5) = (rules, shared.clone());
-    let s6 = shared.clone();
-    let s4 = shared;
     let mut handlers = Vec::new();
     if let Some(block) = block {
         handlers.push(element!("head, script, template", move |el| {
@@ -555,142 +689,42 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             Ok(())
         }));
     }
-    handlers.extend([
-        element!("script[src], img[src], iframe[src]", move |el| {
-            let mut sh = s1.lock().unwrap();
-            let exempt = exempt(&sh);
-            url_element(el, &r1, granted, exempt, enforce, &mut sh.report);
-            Ok(())
-        }),
-        element!("link[href]", move |el| {
-            let rel = el
-                .get_attribute("rel")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            if !rel
-                .split_ascii_whitespace()
-                .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"))
-            {
-                return Ok(());
+    // One selector per kind of handler: each selector costs lol_html work on every element.
+    let (r1, s1) = (rules.clone(), shared.clone());
+    handlers.push(element!("script, img, iframe, link, noscript", move |el| {
+        let ctx = Ctx {
+            rules: &r1,
+            shared: &s1,
+            granted,
+            enforce,
+            consent_mode,
+        };
+        match el.tag_name().as_str() {
+            "script" if !el.has_attribute("src") => ctx.inline_script(el),
+            "script" | "img" | "iframe" => {
+                let mut sh = s1.lock().unwrap();
+                let exempt = ctx.exempt(&sh);
+                url_element(el, &r1, granted, exempt, enforce, &mut sh.report);
             }
-            let Some(href) = el.get_attribute("href") else {
-                return Ok(());
-            };
-            let mut sh = s2.lock().unwrap();
-            if let Some(rule) = r2.match_host(&href, granted, exempt(&sh)) {
-                sh.report.record(&rule.vendor);
-                if enforce {
-                    match rule.action.unwrap_or(r2.default_action) {
-                        TagAction::Remove => el.remove(),
-                        TagAction::Neutralize => neutralize(el, "href", rule.category),
-                    }
-                }
-            }
-            Ok(())
-        }),
-        element!("script:not([src])", move |el| {
-            // Hold the script: drop its tags now, emit it whole at its end tag.
-            let attrs = el
-                .attributes()
-                .iter()
-                .map(|a| (a.name(), a.value()))
-                .collect();
-            s3.lock().unwrap().script = Some((attrs, Held::default()));
-            el.remove_and_keep_content();
-            let (rules, shared) = (r3.clone(), s3.clone());
-            if let Some(handlers) = el.end_tag_handlers() {
-                let handler: lol_html::send::EndTagHandler<'static> =
-                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
-                        let mut sh = shared.lock().unwrap();
-                        let Some((attrs, Held { text, overflow })) = sh.script.take() else {
-                            return Ok(());
-                        };
-                        let hit = if overflow {
-                            // Too long to judge: fail closed.
-                            Some((
-                                Category::Marketing,
-                                Arc::<str>::from("unreadable inline script"),
-                                None,
-                            ))
-                        } else {
-                            rules
-                                .match_inline(&text, granted, exempt(&sh))
-                                .map(|r| (r.category, r.vendor.clone(), r.action))
-                        };
-                        let mut html = String::from("<script");
-                        let mut neutral = false;
-                        if let Some((category, vendor, action)) = &hit {
-                            sh.report.record(vendor);
-                            if enforce {
-                                if action.unwrap_or(rules.default_action) == TagAction::Remove {
-                                    return Ok(());
-                                }
-                                neutral = true;
-                                html.push_str(&format!(
-                                    " type=\"text/plain\" data-category=\"{}\"",
-                                    category.as_str()
-                                ));
-                            }
-                        }
-                        for (name, value) in &attrs {
-                            let name = match name.as_str() {
-                                "data-category" if neutral => continue,
-                                "type" if neutral => "data-type",
-                                n => n,
-                            };
-                            html.push_str(&format!(" {name}=\"{}\"", escape_attr(value)));
-                        }
-                        html.push('>');
-                        html.push_str(&text);
-                        html.push_str("</script>");
-                        end.before(&html, ContentType::Html);
-                        Ok(())
-                    });
-                handlers.push(handler);
-            }
-            Ok(())
-        }),
-        element!("noscript", move |el| {
-            s5.lock().unwrap().noscript = Some(Held::default());
-            let (rules, shared) = (r5.clone(), s5.clone());
-            if let Some(handlers) = el.end_tag_handlers() {
-                let handler: lol_html::send::EndTagHandler<'static> =
-                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
-                        let mut sh = shared.lock().unwrap();
-                        let Some(Held { text, overflow }) = sh.noscript.take() else {
-                            return Ok(());
-                        };
-                        let out = if overflow {
-                            // Too long to judge: dropped (fail closed).
-                            sh.report.record("unreadable noscript");
-                            String::new()
-                        } else {
-                            rewrite_noscript(&text, &rules, granted, enforce, &mut sh.report)
-                        };
-                        end.before(if enforce { &out } else { &text }, ContentType::Html);
-                        Ok(())
-                    });
-                handlers.push(handler);
-            }
-            Ok(())
-        }),
-        text!("noscript", move |t| {
-            let mut sh = s6.lock().unwrap();
-            if let Some(held) = sh.noscript.as_mut() {
-                held.push(t.as_str());
-                t.remove();
-            }
-            Ok(())
-        }),
-        text!("script", move |t| {
-            let mut sh = s4.lock().unwrap();
-            if let Some((_, held)) = sh.script.as_mut() {
-                held.push(t.as_str());
-                t.remove();
-            }
-            Ok(())
-        }),
-    ]);
+            "link" => ctx.link(el),
+            "noscript" => ctx.noscript(el),
+            _ => {}
+        }
+        Ok(())
+    }));
+    let s2 = shared;
+    handlers.push(text!("script, noscript", move |t| {
+        let mut sh = s2.lock().unwrap();
+        // A <script> inside a <noscript> is text, and the other way round: one is held at most.
+        if let Some(held) = sh.noscript.as_mut() {
+            held.push(t.as_str());
+            t.remove();
+        } else if let Some((_, held)) = sh.script.as_mut() {
+            held.push(t.as_str());
+            t.remove();
+        }
+        Ok(())
+    }));
     let mut settings = Settings::new_send()
         .with_memory_settings(
             lol_html::MemorySettings::new()
