@@ -147,6 +147,35 @@ fn form_decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
+/// Whether [`form_decode`] would accept `raw`, decoding into `scratch` instead of allocating.
+fn form_valid(raw: &str, scratch: &mut Vec<u8>) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    let mut non_ascii = false;
+    while let Some(&byte) = b.get(i) {
+        if byte == b'%' {
+            match b.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    // An escape of a byte >= 0x80 can make the decoded text invalid UTF-8.
+                    non_ascii |= *h >= b'8';
+                    i += 3;
+                }
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if !non_ascii {
+        // Escapes of ASCII bytes only, in text that is UTF-8 already.
+        return true;
+    }
+    // `+` decodes to a space: ASCII either way, so it cannot change UTF-8 validity.
+    scratch.clear();
+    scratch.extend(percent_decode_str(raw));
+    std::str::from_utf8(scratch).is_ok()
+}
+
 /// Intersects an optional running result with a new set (for a key given several times).
 fn stricter(acc: Option<CategorySet>, set: CategorySet) -> Option<CategorySet> {
     Some(acc.map_or(set, |a| a.intersection(set)))
@@ -341,6 +370,21 @@ mod tests {
         let long = "a".repeat(MAX_VALUE_LEN);
         assert_eq!(prepare(&long), Some(long.as_str()));
         assert_eq!(prepare(&format!("{long}a")), None);
+    }
+
+    #[test]
+    fn form_valid_agrees_with_form_decode() {
+        let mut scratch = Vec::new();
+        for raw in [
+            "", "a", "a+b", "%41", "%4", "%zz", "%", "a%2", "%C3%A9", "%C3", "%FF", "+%C3%A9+",
+            "%2B", "100%", "%e9", "%E9x", "%7F", "é%C3", "é%A9", "%c3%a9",
+        ] {
+            assert_eq!(
+                form_valid(raw, &mut scratch),
+                form_decode(raw).is_some(),
+                "{raw:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! The other parameters (`isGpcEnabled`, `interactionCount`, `geolocation`, ...) are not
 //! interpreted: the proxy reads browser signals itself.
 
-use super::{CategoryMap, Reading, form_decode, from_names, map_of, percent_decode, stricter};
+use super::{
+    CategoryMap, Reading, form_decode, form_valid, from_names, map_of, percent_decode, stricter,
+};
 use crate::category::{Category, CategorySet};
 
 /// OneTrust's standard group ids: C0001 strictly necessary, C0002 performance (analytics),
@@ -49,12 +51,15 @@ pub fn parse(value: &str, groups: &CategoryMap) -> Reading {
 /// Reads the query string; `None` if it cannot be read or has no `groups`.
 fn parse_query(query: &str, map: &CategoryMap) -> Option<CategorySet> {
     let mut result = None;
+    // The other parameters are only checked, in one reused buffer.
+    let mut scratch = Vec::new();
     for param in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
         let key = form_decode(key)?;
-        let value = form_decode(value)?;
         if key == "groups" {
-            result = stricter(result, parse_groups(&value, map)?);
+            result = stricter(result, parse_groups(&form_decode(value)?, map)?);
+        } else if !form_valid(value, &mut scratch) {
+            return None;
         }
     }
     result
