@@ -6,6 +6,7 @@ pub mod consent_mode;
 pub mod cookies;
 pub mod declarations;
 pub mod forward;
+pub mod framing;
 pub mod html;
 pub mod memo;
 pub mod path;
@@ -32,6 +33,14 @@ pub(crate) fn push_name(list: &mut Vec<String>, name: &str) {
     if !list.iter().any(|n| n == name) {
         list.push(name.to_string());
     }
+}
+
+/// An RFC 9110 token: what a cookie name may be (RFC 6265, section 4.1.1).
+pub(crate) fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn truncate(name: &str) -> &str {

@@ -50,7 +50,8 @@ pub fn filter_cookie_header(
         } else {
             changed = true;
             push_name(&mut report.stripped_request_cookies, name);
-            if j.known_denied {
+            // Only a name that is a token can be written back into a Set-Cookie as it is.
+            if j.known_denied && super::is_token(name) && name.len() <= super::MAX_LOGGED_NAME {
                 push_name(&mut report.expired_cookies, name);
             }
         }

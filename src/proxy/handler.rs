@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
-use crate::filter::{consent_mode, declarations, html, path, request, response};
+use crate::filter::{consent_mode, declarations, framing, html, path, request, response};
 use crate::policy::sources::{Country, TkMode};
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
@@ -41,6 +41,8 @@ pub struct Peer {
     pub tls: bool,
     /// Its place under `limits.max_connections`.
     pub slot: Option<conn::Slot>,
+    /// Set when the connection switches protocols: its request heads are no longer checked.
+    pub upgraded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response and a decision record.
@@ -183,6 +185,19 @@ async fn journey(
             "CONNECT is not supported: this is a reverse proxy\n",
             guard,
         );
+    }
+    if let Some(why) = framing::problem(req.version(), req.headers()) {
+        tracing::debug!("refused a request with {why}");
+        guard.decision.error = Some("bad_request");
+        let mut resp = local(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request's framing or Host is ambiguous\n",
+            guard,
+        );
+        // What follows on this connection cannot be trusted to start a request.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
     }
     if misdirected(settings, &req) {
         guard.decision.error = Some("misdirected");
@@ -343,6 +358,9 @@ async fn journey(
         return upstream_failure(Failure::Unavailable, guard);
     }
     if let Some(client_upgrade) = client_upgrade.filter(|_| switched) {
+        // What the client sends next is the tunnel's, not HTTP.
+        peer.upgraded
+            .store(true, std::sync::atomic::Ordering::Release);
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         // Tracked: the drain gives tunnels the grace period too.
         // The connection's slot under `max_connections`: the tunnel keeps it.

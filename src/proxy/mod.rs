@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod coding;
 pub mod conn;
+pub mod framing;
 pub mod handler;
 pub mod inventory;
 pub mod metrics;
@@ -121,6 +122,7 @@ pub async fn serve(
     ));
     let (drain, draining) = tokio::sync::watch::channel(false);
     let deadline = settings.timeouts.header_read;
+    let max_head = settings.limits.max_header_size.max(8192);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -147,21 +149,28 @@ pub async fn serve(
                 state.tasks.clone().spawn(async move {
                     let activity = conn::Activity::default();
                     let counter = activity.clone();
+                    let upgraded = Arc::new(AtomicBool::new(false));
+                    let guard = |io| framing::Guard::new(io, max_head, upgraded.clone());
                     let peer = handler::Peer {
                         addr: peer,
                         tls: tls.is_some(),
                         slot: Some(conn::Slot(Arc::new(slot))),
+                        upgraded: upgraded.clone(),
                     };
                     let svc = service_fn(move |req| {
                         counter.started();
                         handler::handle(state.clone(), peer.clone(), req)
                     });
                     let result = match tls {
-                        None => conn::drive(&builder, stream, svc, activity, deadline, draining).await,
+                        None => {
+                            conn::drive(&builder, guard(stream), svc, activity, deadline, draining)
+                                .await
+                        }
                         Some(acceptor) => {
                             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
-                                    conn::drive(&builder, stream, svc, activity, deadline, draining).await
+                                    let io = framing::Guard::new(stream, max_head, upgraded.clone());
+                                    conn::drive(&builder, io, svc, activity, deadline, draining).await
                                 }
                                 Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
                                 Err(_) => Err("TLS handshake timed out".into()),

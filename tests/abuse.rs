@@ -1,0 +1,179 @@
+//! End to end: requests built to abuse a proxy are refused, and nothing a client sends reaches
+//! the site or other clients in a form the proxy did not check.
+
+mod common;
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends raw bytes on a new connection and reads until the proxy closes it (or 5 s pass).
+async fn raw(proxy: &Proxy, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request that smuggles `GET /smuggled` behind ambiguous framing.
+const SMUGGLING: [(&str, &[u8]); 6] = [
+    (
+        "Content-Length and Transfer-Encoding",
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "two equal Content-Length",
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "two different Content-Length",
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 44\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "obs-fold",
+        b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "bare LF",
+        b"GET /a HTTP/1.1\nHost: t\n\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "bare LF inside a header line",
+        b"GET /a HTTP/1.1\r\nHost: t\nTransfer-Encoding: chunked\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+];
+
+#[tokio::test]
+async fn request_smuggling_is_refused_and_nothing_reaches_the_site() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    for (name, request) in SMUGGLING {
+        let got = raw(&proxy, request).await;
+        assert!(
+            got.is_empty() || got.starts_with("HTTP/1.1 400"),
+            "{name}: {got}"
+        );
+        assert!(!got.contains("200 OK"), "{name}: {got}");
+        // The same on a kept-alive connection after an ordinary request was answered: the
+        // connection ends there.
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 4096];
+        let n = s.read(&mut first).await.unwrap();
+        assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{name}");
+        s.write_all(request).await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{name}: the connection stayed open");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(!rest.contains("200 OK"), "{name}: {rest}");
+    }
+    let seen: Vec<String> = up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert!(seen.iter().all(|p| p == "/first"), "{seen:?}");
+    assert_eq!(seen.len(), SMUGGLING.len());
+    // Still serving.
+    assert_eq!(get(&http1(), &proxy.url("/"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_missing_repeated_or_malformed_host_is_400() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    for request in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example; Secure\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
+    ] {
+        let got = raw(&proxy, request).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    }
+    assert!(up.seen.lock().unwrap().is_empty());
+    // One record per refused request, with the reason.
+    let recs = proxy.logs(4);
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] == 400 && r["error"] == "bad_request"),
+        "{recs:?}"
+    );
+}
+
+#[tokio::test]
+async fn cookie_names_and_values_cannot_inject_headers_or_attributes() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    // Names that match the catalogue's `_ga_*` but are no cookie name, and values with
+    // separators: nothing of them is written into a Set-Cookie.
+    let got = get(
+        &http1(),
+        &proxy.url("/"),
+        &[(
+            "cookie",
+            "_ga_X Domain=evil.example=1; _ga=GA1.1.1\"; Secure; x=1, _fbp=fb.1.1; Domain=evil.example",
+        )],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    for c in got.set_cookies() {
+        assert!(!c.contains("evil.example"), "{c}");
+        assert!(!c.contains('"'), "{c}");
+        let name = c.split('=').next().unwrap();
+        assert!(["_ga", "_fbp"].contains(&name), "{c}");
+    }
+    // The site gets no tracker cookie at all, and no header split out of a value.
+    let seen = up.last_seen();
+    let cookie = seen
+        .headers
+        .get("cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        cookie
+            .as_deref()
+            .is_none_or(|c| !c.contains("_ga") && !c.contains("_fbp")),
+        "{cookie:?}"
+    );
+    // A raw CR or LF in a cookie never gets as far as the proxy's code.
+    let got = raw(
+        &proxy,
+        b"GET / HTTP/1.1\r\nHost: t\r\nCookie: a=1\rSet-Cookie: evil=1\r\n\r\n",
+    )
+    .await;
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 400"), "{got}");
+    assert_eq!(up.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sec_gpc_always_reaches_the_site() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    for cookie in [
+        None,
+        Some("cookie_consent=all"),
+        Some("cookie_consent=garbage%%"),
+    ] {
+        let mut headers = vec![("sec-gpc", "1"), ("dnt", "1")];
+        if let Some(c) = cookie {
+            headers.push(("cookie", c));
+        }
+        for path in ["/", "/tracked", "/data.json"] {
+            let got = get(&http1(), &proxy.url(path), &headers).await;
+            assert_eq!(got.status, 200, "{path}");
+            let seen = up.last_seen();
+            assert_eq!(
+                seen.headers.get("sec-gpc").unwrap(),
+                "1",
+                "{cookie:?} {path}"
+            );
+            assert_eq!(seen.headers.get("dnt").unwrap(), "1", "{cookie:?} {path}");
+        }
+    }
+}
