@@ -18,13 +18,29 @@ pub fn request_pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
             Ok(t) => (t, None),
             Err(_) => ("", Some(None)),
         };
-        bad.into_iter()
-            .chain(text.split(';').filter(|p| !p.trim().is_empty()).map(|p| {
-                Cookie::parse(p.trim())
-                    .ok()
-                    .and_then(|c| Some((c.name_raw()?, c.value_raw()?)))
-            }))
+        bad.into_iter().chain(
+            text.split(';')
+                .map(|p| p.trim_matches([' ', '\t']))
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    Cookie::parse(p)
+                        .ok()
+                        .and_then(|c| Some((c.name_raw()?, c.value_raw()?)))
+                        .filter(|(name, _)| *name == browser_name(p))
+                }),
+        )
     })
+}
+
+/// A cookie's name as a browser reads it from a `Set-Cookie` or `Cookie` pair: the text before
+/// the first `=` of the first `;` part, with spaces and tabs (only) trimmed (RFC 6265bis 5.6).
+pub fn browser_name(pair: &str) -> &str {
+    let first = pair.split(';').next().unwrap_or("");
+    first
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim_matches([' ', '\t'])
 }
 
 /// The readable `(name, value)` pairs of the request's cookies.
@@ -51,6 +67,19 @@ pub fn judge(policy: &CompiledPolicy, granted: CategorySet, name: &str) -> Judge
         allowed,
         unknown: verdict == Verdict::Unknown,
         known_denied: !allowed && matches!(verdict, Verdict::Known(_)),
+    }
+}
+
+#[cfg(test)]
+mod browser_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_trimmed_of_other_white_space_is_not_the_same_cookie() {
+        let h = crate::test_headers(&[("cookie", "cookie_consent\u{a0}=all; a=1;\tb = 2")]);
+        let pairs: Vec<_> = request_pairs(&h).collect();
+        assert_eq!(pairs, vec![None, Some(("a", "1")), Some(("b", "2"))]);
+        assert_eq!(browser_name(" x =1; Path=/"), "x");
     }
 }
 

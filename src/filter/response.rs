@@ -29,9 +29,13 @@ pub fn filter_set_cookies(
     let mut keep = Vec::new();
     let mut dropped = false;
     for value in headers.get_all(SET_COOKIE) {
-        let parsed = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|s| Cookie::parse(s).ok());
+        // The name must be the one a browser stores: the parser trims Unicode white space
+        // from it, a browser only spaces and tabs (`a\u{a0}=1` is not the cookie `a`).
+        let parsed = std::str::from_utf8(value.as_bytes()).ok().and_then(|s| {
+            Cookie::parse(s)
+                .ok()
+                .filter(|c| c.name() == super::cookies::browser_name(s))
+        });
         let Some(cookie) = parsed else {
             dropped = true;
             push_name(&mut report.stripped_set_cookies, UNPARSEABLE);
