@@ -1,0 +1,244 @@
+//! The HTML tag rewriter under the built-in tag catalogue, with only `necessary` granted, in
+//! enforce mode and without Consent Mode.
+//!
+//! The input is a document, fed in three chunks cut at places derived from a hash of the input;
+//! the same hash picks the catalogue's action (`neutralize` or `remove`) and a memory limit.
+//! Checked beyond the absence of panics:
+//!
+//! - no tracker of the catalogue is live in the output, as lol_html parses it again: no
+//!   `<script src>` that is not `type="text/plain"`, `<img src>` or `<iframe src>` whose URL a
+//!   rule matches; no live inline `<script>` whose text holds a signature; no resource hint
+//!   (`<link rel=preconnect|dns-prefetch|preload|prefetch>`) to a tracker host; no pixel
+//!   (`<img src>`, `<iframe src>`) in the text of a `<noscript>`, read as a fragment the way the
+//!   rewriter reads it. This holds for the output written before an error (a memory limit) too.
+//! - the output and the report do not depend on where the chunks were cut, when both runs
+//!   succeed.
+//!
+//! A script counts as live unless its `type` is `text/plain`: more than browsers run, which is
+//! sound because the rewriter neutralizes a matching script whatever its type.
+
+#![no_main]
+
+use consent_proxy::category::CategorySet;
+use consent_proxy::filter::html::{TagReport, TagRules, document_encoding, rewriter};
+use consent_proxy::policy;
+use libfuzzer_sys::fuzz_target;
+use lol_html::html_content::{Element, EndTag, TextChunk};
+use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, element, text};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+
+const GRANTED: CategorySet = CategorySet::NECESSARY;
+
+/// Memory limits the rewriter runs under: tiny (errors are common), the smallest the
+/// configuration accepts, and the default.
+const MEMORY_LIMITS: [usize; 3] = [4 << 10, 64 << 10, 16 << 20];
+
+/// The built-in catalogue with each action.
+struct Catalogues {
+    neutralize: Arc<TagRules>,
+    remove: Arc<TagRules>,
+}
+
+fn catalogues() -> &'static Catalogues {
+    static RULES: OnceLock<Catalogues> = OnceLock::new();
+    RULES.get_or_init(|| Catalogues {
+        neutralize: policy::builtin().expect("the built-in policy compiles").tags,
+        remove: policy::compile("fuzz.yaml", "extends: builtin\ntag_action: remove\n")
+            .expect("the built-in catalogue with remove compiles")
+            .tags,
+    })
+}
+
+/// FNV-1a: where to cut, which action, which limit.
+fn hash(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What one rewrite produced.
+struct Rewritten {
+    output: Vec<u8>,
+    /// Whether every write and the end succeeded.
+    ok: bool,
+    report: TagReport,
+}
+
+/// Rewrites `html` fed in pieces cut at `cuts` (ascending), stopping at the first error.
+fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize) -> Rewritten {
+    let mut output = Vec::new();
+    let (ok, report) = {
+        let sink = |c: &[u8]| output.extend_from_slice(c);
+        let encoding = document_encoding(None).expect("UTF-8 is readable");
+        let (mut rw, handle) =
+            rewriter(rules.clone(), GRANTED, true, max_memory, encoding, None, sink);
+        let mut start = 0;
+        let mut ok = true;
+        for &cut in cuts.iter().chain(std::iter::once(&html.len())) {
+            if rw.write(&html[start..cut]).is_err() {
+                ok = false;
+                break;
+            }
+            start = cut;
+        }
+        ok = ok && rw.end().is_ok();
+        (ok, handle.report())
+    };
+    Rewritten { output, ok, report }
+}
+
+/// Whether a script with this `type` attribute runs (over-approximated: see the module doc).
+fn live_script(ty: Option<&str>) -> bool {
+    ty.is_none_or(|t| {
+        !t.trim_matches(|c: char| c.is_ascii_whitespace())
+            .eq_ignore_ascii_case("text/plain")
+    })
+}
+
+/// What the checks found, and the inline script and `<noscript>` being read.
+#[derive(Default)]
+struct Findings {
+    live: Vec<String>,
+    /// Text of the innermost open inline script or `<noscript>`; `true` for a `<noscript>`.
+    open: Vec<(bool, String)>,
+}
+
+/// Every live tracker in `output`, as lol_html parses it with the rewriter's settings.
+fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
+    let found = Rc::new(RefCell::new(Findings::default()));
+    let (f1, f2, f3, f4) = (found.clone(), found.clone(), found.clone(), found.clone());
+    let (r1, r2) = (rules.clone(), rules.clone());
+    let settings = Settings::new()
+        .with_encoding(AsciiCompatibleEncoding::utf_8())
+        .with_adjust_charset_on_meta_tag(true)
+        .with_strict(false)
+        .with_memory_settings(MemorySettings::new())
+        .append_element_content_handler(element!("script, img, iframe", move |el| {
+            let Some(src) = el.get_attribute("src") else {
+                return Ok(());
+            };
+            let tag = el.tag_name();
+            let live = tag != "script" || live_script(el.get_attribute("type").as_deref());
+            if live && let Some(rule) = r1.match_url(&src, GRANTED, false) {
+                f1.borrow_mut()
+                    .live
+                    .push(format!("<{tag} src={src:?}> ({})", rule.vendor));
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(element!("link[href]", move |el| {
+            let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+            let hint = rel
+                .split_ascii_whitespace()
+                .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"));
+            let href = el.get_attribute("href").unwrap_or_default();
+            if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
+                f2.borrow_mut()
+                    .live
+                    .push(format!("<link rel={rel:?} href={href:?}> ({})", rule.vendor));
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(element!("script:not([src]), noscript", move |el| {
+            opened(el, &f3, rules);
+            Ok(())
+        }))
+        .append_element_content_handler(text!("script, noscript", move |t: &mut TextChunk| {
+            if let Some((_, text)) = f4.borrow_mut().open.last_mut() {
+                text.push_str(t.as_str());
+            }
+            Ok(())
+        }));
+    let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+    // The output of a rewriter that stopped may end anywhere: an error here only ends the
+    // reading.
+    if rw.write(output).is_ok() {
+        let _ = rw.end();
+    }
+    let live = std::mem::take(&mut found.borrow_mut().live);
+    live
+}
+
+/// An inline script or a `<noscript>` starts: its text is judged at its end tag. One never
+/// closed is not judged: a browser does not run a script cut off by the end of the document.
+fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<TagRules>) {
+    let noscript = el.tag_name() == "noscript";
+    let live = noscript || live_script(el.get_attribute("type").as_deref());
+    let Some(handlers) = el.end_tag_handlers() else {
+        return;
+    };
+    found.borrow_mut().open.push((noscript, String::new()));
+    let (found, rules) = (found.clone(), rules.clone());
+    handlers.push(Box::new(move |_: &mut EndTag<'_>| {
+        let mut f = found.borrow_mut();
+        let Some((noscript, text)) = f.open.pop() else {
+            return Ok(());
+        };
+        if noscript {
+            let pixels = noscript_pixels(&rules, &text);
+            f.live.extend(pixels);
+        } else if live && let Some(rule) = rules.match_inline(&text, GRANTED, false) {
+            f.live.push(format!("inline script {text:?} ({})", rule.vendor));
+        }
+        Ok(())
+    }));
+}
+
+/// Pixels in the text of a `<noscript>`, read as an HTML fragment as the rewriter reads it.
+fn noscript_pixels(rules: &TagRules, text: &str) -> Vec<String> {
+    let found = RefCell::new(Vec::new());
+    let _ = lol_html::rewrite_str(
+        text,
+        lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
+            "img[src], iframe[src]",
+            |el| {
+                let src = el.get_attribute("src").unwrap_or_default();
+                if let Some(rule) = rules.match_url(&src, GRANTED, false) {
+                    found.borrow_mut().push(format!(
+                        "<noscript><{} src={src:?}> ({})",
+                        el.tag_name(),
+                        rule.vendor
+                    ));
+                }
+                Ok(())
+            }
+        )),
+    );
+    found.into_inner()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let h = hash(data);
+    let len = data.len() as u64;
+    let mut cuts = [(h % (len + 1)) as usize, ((h >> 24) % (len + 1)) as usize];
+    cuts.sort_unstable();
+    let c = catalogues();
+    let rules = if (h >> 48) & 1 == 0 { &c.neutralize } else { &c.remove };
+    let max_memory = MEMORY_LIMITS[((h >> 49) % MEMORY_LIMITS.len() as u64) as usize];
+
+    let split = rewrite(rules, data, &cuts, max_memory);
+    let live = live_trackers(rules, &split.output);
+    assert!(
+        live.is_empty(),
+        "trackers live in the output ({}): {live:#?}\noutput: {:?}",
+        if split.ok { "complete" } else { "cut short by an error" },
+        String::from_utf8_lossy(&split.output)
+    );
+
+    let whole = rewrite(rules, data, &[], max_memory);
+    if split.ok && whole.ok {
+        assert_eq!(
+            String::from_utf8_lossy(&split.output),
+            String::from_utf8_lossy(&whole.output),
+            "the output depends on the cuts {cuts:?}"
+        );
+        assert_eq!(split.output, whole.output, "the output depends on the cuts {cuts:?}");
+        assert_eq!(split.report, whole.report, "the report depends on the cuts {cuts:?}");
+    } else if whole.ok {
+        // Whole, the document was rewritten: the output must be clean too.
+        let live = live_trackers(rules, &whole.output);
+        assert!(live.is_empty(), "trackers live in the output: {live:#?}");
+    }
+});
