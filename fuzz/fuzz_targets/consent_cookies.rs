@@ -93,7 +93,10 @@ fn parse_everywhere(f: &Fixture, value: &str) {
         let granted = f.purposes.grant(tc);
         assert!(granted.contains(Category::Necessary), "tcf: {value:?}");
     }
-    match (cmp::prepare(value).map(tcf::decode), read(f, Format::Tcf, value)) {
+    match (
+        cmp::prepare(value).map(tcf::decode),
+        read(f, Format::Tcf, value),
+    ) {
         (Some(Ok(_)), Reading::Granted(_)) => {}
         (Some(Ok(_)), r) => panic!("tcf: a decoded string reads {r:?}: {value:?}"),
         (_, Reading::Unreadable) => {}
@@ -120,9 +123,8 @@ fn combine(readings: impl Iterator<Item = Reading>) -> Option<Reading> {
     readings.reduce(|a, b| match (a, b) {
         (Reading::Unreadable, _) | (_, Reading::Unreadable) => Reading::Unreadable,
         (Reading::Granted(x), Reading::Granted(y)) => Reading::Granted(x.intersection(y)),
-        (Reading::Granted(x), Reading::NotRequired) | (Reading::NotRequired, Reading::Granted(x)) => {
-            Reading::Granted(x)
-        }
+        (Reading::Granted(x), Reading::NotRequired)
+        | (Reading::NotRequired, Reading::Granted(x)) => Reading::Granted(x),
         (Reading::NotRequired, Reading::NotRequired) => Reading::NotRequired,
     })
 }

@@ -15,7 +15,9 @@
 //!   succeed.
 //!
 //! A script counts as live unless its `type` is `text/plain`: more than browsers run, which is
-//! sound because the rewriter neutralizes a matching script whatever its type.
+//! sound because the rewriter neutralizes a matching script whatever its type. The output is
+//! read by lol_html, as the rewriter reads its input: a misreading of lol_html's that the output
+//! still holds goes unseen here (see fuzz/artifacts-found/html_rewrite/README.md).
 
 #![no_main]
 
@@ -31,9 +33,9 @@ use std::sync::{Arc, OnceLock};
 
 const GRANTED: CategorySet = CategorySet::NECESSARY;
 
-/// Memory limits the rewriter runs under: tiny (errors are common), the smallest the
-/// configuration accepts, and the default.
-const MEMORY_LIMITS: [usize; 3] = [4 << 10, 64 << 10, 16 << 20];
+/// Memory limits the rewriter runs under: small (a long tag or attribute exceeds it, the
+/// seeds do not), the smallest the configuration accepts, and the default.
+const MEMORY_LIMITS: [usize; 3] = [12 << 10, 64 << 10, 16 << 20];
 
 /// The built-in catalogue with each action.
 struct Catalogues {
@@ -44,7 +46,9 @@ struct Catalogues {
 fn catalogues() -> &'static Catalogues {
     static RULES: OnceLock<Catalogues> = OnceLock::new();
     RULES.get_or_init(|| Catalogues {
-        neutralize: policy::builtin().expect("the built-in policy compiles").tags,
+        neutralize: policy::builtin()
+            .expect("the built-in policy compiles")
+            .tags,
         remove: policy::compile("fuzz.yaml", "extends: builtin\ntag_action: remove\n")
             .expect("the built-in catalogue with remove compiles")
             .tags,
@@ -72,8 +76,15 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
     let (ok, report) = {
         let sink = |c: &[u8]| output.extend_from_slice(c);
         let encoding = document_encoding(None).expect("UTF-8 is readable");
-        let (mut rw, handle) =
-            rewriter(rules.clone(), GRANTED, true, max_memory, encoding, None, sink);
+        let (mut rw, handle) = rewriter(
+            rules.clone(),
+            GRANTED,
+            true,
+            max_memory,
+            encoding,
+            None,
+            sink,
+        );
         let mut start = 0;
         let mut ok = true;
         for &cut in cuts.iter().chain(std::iter::once(&html.len())) {
@@ -129,15 +140,19 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
             Ok(())
         }))
         .append_element_content_handler(element!("link[href]", move |el| {
-            let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+            let rel = el
+                .get_attribute("rel")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             let hint = rel
                 .split_ascii_whitespace()
                 .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"));
             let href = el.get_attribute("href").unwrap_or_default();
             if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
-                f2.borrow_mut()
-                    .live
-                    .push(format!("<link rel={rel:?} href={href:?}> ({})", rule.vendor));
+                f2.borrow_mut().live.push(format!(
+                    "<link rel={rel:?} href={href:?}> ({})",
+                    rule.vendor
+                ));
             }
             Ok(())
         }))
@@ -157,8 +172,7 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
     if rw.write(output).is_ok() {
         let _ = rw.end();
     }
-    let live = std::mem::take(&mut found.borrow_mut().live);
-    live
+    std::mem::take(&mut found.borrow_mut().live)
 }
 
 /// An inline script or a `<noscript>` starts: its text is judged at its end tag. One never
@@ -180,20 +194,27 @@ fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<T
             let pixels = noscript_pixels(&rules, &text);
             f.live.extend(pixels);
         } else if live && let Some(rule) = rules.match_inline(&text, GRANTED, false) {
-            f.live.push(format!("inline script {text:?} ({})", rule.vendor));
+            f.live
+                .push(format!("inline script {text:?} ({})", rule.vendor));
         }
         Ok(())
     }));
 }
 
-/// Pixels in the text of a `<noscript>`, read as an HTML fragment as the rewriter reads it.
+/// Pixels in the text of a `<noscript>`, read as an HTML fragment as the rewriter reads it. The
+/// selector is the rewriter's: lol_html tokenizes a tag no selector names by a faster scanner,
+/// which reads `<script a=>` differently (what follows it is markup, not script text).
 fn noscript_pixels(rules: &TagRules, text: &str) -> Vec<String> {
     let found = RefCell::new(Vec::new());
     let _ = lol_html::rewrite_str(
         text,
         lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img[src], iframe[src]",
+            "img[src], iframe[src], script[src]",
             |el| {
+                // Scripts do not run where `<noscript>` content shows.
+                if el.tag_name() == "script" {
+                    return Ok(());
+                }
                 let src = el.get_attribute("src").unwrap_or_default();
                 if let Some(rule) = rules.match_url(&src, GRANTED, false) {
                     found.borrow_mut().push(format!(
@@ -215,7 +236,11 @@ fuzz_target!(|data: &[u8]| {
     let mut cuts = [(h % (len + 1)) as usize, ((h >> 24) % (len + 1)) as usize];
     cuts.sort_unstable();
     let c = catalogues();
-    let rules = if (h >> 48) & 1 == 0 { &c.neutralize } else { &c.remove };
+    let rules = if (h >> 48) & 1 == 0 {
+        &c.neutralize
+    } else {
+        &c.remove
+    };
     let max_memory = MEMORY_LIMITS[((h >> 49) % MEMORY_LIMITS.len() as u64) as usize];
 
     let split = rewrite(rules, data, &cuts, max_memory);
@@ -223,7 +248,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(
         live.is_empty(),
         "trackers live in the output ({}): {live:#?}\noutput: {:?}",
-        if split.ok { "complete" } else { "cut short by an error" },
+        if split.ok {
+            "complete"
+        } else {
+            "cut short by an error"
+        },
         String::from_utf8_lossy(&split.output)
     );
 
@@ -234,8 +263,14 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&whole.output),
             "the output depends on the cuts {cuts:?}"
         );
-        assert_eq!(split.output, whole.output, "the output depends on the cuts {cuts:?}");
-        assert_eq!(split.report, whole.report, "the report depends on the cuts {cuts:?}");
+        assert_eq!(
+            split.output, whole.output,
+            "the output depends on the cuts {cuts:?}"
+        );
+        assert_eq!(
+            split.report, whole.report,
+            "the report depends on the cuts {cuts:?}"
+        );
     } else if whole.ok {
         // Whole, the document was rewritten: the output must be clean too.
         let live = live_trackers(rules, &whole.output);

@@ -47,14 +47,25 @@ fuzz_target!(|data: &[u8]| {
         let verdict = p.classify(name);
         let _ = p.requires(verdict);
     }
-    for path in ["/", "/collect", "/g/collect?x", "//a/../tr", "/%63ollect", ""] {
+    for path in [
+        "/",
+        "/collect",
+        "/g/collect?x",
+        "//a/../tr",
+        "/%63ollect",
+        "",
+    ] {
         let _ = p.endpoint(path);
     }
     let decision = consent::decide(&HeaderMap::new(), &p, None);
     assert!(decision.granted.contains(Category::Necessary));
     let tags = p.tags.clone();
     let none = consent_proxy::category::CategorySet::NECESSARY;
-    for url in ["https://www.googletagmanager.com/gtag/js?id=G-1", "/matomo.js", ""] {
+    for url in [
+        "https://www.googletagmanager.com/gtag/js?id=G-1",
+        "/matomo.js",
+        "",
+    ] {
         let _ = tags.match_url(url, none, false);
         let _ = tags.match_host(url, none, false);
     }
