@@ -321,12 +321,20 @@ fn read_dnt_policy(
         )
     };
     let meta = std::fs::metadata(&full).map_err(|e| fail(e.to_string()))?;
-    if meta.len() > MAX_DNT_POLICY {
-        return Err(fail(format!("larger than {} bytes", MAX_DNT_POLICY)));
+    // A device, FIFO or /proc file reports no size, or never ends: only regular files.
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
     }
-    std::fs::read(&full)
-        .map(bytes::Bytes::from)
-        .map_err(|e| fail(e.to_string()))
+    let mut text = Vec::new();
+    std::fs::File::open(&full)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_DNT_POLICY + 1), &mut text)
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_DNT_POLICY {
+        return Err(fail(format!("larger than {MAX_DNT_POLICY} bytes")));
+    }
+    Ok(bytes::Bytes::from(text))
 }
 
 /// Parses and compiles a policy from text. `name` is used in messages; files the policy names

@@ -405,3 +405,30 @@ fn consent_manager_cookies_pass_without_the_catalogue() {
     let only_native = compile("p.yaml", "consent:\n  sources: [native]\n").unwrap();
     assert_eq!(only_native.classify("OptanonConsent"), Verdict::Unknown);
 }
+
+#[test]
+fn the_dnt_policy_must_be_a_regular_file_of_at_most_1_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, vec![b'x'; (1 << 20) + 1]).unwrap();
+    let ok = dir.path().join("ok.txt");
+    std::fs::write(&ok, "policy").unwrap();
+    let with = |file: &str| {
+        compile_in(
+            "p",
+            &format!("declarations:\n  dnt_policy: {file}\n"),
+            Some(dir.path()),
+        )
+    };
+    assert!(with("ok.txt").is_ok());
+    let e = with("big.txt").err().unwrap().to_string();
+    assert!(e.contains("larger than"), "{e}");
+    // A device reports no size and never ends.
+    let e = with("/dev/zero").err().unwrap().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = with(dir.path().to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
