@@ -306,7 +306,13 @@ impl TagRules {
             .filter(|m| {
                 let rule = &self.inline[m.pattern().as_usize()];
                 let starts_identifier = rule.signature.bytes().next().is_some_and(is_identifier);
-                !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
+                // U+FFFD (an invalid byte of the page) is no identifier: written back into a page
+                // in a legacy encoding it becomes `&#65533;`, and the signature then follows `;`.
+                let after_replacement = bytes[..m.start()].ends_with("\u{FFFD}".as_bytes());
+                !starts_identifier
+                    || m.start() == 0
+                    || after_replacement
+                    || !is_identifier(bytes[m.start() - 1])
             })
             .map(|m| &self.inline[m.pattern().as_usize()])
             .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
@@ -438,6 +444,8 @@ struct Shared {
     /// How many `<template>` elements are open: their content is inert.
     templates: usize,
 }
+
+const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 
 /// What the element handlers of one document share.
 struct Ctx<'a> {
@@ -707,7 +715,9 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                 url_element(el, &r1, granted, exempt, enforce, &mut sh.report);
             }
             "link" => ctx.link(el),
-            "noscript" => ctx.noscript(el),
+            // Only an HTML <noscript> holds raw text; in SVG or MathML its children are elements,
+            // which the handlers judge one by one.
+            "noscript" if el.namespace_uri() == HTML_NAMESPACE => ctx.noscript(el),
             _ => {}
         }
         Ok(())
@@ -1226,5 +1236,52 @@ mod tests {
                 "<template><script async type=\"text/plain\" data-category=\"analytics\" data-src=\"https://www.googletagmanager.com/gtag/js?id=G-1\"></script></template>{BLOCK}{GTAG_INLINE}"
             )
         );
+    }
+
+    #[test]
+    fn a_script_after_a_tag_ending_in_an_empty_attribute_is_judged() {
+        // `nonce=>` ends the tag with an attribute without value; what follows is script text,
+        // so `<a title="` does not hide the next </script> and the inline pixel is seen.
+        let page = r#"<script src="/app.js" nonce=>var tip = '<a title="';</script><script>fbq('init','1');</script><p class="note">x</p>"#;
+        let (out, report) = rewrite(page, NONE, TagAction::Neutralize);
+        assert!(
+            out.contains(
+                r#"<script type="text/plain" data-category="marketing">fbq('init','1');</script>"#
+            ),
+            "{out}"
+        );
+        assert_eq!(report.neutralized, 1);
+    }
+
+    #[test]
+    fn a_signature_after_an_invalid_byte_is_matched() {
+        let r = rules(TagAction::Neutralize);
+        assert!(r.match_inline("\u{FFFD}fbq('init')", NONE, false).is_some());
+        assert!(r.match_inline("xfbq('init')", NONE, false).is_none());
+        assert!(r.match_inline("éfbq('init')", NONE, false).is_none());
+    }
+
+    #[test]
+    fn a_noscript_in_svg_holds_no_script_text() {
+        // In SVG, <noscript> is an ordinary element; the HTML script after `<i>` is judged on
+        // its own text, and nothing of it is written back as markup.
+        let page =
+            "<svg><noscript><i><script>\n<script>fbq(12345)//</script></noscript>\n</script>";
+        let (out, _) = rewrite(page, NONE, TagAction::Neutralize);
+        assert_eq!(
+            out,
+            "<svg><noscript><i><script type=\"text/plain\" data-category=\"marketing\">\n<script>fbq(12345)//</script></noscript>\n</script>"
+        );
+        // An HTML <noscript> is still judged.
+        let (out, report) = rewrite(
+            r#"<noscript><img src="https://www.facebook.com/tr?id=1"></noscript>"#,
+            NONE,
+            TagAction::Neutralize,
+        );
+        assert!(
+            out.contains("data-src=\"https://www.facebook.com/tr?id=1\""),
+            "{out}"
+        );
+        assert_eq!(report.neutralized, 1);
     }
 }
