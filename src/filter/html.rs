@@ -170,7 +170,97 @@ fn query_of(url: &str) -> Option<&str> {
     url.find('?').map(|i| &url[i + 1..])
 }
 
-/// The parts of a URL the rules look at.
+/// The parts of a URL the rules look at: host (`None` for a relative URL), path and query.
+struct UrlParts<'a> {
+    host: Option<String>,
+    path: std::borrow::Cow<'a, str>,
+    query: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Reads an attribute's URL as a browser does. Most URLs are plain and are split as they are;
+/// any other goes through the WHATWG URL parser after its character references are decoded
+/// (lol_html gives attribute values raw), so that `gtag&#47;js`, `https:\\host`, `https:/host`,
+/// tabs or newlines inside the URL, `/./` segments, a percent-encoded or trailing-dot host, or
+/// percent-encoded path bytes name the same resource to the rules as to the browser.
+fn url_parts(url: &str) -> UrlParts<'_> {
+    // Only the scheme, host and path decide whether a URL is plain: `&` and `%` are common in
+    // queries and change nothing there, but a character reference may stand anywhere.
+    let head = &url[..url.find(['?', '#']).unwrap_or(url.len())];
+    let plain = head
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\\&%".contains(&b))
+        && !url.contains("&#")
+        && (!url.contains('&') || !url.contains(';'))
+        && !head.contains("/.")
+        && !head.contains(".:")
+        && !head.contains("./")
+        && !head.ends_with('.')
+        && plain_start(url);
+    if plain {
+        let (host, path) = split_url(url);
+        return UrlParts {
+            host,
+            path: path.into(),
+            query: query_of(url).map(Into::into),
+        };
+    }
+    static BASE: std::sync::OnceLock<url::Url> = std::sync::OnceLock::new();
+    // A base whose scheme is neither http nor https: `https:/host` and `https:host` read as
+    // absolute, as they do in a page of the other scheme (in a page of the same scheme they
+    // name a path of the site; taking them as absolute can only neutralize more).
+    let base = BASE.get_or_init(|| url::Url::parse("ws://relative.invalid/").unwrap());
+    let decoded = html_escape::decode_html_entities(url);
+    // Browsers read any run of slashes (or backslashes) before a host as `//`, which the url
+    // crate refuses for `///host`.
+    let text: String = decoded
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let text = match text.trim_start_matches('/') {
+        rest if text.len() - rest.len() > 2 => format!("//{rest}"),
+        _ => text,
+    };
+    let Ok(parsed) = base.join(&text) else {
+        // Not a URL a browser would load.
+        return UrlParts {
+            host: None,
+            path: "".into(),
+            query: None,
+        };
+    };
+    let host = parsed
+        .host_str()
+        .filter(|h| *h != "relative.invalid")
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    let decode = |s: &str| -> String {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    UrlParts {
+        host,
+        path: decode(parsed.path()).into(),
+        query: parsed.query().map(|q| decode(q).into()),
+    }
+}
+
+/// A URL whose scheme and authority split as they read: `scheme://host`, `//host`, or a path.
+/// (`https:/host`, `https:host` and `///host` are read otherwise by browsers.)
+fn plain_start(url: &str) -> bool {
+    let after = match (url.find(':'), url.find('/')) {
+        (Some(colon), slash) if slash.is_none_or(|s| colon < s) => &url[colon + 1..],
+        _ => url,
+    };
+    match after.strip_prefix("//") {
+        Some(rest) => !rest.starts_with('/'),
+        // A scheme must be followed by `//` to be plain; a path needs nothing.
+        None => after.len() == url.len(),
+    }
+}
+
+/// The parts of a plain URL.
 fn split_url(url: &str) -> (Option<String>, &str) {
     let url = url.trim();
     let rest = if let Some(i) = url.find("://") {
@@ -267,20 +357,22 @@ impl TagRules {
     /// With `exempt`, rules marked `consent_mode` (Google tags that honour Consent Mode) do not
     /// match: the page carries the Consent Mode default, which governs them.
     pub fn match_url(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
-        let (host, path) = split_url(url);
-        let path = if path.is_empty() { "/" } else { path };
-        let query = query_of(url.trim());
+        let parts = url_parts(url.trim());
+        let path = if parts.path.is_empty() {
+            "/"
+        } else {
+            &parts.path
+        };
         self.urls
             .iter()
-            .find(|r| r.matches(host.as_deref(), path, query))
+            .find(|r| r.matches(parts.host.as_deref(), path, parts.query.as_deref()))
             .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
     }
 
     /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
     /// category is denied: for resource hints, which name only a host.
     pub fn match_host(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
-        let (host, _) = split_url(url);
-        let host = host?;
+        let host = url_parts(url.trim()).host?;
         self.urls.iter().find(|r| {
             acts(granted, exempt, r.category, r.consent_mode)
                 && matches!(r.host, HostPattern::Domain(_))
@@ -343,7 +435,7 @@ impl TagReport {
 /// URL attribute moved to `data-<attr>`.
 fn neutralize<H: lol_html::HandlerTypes>(
     el: &mut Element<'_, '_, H>,
-    url_attr: &str,
+    url_attrs: &[&str],
     category: Category,
 ) {
     if el.tag_name() == "script" {
@@ -354,30 +446,58 @@ fn neutralize<H: lol_html::HandlerTypes>(
         let _ = el.set_attribute("type", "text/plain");
     }
     let _ = el.set_attribute("data-category", category.as_str());
-    if let Some(v) = el.get_attribute(url_attr) {
-        el.remove_attribute(url_attr);
-        let _ = el.set_attribute(&format!("data-{url_attr}"), &v);
+    for attr in url_attrs {
+        if let Some(v) = el.get_attribute(attr) {
+            el.remove_attribute(attr);
+            let _ = el.set_attribute(&format!("data-{}", attr.replace(':', "-")), &v);
+        }
     }
 }
 
 /// Judges an element that loads `src`, and acts on it.
+/// The attributes through which an element loads something, by tag name (SVG's `<script>` and
+/// `<image>` use `href` or `xlink:href`).
+fn url_attributes(tag: &str) -> &'static [&'static str] {
+    match tag {
+        "script" => &["src", "href", "xlink:href"],
+        "img" | "source" => &["src", "srcset"],
+        "iframe" | "embed" => &["src"],
+        "object" => &["data"],
+        "image" => &["href", "xlink:href"],
+        _ => &[],
+    }
+}
+
+/// Judges an element by every URL it loads (each candidate of a `srcset`), and acts on it:
+/// neutralized, all its URL attributes are set aside.
 fn url_element<H: lol_html::HandlerTypes>(
     el: &mut Element<'_, '_, H>,
+    tag: &str,
     rules: &TagRules,
     granted: CategorySet,
     exempt: bool,
     enforce: bool,
     report: &mut TagReport,
 ) {
-    let Some(src) = el.get_attribute("src") else {
-        return;
-    };
-    if let Some(rule) = rules.match_url(&src, granted, exempt) {
+    let attrs = url_attributes(tag);
+    let rule = attrs.iter().find_map(|attr| {
+        let value = el.get_attribute(attr)?;
+        if *attr == "srcset" {
+            // Candidates: a URL, then optional descriptors; separated by commas.
+            value.split(',').find_map(|c| {
+                let url = c.split_ascii_whitespace().next()?;
+                rules.match_url(url, granted, exempt)
+            })
+        } else {
+            rules.match_url(&value, granted, exempt)
+        }
+    });
+    if let Some(rule) = rule {
         report.record(&rule.vendor);
         if enforce {
             match rule.action.unwrap_or(rules.default_action) {
                 TagAction::Remove => el.remove(),
-                TagAction::Neutralize => neutralize(el, "src", rule.category),
+                TagAction::Neutralize => neutralize(el, attrs, rule.category),
             }
         }
     }
@@ -396,10 +516,19 @@ fn rewrite_noscript(
     let result = lol_html::rewrite_str(
         text,
         lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img[src], iframe[src], script[src]",
+            "img, iframe, script, embed, object, image, source",
             |el| {
                 // Nothing in a <noscript> runs: Consent Mode does not govern it.
-                url_element(el, rules, granted, false, enforce, &mut cell.borrow_mut());
+                let tag = el.tag_name();
+                url_element(
+                    el,
+                    &tag,
+                    rules,
+                    granted,
+                    false,
+                    enforce,
+                    &mut cell.borrow_mut(),
+                );
                 Ok(())
             }
         )),
@@ -446,6 +575,13 @@ struct Shared {
 }
 
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
+const SVG_NAMESPACE: &str = "http://www.w3.org/2000/svg";
+
+/// An SVG element that loads by `href` or `xlink:href` (in HTML, `<script href>` loads nothing).
+fn svg_href<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> bool {
+    el.namespace_uri() == SVG_NAMESPACE
+        && (el.has_attribute("href") || el.has_attribute("xlink:href"))
+}
 
 /// What the element handlers of one document share.
 struct Ctx<'a> {
@@ -469,10 +605,12 @@ impl Ctx<'_> {
             .get_attribute("rel")
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if !rel
-            .split_ascii_whitespace()
-            .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"))
-        {
+        if !rel.split_ascii_whitespace().any(|t| {
+            matches!(
+                t,
+                "preconnect" | "dns-prefetch" | "preload" | "prefetch" | "modulepreload"
+            )
+        }) {
             return;
         }
         let Some(href) = el.get_attribute("href") else {
@@ -484,7 +622,7 @@ impl Ctx<'_> {
             if self.enforce {
                 match rule.action.unwrap_or(self.rules.default_action) {
                     TagAction::Remove => el.remove(),
-                    TagAction::Neutralize => neutralize(el, "href", rule.category),
+                    TagAction::Neutralize => neutralize(el, &["href"], rule.category),
                 }
             }
         }
@@ -699,29 +837,33 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
     }
     // One selector per kind of handler: each selector costs lol_html work on every element.
     let (r1, s1) = (rules.clone(), shared.clone());
-    handlers.push(element!("script, img, iframe, link, noscript", move |el| {
-        let ctx = Ctx {
-            rules: &r1,
-            shared: &s1,
-            granted,
-            enforce,
-            consent_mode,
-        };
-        match el.tag_name().as_str() {
-            "script" if !el.has_attribute("src") => ctx.inline_script(el),
-            "script" | "img" | "iframe" => {
-                let mut sh = s1.lock().unwrap();
-                let exempt = ctx.exempt(&sh);
-                url_element(el, &r1, granted, exempt, enforce, &mut sh.report);
+    handlers.push(element!(
+        "script, img, iframe, link, noscript, embed, object, image, source",
+        move |el| {
+            let ctx = Ctx {
+                rules: &r1,
+                shared: &s1,
+                granted,
+                enforce,
+                consent_mode,
+            };
+            let tag = el.tag_name();
+            match tag.as_str() {
+                "script" if !el.has_attribute("src") && !svg_href(el) => ctx.inline_script(el),
+                "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" => {
+                    let mut sh = s1.lock().unwrap();
+                    let exempt = ctx.exempt(&sh);
+                    url_element(el, &tag, &r1, granted, exempt, enforce, &mut sh.report);
+                }
+                "link" => ctx.link(el),
+                // Only an HTML <noscript> holds raw text; in SVG or MathML its children are elements,
+                // which the handlers judge one by one.
+                "noscript" if el.namespace_uri() == HTML_NAMESPACE => ctx.noscript(el),
+                _ => {}
             }
-            "link" => ctx.link(el),
-            // Only an HTML <noscript> holds raw text; in SVG or MathML its children are elements,
-            // which the handlers judge one by one.
-            "noscript" if el.namespace_uri() == HTML_NAMESPACE => ctx.noscript(el),
-            _ => {}
+            Ok(())
         }
-        Ok(())
-    }));
+    ));
     let s2 = shared;
     handlers.push(text!("script, noscript", move |t| {
         let mut sh = s2.lock().unwrap();
@@ -1283,5 +1425,87 @@ mod tests {
             "{out}"
         );
         assert_eq!(report.neutralized, 1);
+    }
+
+    #[test]
+    fn urls_are_read_as_a_browser_reads_them() {
+        let r = rules(TagAction::Neutralize);
+        for url in [
+            "https://www.googletagmanager.com/gtag/js?id=G-1",
+            "https://www.googletagmanager.com/gtag&#47;js?id=G-1",
+            "https://www.googletagmanager.com/gtag&sol;js",
+            "https:\\\\www.googletagmanager.com\\gtag\\js",
+            "https:/www.googletagmanager.com/gtag/js",
+            "https:www.googletagmanager.com/gtag/js",
+            "///www.googletagmanager.com/gtag/js",
+            "https://www.googletagmanager.com/gtag/./js",
+            "https://www.googletagmanager.com/x/../gtag/js",
+            "https://www.googletagmanager.com./gtag/js",
+            "https://www.googletagmanager.com.:443/gtag/js",
+            "https://www.googletagmanager%2Ecom/gtag/js",
+            "https://www.googletagmanager.com/g%74ag/js",
+            "https://www.google\ttagmanager.com/gtag/js",
+            "https://www.googletag\nmanager.com/gtag/js",
+            "  HTTPS://WWW.GOOGLETAGMANAGER.COM/gtag/js  ",
+            "//www.googletagmanager.com/gtag/js",
+        ] {
+            assert!(r.match_url(url, NONE, false).is_some(), "{url:?}");
+        }
+        for url in [
+            "/gtag/js",
+            "https://www.googletagmanager.com.evil.example/gtag/js",
+            "https://googletagmanager.com.example/gtag/js",
+            "https://example.com/?u=https://www.googletagmanager.com/gtag/js",
+            "https://www.googletagmanager.com/gtag/jsx",
+            "data:text/javascript,1",
+        ] {
+            assert!(r.match_url(url, NONE, false).is_none(), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn every_way_an_element_loads_a_tracker_is_judged() {
+        let cases = [
+            (
+                r#"<img srcset="/a.png 1x, https://www.facebook.com/tr?id=1 2x">"#,
+                r#"<img data-category="marketing" data-srcset="/a.png 1x, https://www.facebook.com/tr?id=1 2x">"#,
+            ),
+            (
+                r#"<picture><source srcset="https://www.facebook.com/tr?id=1"></picture>"#,
+                r#"<picture><source data-category="marketing" data-srcset="https://www.facebook.com/tr?id=1"></picture>"#,
+            ),
+            (
+                r#"<embed src="https://www.googletagmanager.com/ns.html?id=GTM-1">"#,
+                r#"<embed data-category="analytics" data-src="https://www.googletagmanager.com/ns.html?id=GTM-1">"#,
+            ),
+            (
+                r#"<object data="https://www.googletagmanager.com/ns.html?id=GTM-1"></object>"#,
+                r#"<object data-category="analytics" data-data="https://www.googletagmanager.com/ns.html?id=GTM-1"></object>"#,
+            ),
+            (
+                r#"<svg><script href="https://www.googletagmanager.com/gtag/js"></script></svg>"#,
+                r#"<svg><script type="text/plain" data-category="analytics" data-href="https://www.googletagmanager.com/gtag/js"></script></svg>"#,
+            ),
+            (
+                r#"<svg><image xlink:href="https://www.facebook.com/tr?id=1"/></svg>"#,
+                r#"<svg><image data-category="marketing" data-xlink-href="https://www.facebook.com/tr?id=1" /></svg>"#,
+            ),
+            (
+                r#"<link rel="modulepreload" href="https://www.googletagmanager.com/gtag/js">"#,
+                r#"<link rel="modulepreload" data-category="analytics" data-href="https://www.googletagmanager.com/gtag/js">"#,
+            ),
+            (
+                r#"<img src="https://www.facebook.com/tr?id=1&amp;ev=PageView">"#,
+                r#"<img data-category="marketing" data-src="https://www.facebook.com/tr?id=1&amp;ev=PageView">"#,
+            ),
+            // Site images stay.
+            (
+                r#"<img srcset="/a.png 1x, /b.png 2x"><object data="/doc.pdf"></object>"#,
+                r#"<img srcset="/a.png 1x, /b.png 2x"><object data="/doc.pdf"></object>"#,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(rewrite(input, NONE, TagAction::Neutralize).0, expected);
+        }
     }
 }
