@@ -429,7 +429,19 @@ impl TagReport {
             self.vendors.push(vendor.to_string());
         }
     }
+
+    fn merge(&mut self, other: TagReport) {
+        self.neutralized += other.neutralized;
+        for v in other.vendors {
+            if !self.vendors.contains(&v) {
+                self.vendors.push(v);
+            }
+        }
+    }
 }
+
+/// What an `<iframe srcdoc>` document may hold while it is rewritten.
+const MAX_SRCDOC_MEMORY: usize = 16 << 20;
 
 /// Neutralizes an element in place: `type="text/plain"` (scripts), `data-category`, and the
 /// URL attribute moved to `data-<attr>`.
@@ -625,6 +637,41 @@ impl Ctx<'_> {
                     TagAction::Neutralize => neutralize(el, &["href"], rule.category),
                 }
             }
+        }
+    }
+
+    /// An `<iframe srcdoc>`: its document is rewritten like the page (with no Consent Mode: the
+    /// block is not in it), and written back.
+    fn srcdoc(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+        let Some(doc) = el.get_attribute("srcdoc") else {
+            return;
+        };
+        let doc = html_escape::decode_html_entities(&doc);
+        let mut out = Vec::new();
+        let (mut rw, report) = rewriter(
+            self.rules.clone(),
+            self.granted,
+            self.enforce,
+            MAX_SRCDOC_MEMORY,
+            (lol_html::AsciiCompatibleEncoding::utf_8(), false),
+            None,
+            |c: &[u8]| out.extend_from_slice(c),
+        );
+        let done = rw.write(doc.as_bytes()).and_then(|()| rw.end());
+        let report = report.report();
+        let found = report.neutralized > 0;
+        self.shared.lock().unwrap().report.merge(report);
+        if !self.enforce {
+            return;
+        }
+        match (done, String::from_utf8(out)) {
+            (Ok(()), Ok(out)) if found => {
+                // lol_html escapes the double quotes of a value; `&` is escaped here.
+                let _ = el.set_attribute("srcdoc", &out.replace('&', "&amp;"));
+            }
+            (Ok(()), Ok(_)) => {}
+            // A document that cannot be rewritten is not loaded.
+            _ => el.remove_attribute("srcdoc"),
         }
     }
 
@@ -854,6 +901,10 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                     let mut sh = s1.lock().unwrap();
                     let exempt = ctx.exempt(&sh);
                     url_element(el, &tag, &r1, granted, exempt, enforce, &mut sh.report);
+                    drop(sh);
+                    if tag == "iframe" && !el.removed() {
+                        ctx.srcdoc(el);
+                    }
                 }
                 "link" => ctx.link(el),
                 // Only an HTML <noscript> holds raw text; in SVG or MathML its children are elements,
@@ -1507,5 +1558,19 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(rewrite(input, NONE, TagAction::Neutralize).0, expected);
         }
+    }
+
+    #[test]
+    fn an_iframe_srcdoc_is_rewritten_like_a_page() {
+        let page = r#"<iframe srcdoc="<p>a &amp; b</p><script src=&quot;https://www.googletagmanager.com/gtag/js&quot;></script><script>fbq('init')</script>"></iframe>"#;
+        let (out, report) = rewrite(page, NONE, TagAction::Neutralize);
+        assert_eq!(
+            out,
+            r#"<iframe srcdoc="<p>a &amp; b</p><script type=&quot;text/plain&quot; data-category=&quot;analytics&quot; data-src=&quot;https://www.googletagmanager.com/gtag/js&quot;></script><script type=&quot;text/plain&quot; data-category=&quot;marketing&quot;>fbq('init')</script>"></iframe>"#
+        );
+        assert_eq!(report.neutralized, 2);
+        // Without a tracker the attribute is left as it was.
+        let page = r#"<iframe srcdoc="<p>a &amp; b</p>"></iframe>"#;
+        assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, page);
     }
 }
