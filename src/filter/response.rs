@@ -200,6 +200,32 @@ mod tests {
     }
 
     #[test]
+    fn a_name_a_browser_reads_otherwise_is_not_the_cookie_it_resembles() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "cookie_consent\u{a0}=all; Path=/",
+            " cookie_consent =none",
+            "sid\u{85}=1",
+        ] {
+            h.append(
+                SET_COOKIE,
+                http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        let mut r = CookieReport::default();
+        filter_set_cookies(
+            &mut h,
+            &policy(),
+            CategorySet::NECESSARY,
+            true,
+            &mut r,
+            |_, _| {},
+        );
+        // Only the one whose name is `cookie_consent` to a browser (spaces trimmed) stays.
+        assert_eq!(set_cookies(&h), vec![" cookie_consent =none"]);
+    }
+
+    #[test]
     fn report_only_keeps_headers() {
         let mut h = HeaderMap::new();
         h.append(SET_COOKIE, "_fbp=1".parse().unwrap());
