@@ -280,16 +280,12 @@ pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<()
         policy.source,
         policy.mode.as_str()
     );
-    state.current.store(Arc::new(proxy::Snapshot {
-        memo: crate::filter::memo::Memo::new(
-            new.limits.rewrite_cache,
-            state.metrics.memo_counters(),
-        )
-        .map(Arc::new),
-        settings: new,
+    state.current.store(Arc::new(proxy::Snapshot::new(
+        new,
         policy,
         minimizer,
-    }));
+        &state.metrics,
+    )));
     Ok(())
 }
 

@@ -1,20 +1,14 @@
-//! Requests whose framing or target two HTTP/1 parsers could read differently: refused before
-//! anything is forwarded, so that nothing can be smuggled past the proxy to the site (RFC 9112,
-//! sections 3.2 and 6.3).
+//! HTTP/1 requests whose target two parsers could read differently: refused before anything is
+//! forwarded (RFC 9112, section 3.2). Ambiguous body framing never gets this far: hyper merges or
+//! drops it, so it is refused on the connection's bytes (`proxy::framing`).
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::HOST;
 use http::{HeaderMap, Version};
 
-/// Why a request cannot be accepted, or `None`. HTTP/2 frames its messages itself.
+/// Why a request cannot be accepted, or `None`. HTTP/2 carries `:authority` instead.
 pub fn problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
     if version != Version::HTTP_10 && version != Version::HTTP_11 {
         return None;
-    }
-    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
-        return Some("Transfer-Encoding and Content-Length together");
-    }
-    if headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
-        return Some("more than one Content-Length");
     }
     let mut hosts = headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
@@ -48,43 +42,6 @@ mod tests {
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         crate::test_headers(pairs)
-    }
-
-    #[test]
-    fn ambiguous_framing_is_refused() {
-        let v = Version::HTTP_11;
-        let ok = [("host", "example.com")];
-        assert_eq!(problem(v, &h(&ok)), None);
-        assert_eq!(
-            problem(v, &h(&[("host", "a"), ("content-length", "4")])),
-            None
-        );
-        assert_eq!(
-            problem(v, &h(&[("host", "a"), ("transfer-encoding", "chunked")])),
-            None
-        );
-        assert!(
-            problem(
-                v,
-                &h(&[
-                    ("host", "a"),
-                    ("content-length", "4"),
-                    ("transfer-encoding", "chunked")
-                ])
-            )
-            .is_some()
-        );
-        assert!(
-            problem(
-                v,
-                &h(&[
-                    ("host", "a"),
-                    ("content-length", "4"),
-                    ("content-length", "4")
-                ])
-            )
-            .is_some()
-        );
     }
 
     #[test]

@@ -468,10 +468,11 @@ fn neutralize<H: lol_html::HandlerTypes>(
 
 /// Judges an element that loads `src`, and acts on it.
 /// The attributes through which an element loads something, by tag name (SVG's `<script>` and
-/// `<image>` use `href` or `xlink:href`).
-fn url_attributes(tag: &str) -> &'static [&'static str] {
+/// `<image>` use `href` or `xlink:href`; an HTML `<script href>` loads nothing).
+fn url_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
     match tag {
-        "script" => &["src", "href", "xlink:href"],
+        "script" if svg => &["src", "href", "xlink:href"],
+        "script" => &["src"],
         "img" | "source" => &["src", "srcset"],
         "iframe" | "embed" => &["src"],
         "object" => &["data"],
@@ -491,7 +492,7 @@ fn url_element<H: lol_html::HandlerTypes>(
     enforce: bool,
     report: &mut TagReport,
 ) {
-    let attrs = url_attributes(tag);
+    let attrs = url_attributes(tag, el.namespace_uri() == SVG_NAMESPACE);
     let rule = attrs.iter().find_map(|attr| {
         let value = el.get_attribute(attr)?;
         if *attr == "srcset" {

@@ -357,61 +357,54 @@ impl Body for RewriteBody {
             if let Some(e) = self.failed.take() {
                 return Poll::Ready(Some(Err(e)));
             }
-            let polled = match self.phase {
-                Phase::Done => return Poll::Ready(None),
-                _ => Pin::new(&mut self.inner).poll_frame(cx),
-            };
+            if matches!(self.phase, Phase::Done) {
+                return Poll::Ready(None);
+            }
             let this = &mut *self;
-            if let Phase::Gather { input, .. } = &mut this.phase {
-                match polled {
-                    Poll::Pending if input.is_empty() => return Poll::Pending,
-                    Poll::Pending => {
+            // `None`: nothing yet; `Some(None)`: the end of the body.
+            let next = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => None,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some(Some(data)),
+                    // Trailers of an HTML body are dropped: they would follow rewritten data.
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.phase = Phase::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => Some(None),
+            };
+            match (&mut this.phase, next) {
+                (Phase::Done, _) => return Poll::Ready(None),
+                (Phase::Gather { input, .. }, None) if input.is_empty() => return Poll::Pending,
+                (Phase::Gather { input, .. }, None) => {
+                    let input = std::mem::take(input);
+                    this.stream(&input);
+                }
+                (Phase::Gather { memo, input, .. }, Some(Some(data))) => {
+                    input.extend_from_slice(&data);
+                    if input.len() > memo.max_document() {
                         let input = std::mem::take(input);
                         this.stream(&input);
                     }
-                    Poll::Ready(Some(Ok(frame))) => {
-                        // Trailers of an HTML body are dropped: they would follow rewritten data.
-                        if let Ok(data) = frame.into_data() {
-                            input.extend_from_slice(&data);
-                        }
-                        let Phase::Gather { memo, input, .. } = &mut this.phase else {
-                            unreachable!()
-                        };
-                        if input.len() > memo.max_document() {
-                            let input = std::mem::take(input);
-                            this.stream(&input);
-                        }
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        this.phase = Phase::Done;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    Poll::Ready(None) => {
-                        let Phase::Gather {
-                            memo,
-                            params,
-                            input,
-                        } = std::mem::replace(&mut this.phase, Phase::Done)
-                        else {
-                            unreachable!()
-                        };
-                        if let Some(bytes) = this.complete(&memo, &params, input) {
-                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                        }
+                }
+                (
+                    Phase::Gather {
+                        memo,
+                        params,
+                        input,
+                    },
+                    Some(None),
+                ) => {
+                    let (memo, params, input) =
+                        (memo.clone(), params.clone(), std::mem::take(input));
+                    if let Some(bytes) = this.complete(&memo, &params, input) {
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
                     }
                 }
-                continue;
-            }
-            let Phase::Stream(rw) = &mut this.phase else {
-                unreachable!()
-            };
-            match polled {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers of an HTML body are dropped: they would follow rewritten data.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
+                (Phase::Stream(_), None) => return Poll::Pending,
+                (Phase::Stream(rw), Some(Some(data))) => {
                     let written = rw.write(&data);
                     if !this.enforce {
                         // Counting only: whatever happens to the rewriter, pass the original.
@@ -425,21 +418,16 @@ impl Body for RewriteBody {
                         this.fail(e);
                     }
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    this.phase = Phase::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    let Phase::Stream(rw) = std::mem::replace(&mut this.phase, Phase::Done) else {
-                        unreachable!()
-                    };
-                    let ended = rw.end();
-                    if !this.enforce {
-                        this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                        return Poll::Ready(None);
-                    }
-                    if let Err(e) = ended {
-                        this.fail(e);
+                (Phase::Stream(_), Some(None)) => {
+                    if let Phase::Stream(rw) = std::mem::replace(&mut this.phase, Phase::Done) {
+                        let ended = rw.end();
+                        if !this.enforce {
+                            this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                            return Poll::Ready(None);
+                        }
+                        if let Err(e) = ended {
+                            this.fail(e);
+                        }
                     }
                 }
             }

@@ -251,8 +251,8 @@ pub struct Guard<T> {
     framing: Framing,
     /// Set by the handler when it switches protocols on this connection.
     upgraded: Arc<AtomicBool>,
-    /// A refusal to report on the next read.
-    refused: Option<Refusal>,
+    /// A message was refused: the stream has ended for the HTTP parser.
+    refused: bool,
 }
 
 impl<T> Guard<T> {
@@ -261,7 +261,7 @@ impl<T> Guard<T> {
             inner,
             framing: Framing::new(max_head),
             upgraded,
-            refused: None,
+            refused: false,
         }
     }
 }
@@ -272,8 +272,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.refused.is_some() {
-            // The end of the stream, as the HTTP parser sees it: it answers what it has.
+        if self.refused {
+            // The end of the stream, as the HTTP parser sees it: the connection closes.
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -288,7 +288,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
                         // before it do, and the connection ends after them.
                         tracing::debug!("closing a connection that sent {why}");
                         buf.set_filled(before + keep);
-                        this.refused = Some(why);
+                        this.refused = true;
                         Poll::Ready(Ok(()))
                     }
                 }

@@ -36,6 +36,23 @@ pub struct Snapshot {
     pub memo: Option<Arc<Memo>>,
 }
 
+impl Snapshot {
+    /// A snapshot with an empty rewrite memo sized by `settings`, counting into `metrics`.
+    pub fn new(
+        settings: Settings,
+        policy: CompiledPolicy,
+        minimizer: Arc<Minimizer>,
+        metrics: &metrics::Metrics,
+    ) -> Snapshot {
+        Snapshot {
+            memo: Memo::new(settings.limits.rewrite_cache, metrics.memo_counters()).map(Arc::new),
+            settings,
+            policy,
+            minimizer,
+        }
+    }
+}
+
 /// Everything a request handler reads.
 pub struct State {
     /// Swapped atomically on a reload.
@@ -58,15 +75,10 @@ impl State {
         sink: Arc<LogSink>,
     ) -> Result<State, String> {
         let metrics = Arc::new(metrics::Metrics::new());
+        let minimizer = Arc::new(Minimizer::new(settings.client_ip));
         Ok(State {
             client: upstream::client(&settings)?,
-            current: ArcSwap::from_pointee(Snapshot {
-                minimizer: Arc::new(Minimizer::new(settings.client_ip)),
-                memo: Memo::new(settings.limits.rewrite_cache, metrics.memo_counters())
-                    .map(Arc::new),
-                settings,
-                policy,
-            }),
+            current: ArcSwap::from_pointee(Snapshot::new(settings, policy, minimizer, &metrics)),
             sink,
             metrics,
             inventory: inventory::Inventory::default(),

@@ -106,19 +106,29 @@ pub fn unquote(value: &str) -> &str {
 
 /// True if every `%` starts a two-digit hex escape.
 pub fn valid_percent(raw: &str) -> bool {
+    scan_percent(raw).is_some()
+}
+
+/// `None` unless every `%` starts a two-digit hex escape; else whether an escape is of a byte
+/// of 0x80 or more (which can make the decoded text invalid UTF-8).
+fn scan_percent(raw: &str) -> Option<bool> {
     let b = raw.as_bytes();
     let mut i = 0;
+    let mut non_ascii = false;
     while let Some(&byte) = b.get(i) {
         if byte == b'%' {
             match b.get(i + 1..i + 3) {
-                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
-                _ => return false,
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    non_ascii |= *h >= b'8';
+                    i += 3;
+                }
+                _ => return None,
             }
         } else {
             i += 1;
         }
     }
-    true
+    Some(non_ascii)
 }
 
 /// Percent-decodes strictly: `None` for a malformed `%` escape or a result that is not UTF-8.
@@ -149,31 +159,17 @@ fn form_decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
 
 /// Whether [`form_decode`] would accept `raw`, decoding into `scratch` instead of allocating.
 fn form_valid(raw: &str, scratch: &mut Vec<u8>) -> bool {
-    let b = raw.as_bytes();
-    let mut i = 0;
-    let mut non_ascii = false;
-    while let Some(&byte) = b.get(i) {
-        if byte == b'%' {
-            match b.get(i + 1..i + 3) {
-                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
-                    // An escape of a byte >= 0x80 can make the decoded text invalid UTF-8.
-                    non_ascii |= *h >= b'8';
-                    i += 3;
-                }
-                _ => return false,
-            }
-        } else {
-            i += 1;
+    match scan_percent(raw) {
+        None => false,
+        // Escapes of ASCII bytes only, in text that is UTF-8 already.
+        Some(false) => true,
+        Some(true) => {
+            // `+` decodes to a space: ASCII either way, so it cannot change UTF-8 validity.
+            scratch.clear();
+            scratch.extend(percent_decode_str(raw));
+            std::str::from_utf8(scratch).is_ok()
         }
     }
-    if !non_ascii {
-        // Escapes of ASCII bytes only, in text that is UTF-8 already.
-        return true;
-    }
-    // `+` decodes to a space: ASCII either way, so it cannot change UTF-8 validity.
-    scratch.clear();
-    scratch.extend(percent_decode_str(raw));
-    std::str::from_utf8(scratch).is_ok()
 }
 
 /// Intersects an optional running result with a new set (for a key given several times).
