@@ -16,60 +16,66 @@ async fn raw(proxy: &Proxy, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A request that smuggles `GET /smuggled` behind ambiguous framing.
-const SMUGGLING: [(&str, &[u8]); 6] = [
+/// A request that smuggles `GET /smuggled` behind ambiguous framing, and the path of the
+/// request that is refused.
+const SMUGGLING: [(&str, &[u8], &str); 6] = [
     (
         "Content-Length and Transfer-Encoding",
         b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/upload",
     ),
     (
         "two equal Content-Length",
         b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/upload",
     ),
     (
         "two different Content-Length",
         b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 44\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/upload",
     ),
     (
         "obs-fold",
         b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/a",
     ),
     (
         "bare LF",
         b"GET /a HTTP/1.1\nHost: t\n\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/a",
     ),
     (
         "bare LF inside a header line",
         b"GET /a HTTP/1.1\r\nHost: t\nTransfer-Encoding: chunked\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        "/a",
     ),
 ];
 
 #[tokio::test]
-async fn request_smuggling_is_refused_and_nothing_reaches_the_site() {
+async fn request_smuggling_is_answered_400_and_nothing_reaches_the_site() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&up.url(), &[]);
-    for (name, request) in SMUGGLING {
+    for (name, request, _) in SMUGGLING {
         let got = raw(&proxy, request).await;
-        assert!(
-            got.is_empty() || got.starts_with("HTTP/1.1 400"),
-            "{name}: {got}"
-        );
-        assert!(!got.contains("200 OK"), "{name}: {got}");
-        // The same on a kept-alive connection after an ordinary request was answered: the
-        // connection ends there.
+        assert!(got.starts_with("HTTP/1.1 400"), "{name}: {got}");
+        assert!(got.contains("connection: close"), "{name}: {got}");
+        assert_eq!(got.matches("HTTP/1.1").count(), 1, "{name}: {got}");
+        // The same on a kept-alive connection, after an ordinary request, sent byte by byte:
+        // the first request is answered as usual, then the 400, and the connection ends.
         let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
         s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
             .await
             .unwrap();
-        let mut first = vec![0u8; 4096];
-        let n = s.read(&mut first).await.unwrap();
-        assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{name}");
-        s.write_all(request).await.unwrap();
+        for b in request {
+            s.write_all(&[*b]).await.unwrap();
+        }
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "{name}: the connection stayed open");
         let rest = String::from_utf8_lossy(&rest);
-        assert!(!rest.contains("200 OK"), "{name}: {rest}");
+        assert!(rest.starts_with("HTTP/1.1 200"), "{name}: {rest}");
+        assert_eq!(rest.matches("HTTP/1.1 ").count(), 2, "{name}: {rest}");
+        assert!(rest.contains("\r\n\r\nHTTP/1.1 400"), "{name}: {rest}");
     }
     let seen: Vec<String> = up
         .seen
@@ -80,6 +86,17 @@ async fn request_smuggling_is_refused_and_nothing_reaches_the_site() {
         .collect();
     assert!(seen.iter().all(|p| p == "/first"), "{seen:?}");
     assert_eq!(seen.len(), SMUGGLING.len());
+    // One record per refused request, with its path and the reason.
+    let recs = proxy.logs(3 * SMUGGLING.len());
+    let refused: Vec<_> = recs.iter().filter(|r| r["status"] == 400).collect();
+    assert_eq!(refused.len(), 2 * SMUGGLING.len(), "{recs:?}");
+    for (r, (name, _, path)) in refused.chunks(2).zip(SMUGGLING) {
+        for r in r {
+            assert_eq!(r["error"], "ambiguous_framing", "{name}: {r}");
+            assert_eq!(r["path"], path, "{name}: {r}");
+            assert_ne!(r["method"], "-", "{name}: {r}");
+        }
+    }
     // Still serving.
     assert_eq!(get(&http1(), &proxy.url("/"), &[]).await.status, 200);
 }
@@ -176,4 +193,37 @@ async fn sec_gpc_always_reaches_the_site() {
             assert_eq!(seen.headers.get("dnt").unwrap(), "1", "{cookie:?} {path}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_broken_chunked_request_body_is_400_and_ends_the_connection() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let cases: [(&str, &[u8]); 3] = [
+        ("a bare LF in a chunk-size line", b"3\nabc\r\n0\r\n\r\n"),
+        ("a bare LF in a trailer", b"3\r\nabc\r\n0\r\nT: 1\n\r\n"),
+        ("a chunk size that is no number", b"zz\r\nabc\r\n0\r\n\r\n"),
+    ];
+    for (name, body) in cases {
+        let mut request =
+            b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        request.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+        let got = raw(&proxy, &request).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{name}: {got}");
+        assert!(
+            got.contains("request body could not be read"),
+            "{name}: {got}"
+        );
+        assert_eq!(got.matches("HTTP/1.1").count(), 1, "{name}: {got}");
+    }
+    let recs = proxy.logs(cases.len());
+    assert!(
+        recs.iter().all(|r| r["status"] == 400
+            && r["error"] == "request_body_error"
+            && r["path"] == "/up"),
+        "{recs:?}"
+    );
+    let seen = up.seen.lock().unwrap();
+    assert!(seen.iter().all(|s| s.path == "/up"), "{:?}", seen.len());
 }

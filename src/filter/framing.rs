@@ -5,22 +5,25 @@
 use http::header::HOST;
 use http::{HeaderMap, Version};
 
-/// Why a request cannot be accepted, or `None`. HTTP/2 carries `:authority` instead.
+/// Why a request cannot be accepted (the answer's text), or `None`. HTTP/2 carries `:authority` instead.
 pub fn problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
     if version != Version::HTTP_10 && version != Version::HTTP_11 {
         return None;
     }
     let mut hosts = headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (None, _) if version == Version::HTTP_11 => Some("no Host"),
+        (None, _) if version == Version::HTTP_11 => {
+            Some("400 Bad Request: the request has no Host\n")
+        }
         (None, _) => None,
-        (Some(_), Some(_)) => Some("more than one Host"),
-        (Some(host), None) => (!valid_host(host.as_bytes())).then_some("an invalid Host"),
+        (Some(_), Some(_)) => Some("400 Bad Request: the request has more than one Host\n"),
+        (Some(host), None) => (!valid_host(host.as_bytes()))
+            .then_some("400 Bad Request: the request's Host is not a host[:port]\n"),
     }
 }
 
 /// `host[:port]`, as RFC 3986 allows it in a URI authority, without user information.
-fn valid_host(v: &[u8]) -> bool {
+pub(crate) fn valid_host(v: &[u8]) -> bool {
     !v.is_empty()
         && !v.contains(&b'@')
         && std::str::from_utf8(v)

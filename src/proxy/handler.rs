@@ -4,7 +4,7 @@
 use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
 use super::coding::{decode, encode};
 use super::upstream::Failure;
-use super::{Snapshot, State, conn};
+use super::{Snapshot, State, conn, framing as stream};
 use crate::audit::Decision;
 use crate::config::Settings;
 use crate::consent::{self, Consent};
@@ -120,6 +120,14 @@ fn local(status: StatusCode, text: &'static str, mut guard: RecordGuard) -> Resp
     resp
 }
 
+/// `resp`, closing the connection after it: what follows on it cannot be trusted to start a
+/// request.
+fn closing(mut resp: Response<LoggedBody>) -> Response<LoggedBody> {
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// True if an absolute-form HTTP/1 request names a host this proxy does not serve.
 fn misdirected(s: &Settings, req: &Request<Incoming>) -> bool {
     if req.version() == Version::HTTP_2 {
@@ -177,6 +185,11 @@ async fn journey(
     let enforce = policy.mode == Mode::Enforce;
     let dnt_sent = req.headers().contains_key("dnt");
 
+    // The stand-in for a request head refused on the connection's bytes.
+    if let Some(why) = stream::refused(req.headers()) {
+        guard.decision.error = Some("ambiguous_framing");
+        return closing(local(StatusCode::BAD_REQUEST, why.answer(), guard));
+    }
     // Never an open proxy.
     if req.method() == Method::CONNECT {
         guard.decision.error = Some("misdirected");
@@ -187,17 +200,8 @@ async fn journey(
         );
     }
     if let Some(why) = framing::problem(req.version(), req.headers()) {
-        tracing::debug!("refused a request with {why}");
         guard.decision.error = Some("bad_request");
-        let mut resp = local(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: the request's framing or Host is ambiguous\n",
-            guard,
-        );
-        // What follows on this connection cannot be trusted to start a request.
-        resp.headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
+        return closing(local(StatusCode::BAD_REQUEST, why, guard));
     }
     if misdirected(settings, &req) {
         guard.decision.error = Some("misdirected");
@@ -326,7 +330,7 @@ async fn journey(
         }
     };
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body);
+    let upstream_req = Request::from_parts(parts, super::upstream::RequestBody(body));
 
     // Upstream.
     let asked = std::time::Instant::now();
@@ -342,7 +346,11 @@ async fn journey(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let failure = Failure::classify(&e);
-            tracing::warn!(error = %super::upstream::describe(&e), "upstream request failed");
+            if failure == Failure::RequestBody {
+                tracing::debug!(error = %super::upstream::describe(&e), "request body failed");
+            } else {
+                tracing::warn!(error = %super::upstream::describe(&e), "upstream request failed");
+            }
             return upstream_failure(failure, guard);
         }
         Err(_) => {
@@ -480,6 +488,14 @@ async fn journey(
 
 fn upstream_failure(failure: Failure, mut guard: RecordGuard) -> Response<LoggedBody> {
     match failure {
+        Failure::RequestBody => {
+            guard.decision.error = Some("request_body_error");
+            closing(local(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body could not be read (cut short, or its chunked framing is broken)\n",
+                guard,
+            ))
+        }
         Failure::Unavailable => {
             guard.decision.error = Some("upstream_unavailable");
             local(

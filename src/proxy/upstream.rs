@@ -18,7 +18,50 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
+/// The client's request body on its way upstream; a failure to read it is told apart from the
+/// upstream's failures.
+#[derive(Debug)]
+pub struct RequestBody(pub Incoming);
+
+/// The client's request body could not be read: cut short, or its chunked framing is broken.
+#[derive(Debug)]
+pub struct RequestBodyError(hyper::Error);
+
+impl std::fmt::Display for RequestBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body could not be read: {}", self.0)
+    }
+}
+
+impl std::error::Error for RequestBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, RequestBodyError>>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_frame(cx)
+            .map_err(RequestBodyError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
 
 /// Builds the upstream client. Fails when `upstream_ca` cannot be read or holds no certificate.
 pub fn client(settings: &Settings) -> Result<UpstreamClient, String> {
@@ -91,6 +134,8 @@ pub fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
 /// Why the upstream did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
+    /// The client's request body could not be read: 400.
+    RequestBody,
     /// Refused, reset, unreachable, an unreadable answer, or a failed TLS handshake (an
     /// untrusted or expired certificate, a name mismatch): 502.
     Unavailable,
@@ -105,6 +150,9 @@ impl Failure {
         }
         let mut source = e.source();
         while let Some(s) = source {
+            if s.is::<RequestBodyError>() {
+                return Failure::RequestBody;
+            }
             if let Some(io) = s.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::TimedOut
             {
