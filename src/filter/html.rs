@@ -443,6 +443,11 @@ impl TagReport {
 /// What an `<iframe srcdoc>` document may hold while it is rewritten.
 const MAX_SRCDOC_MEMORY: usize = 16 << 20;
 
+/// How deep `<iframe srcdoc>` documents are rewritten inside each other; a deeper one is
+/// dropped. Each level is a rewriter on the stack (and the escaping grows with each), so a
+/// bound keeps a crafted page from exhausting the stack.
+const MAX_SRCDOC_DEPTH: usize = 4;
+
 /// Neutralizes an element in place: `type="text/plain"` (scripts), `data-category`, and the
 /// URL attribute moved to `data-<attr>`.
 fn neutralize<H: lol_html::HandlerTypes>(
@@ -466,7 +471,6 @@ fn neutralize<H: lol_html::HandlerTypes>(
     }
 }
 
-/// Judges an element that loads `src`, and acts on it.
 /// The attributes through which an element loads something, by tag name (SVG's `<script>` and
 /// `<image>` use `href` or `xlink:href`; an HTML `<script href>` loads nothing).
 fn url_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
@@ -474,11 +478,48 @@ fn url_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
         "script" if svg => &["src", "href", "xlink:href"],
         "script" => &["src"],
         "img" | "source" => &["src", "srcset"],
-        "iframe" | "embed" => &["src"],
+        // An `<input>` loads its `src` only as `type=image`; judged whatever its type.
+        "iframe" | "embed" | "audio" | "track" | "input" => &["src"],
+        "video" => &["src", "poster"],
         "object" => &["data"],
         "image" => &["href", "xlink:href"],
         _ => &[],
     }
+}
+
+/// The URLs of a `srcset`'s image candidates, as the HTML standard splits them: a URL is a run
+/// without white space (trailing commas are not part of it), and its descriptors end at a comma
+/// outside parentheses. `srcset` is the attribute's value with its character references
+/// decoded.
+fn srcset_urls(srcset: &str) -> impl Iterator<Item = &str> {
+    const WS: [char; 5] = [' ', '\t', '\n', '\r', '\x0c'];
+    let mut rest = srcset;
+    std::iter::from_fn(move || {
+        rest = rest.trim_start_matches(|c| WS.contains(&c) || c == ',');
+        if rest.is_empty() {
+            return None;
+        }
+        let (url, after) = rest.split_at(rest.find(WS).unwrap_or(rest.len()));
+        rest = after;
+        let candidate = url.trim_end_matches(',');
+        if candidate.len() == url.len() {
+            let mut in_parens = false;
+            let end = rest
+                .char_indices()
+                .find_map(|(i, c)| {
+                    match c {
+                        '(' => in_parens = true,
+                        ')' => in_parens = false,
+                        ',' if !in_parens => return Some(i + 1),
+                        _ => {}
+                    }
+                    None
+                })
+                .unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        Some(candidate)
+    })
 }
 
 /// Judges an element by every URL it loads (each candidate of a `srcset`), and acts on it:
@@ -496,11 +537,8 @@ fn url_element<H: lol_html::HandlerTypes>(
     let rule = attrs.iter().find_map(|attr| {
         let value = el.get_attribute(attr)?;
         if *attr == "srcset" {
-            // Candidates: a URL, then optional descriptors; separated by commas.
-            value.split(',').find_map(|c| {
-                let url = c.split_ascii_whitespace().next()?;
-                rules.match_url(url, granted, exempt)
-            })
+            let value = html_escape::decode_html_entities(&value);
+            srcset_urls(&value).find_map(|url| rules.match_url(url, granted, exempt))
         } else {
             rules.match_url(&value, granted, exempt)
         }
@@ -585,6 +623,8 @@ struct Shared {
     injected: bool,
     /// How many `<template>` elements are open: their content is inert.
     templates: usize,
+    /// How many `<iframe srcdoc>` documents this one is inside.
+    srcdoc_depth: usize,
 }
 
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
@@ -647,9 +687,20 @@ impl Ctx<'_> {
         let Some(doc) = el.get_attribute("srcdoc") else {
             return;
         };
+        let depth = self.shared.lock().unwrap().srcdoc_depth + 1;
+        if depth > MAX_SRCDOC_DEPTH {
+            if self.enforce {
+                tracing::debug!("dropped an <iframe srcdoc> nested {depth} deep");
+                el.remove_attribute("srcdoc");
+            }
+            return;
+        }
         let doc = html_escape::decode_html_entities(&doc);
         let mut out = Vec::new();
-        let (mut rw, report) = rewriter(
+        let report = TagReportHandle::default();
+        report.0.lock().unwrap().srcdoc_depth = depth;
+        let mut rw = rewriter_reporting_to(
+            &report,
             self.rules.clone(),
             self.granted,
             self.enforce,
@@ -659,14 +710,13 @@ impl Ctx<'_> {
             |c: &[u8]| out.extend_from_slice(c),
         );
         let done = rw.write(doc.as_bytes()).and_then(|()| rw.end());
-        let report = report.report();
-        let found = report.neutralized > 0;
-        self.shared.lock().unwrap().report.merge(report);
+        self.shared.lock().unwrap().report.merge(report.report());
         if !self.enforce {
             return;
         }
         match (done, String::from_utf8(out)) {
-            (Ok(()), Ok(out)) if found => {
+            // Changed: a tag neutralized, or a srcdoc inside dropped.
+            (Ok(()), Ok(out)) if out != doc => {
                 // lol_html escapes the double quotes of a value; `&` is escaped here.
                 let _ = el.set_attribute("srcdoc", &out.replace('&', "&amp;"));
             }
@@ -886,7 +936,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
     // One selector per kind of handler: each selector costs lol_html work on every element.
     let (r1, s1) = (rules.clone(), shared.clone());
     handlers.push(element!(
-        "script, img, iframe, link, noscript, embed, object, image, source",
+        "script, img, iframe, link, noscript, embed, object, image, source, video, audio, track, input",
         move |el| {
             let ctx = Ctx {
                 rules: &r1,
@@ -898,7 +948,8 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             let tag = el.tag_name();
             match tag.as_str() {
                 "script" if !el.has_attribute("src") && !svg_href(el) => ctx.inline_script(el),
-                "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" => {
+                "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" | "video"
+                | "audio" | "track" | "input" => {
                     let mut sh = s1.lock().unwrap();
                     let exempt = ctx.exempt(&sh);
                     url_element(el, &tag, &r1, granted, exempt, enforce, &mut sh.report);
@@ -1516,6 +1567,18 @@ mod tests {
     }
 
     #[test]
+    fn srcset_candidates_are_split_as_browsers_split_them() {
+        let urls = |s| srcset_urls(s).collect::<Vec<_>>();
+        assert_eq!(urls("a.png 1x, b.png 2x"), ["a.png", "b.png"]);
+        assert_eq!(urls(" ,,a.png,, b.png"), ["a.png", "b.png"]);
+        assert_eq!(urls("a,b.png 1x,c.png"), ["a,b.png", "c.png"]);
+        assert_eq!(urls("a.png (1x, x) 2x, b.png"), ["a.png", "b.png"]);
+        assert_eq!(urls("a.png\t100w,\nb.png\x0c200w"), ["a.png", "b.png"]);
+        assert_eq!(urls(""), [""; 0]);
+        assert_eq!(urls(" , "), [""; 0]);
+    }
+
+    #[test]
     fn every_way_an_element_loads_a_tracker_is_judged() {
         let cases = [
             (
@@ -1550,6 +1613,24 @@ mod tests {
                 r#"<img src="https://www.facebook.com/tr?id=1&amp;ev=PageView">"#,
                 r#"<img data-category="marketing" data-src="https://www.facebook.com/tr?id=1&amp;ev=PageView">"#,
             ),
+            (
+                r#"<video poster="https://www.facebook.com/tr?id=1" src="/v.mp4"></video>"#,
+                r#"<video data-category="marketing" data-src="/v.mp4" data-poster="https://www.facebook.com/tr?id=1"></video>"#,
+            ),
+            (
+                r#"<input type="image" src="https://www.facebook.com/tr?id=1">"#,
+                r#"<input type="image" data-category="marketing" data-src="https://www.facebook.com/tr?id=1">"#,
+            ),
+            (
+                r#"<audio><track src="https://www.facebook.com/tr?id=1"></audio>"#,
+                r#"<audio><track data-category="marketing" data-src="https://www.facebook.com/tr?id=1"></audio>"#,
+            ),
+            // A candidate as browsers split a srcset: after character references are decoded,
+            // with commas inside a URL.
+            (
+                r#"<img srcset="/a.png&#32;1x&#44;https://www.facebook.com/tr?id=1">"#,
+                r#"<img data-category="marketing" data-srcset="/a.png&#32;1x&#44;https://www.facebook.com/tr?id=1">"#,
+            ),
             // Site images stay.
             (
                 r#"<img srcset="/a.png 1x, /b.png 2x"><object data="/doc.pdf"></object>"#,
@@ -1573,5 +1654,46 @@ mod tests {
         // Without a tracker the attribute is left as it was.
         let page = r#"<iframe srcdoc="<p>a &amp; b</p>"></iframe>"#;
         assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, page);
+    }
+
+    /// A tracker inside `<iframe srcdoc>` documents nested `depth` deep.
+    fn nested_srcdoc(depth: usize) -> String {
+        let mut doc =
+            r#"<script src="https://www.googletagmanager.com/gtag/js"></script>"#.to_string();
+        for _ in 0..depth {
+            let escaped = doc.replace('&', "&amp;").replace('"', "&quot;");
+            doc = format!(r#"<iframe srcdoc="{escaped}"></iframe>"#);
+        }
+        doc
+    }
+
+    #[test]
+    fn srcdoc_documents_are_rewritten_to_a_depth_and_dropped_beyond() {
+        let (out, report) = rewrite(
+            &nested_srcdoc(MAX_SRCDOC_DEPTH),
+            NONE,
+            TagAction::Neutralize,
+        );
+        assert_eq!(report.neutralized, 1);
+        assert_eq!(out.matches("srcdoc=").count(), MAX_SRCDOC_DEPTH);
+        assert!(out.contains("data-src="), "{out}");
+        // One deeper: the innermost document is dropped, unread.
+        let (out, report) = rewrite(
+            &nested_srcdoc(MAX_SRCDOC_DEPTH + 1),
+            NONE,
+            TagAction::Neutralize,
+        );
+        assert_eq!(report.neutralized, 0);
+        assert_eq!(out.matches("srcdoc=").count(), MAX_SRCDOC_DEPTH);
+        assert!(!out.contains("googletagmanager"), "{out}");
+        // Nesting that would exhaust a worker thread's stack if each level were rewritten.
+        let deep = nested_srcdoc(400);
+        let out = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || rewrite(&deep, NONE, TagAction::Neutralize).0)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(!out.contains("googletagmanager"));
     }
 }
