@@ -6,11 +6,16 @@
 //! Checked beyond the absence of panics:
 //!
 //! - no tracker of the catalogue is live in the output, as lol_html parses it again: no
-//!   `<script src>` that is not `type="text/plain"`, `<img src>` or `<iframe src>` whose URL a
-//!   rule matches; no live inline `<script>` whose text holds a signature; no resource hint
-//!   (`<link rel=preconnect|dns-prefetch|preload|prefetch>`) to a tracker host; no pixel
-//!   (`<img src>`, `<iframe src>`) in the text of a `<noscript>`, read as a fragment the way the
-//!   rewriter reads it. This holds for the output written before an error (a memory limit) too.
+//!   element that loads a URL a rule matches (`<script src>` that is not `type="text/plain"`,
+//!   `<img src|srcset>`, `<source src|srcset>`, `<iframe src>`, `<embed src>`,
+//!   `<object data>`, `<video src|poster>`, `<audio src>`, `<track src>`, `<input src>`, SVG
+//!   `<script href>` and `<image href>`; every string a browser could take for a `srcset`
+//!   candidate); none in the document of an `<iframe srcdoc>`, checked the same way; no live
+//!   inline `<script>` whose text holds a signature; no resource hint
+//!   (`<link rel=preconnect|dns-prefetch|preload|prefetch|modulepreload>`) to a tracker host; no
+//!   pixel (`<img src>`, `<iframe src>`) in the text of a `<noscript>`, read as a fragment the
+//!   way the rewriter reads it. This holds for the output written before an error (a memory
+//!   limit) too.
 //! - the output and the report do not depend on where the chunks were cut, when both runs
 //!   succeed.
 //!
@@ -100,6 +105,48 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
     Rewritten { output, ok, report }
 }
 
+/// The elements that load a URL by an attribute.
+const LOADERS: &str = "script, img, iframe, source, embed, object, image, video, audio, track, input";
+
+const SVG: &str = "http://www.w3.org/2000/svg";
+
+/// The attributes through which an element loads a URL (in SVG, `<script>` and `<image>` load
+/// by `href` or `xlink:href`; an HTML `<script href>` loads nothing; `<input src>` loads only
+/// as `type=image`, checked whatever its type).
+fn loading_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
+    match (tag, svg) {
+        ("script", true) => &["src", "href", "xlink:href"],
+        ("script", false) => &["src"],
+        ("img" | "source", _) => &["src", "srcset"],
+        ("iframe" | "embed" | "audio" | "track" | "input", _) => &["src"],
+        ("video", _) => &["src", "poster"],
+        ("object", _) => &["data"],
+        ("image", true) => &["href", "xlink:href"],
+        // An HTML parser reads `<image>` as `<img>`.
+        ("image", false) => &["src", "srcset"],
+        _ => &[],
+    }
+}
+
+/// Every string a browser could take for a candidate URL of `srcset` (character references
+/// decoded), and more: each run without white space, and each of its parts after a comma, with
+/// trailing commas cut. A browser's URL is the whole run or starts after a comma that ended the
+/// descriptors before it.
+fn srcset_superset(srcset: &str) -> Vec<String> {
+    let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c');
+    let mut urls = Vec::new();
+    for run in srcset.split(ws).filter(|r| !r.is_empty()) {
+        let starts = std::iter::once(0).chain(run.match_indices(',').map(|(i, _)| i + 1));
+        for start in starts {
+            let url = run[start..].trim_end_matches(',');
+            if !url.is_empty() && !url.starts_with(',') {
+                urls.push(url.to_string());
+            }
+        }
+    }
+    urls
+}
+
 /// Whether a script with this `type` attribute runs (over-approximated: see the module doc).
 fn live_script(ty: Option<&str>) -> bool {
     ty.is_none_or(|t| {
@@ -126,16 +173,35 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
         .with_adjust_charset_on_meta_tag(true)
         .with_strict(false)
         .with_memory_settings(MemorySettings::new())
-        .append_element_content_handler(element!("script, img, iframe", move |el| {
-            let Some(src) = el.get_attribute("src") else {
-                return Ok(());
-            };
+        .append_element_content_handler(element!(LOADERS, move |el| {
             let tag = el.tag_name();
             let live = tag != "script" || live_script(el.get_attribute("type").as_deref());
-            if live && let Some(rule) = r1.match_url(&src, GRANTED, false) {
+            let svg = el.namespace_uri() == SVG;
+            for attr in loading_attributes(&tag, svg).iter().filter(|_| live) {
+                let Some(value) = el.get_attribute(attr) else {
+                    continue;
+                };
+                let urls = if *attr == "srcset" {
+                    srcset_superset(&html_escape::decode_html_entities(&value))
+                } else {
+                    vec![value]
+                };
+                for url in urls {
+                    if let Some(rule) = r1.match_url(&url, GRANTED, false) {
+                        f1.borrow_mut()
+                            .live
+                            .push(format!("<{tag} {attr}={url:?}> ({})", rule.vendor));
+                    }
+                }
+            }
+            if tag == "iframe"
+                && let Some(doc) = el.get_attribute("srcdoc")
+            {
+                let doc = html_escape::decode_html_entities(&doc);
+                let inner = live_trackers(&r1, doc.as_bytes());
                 f1.borrow_mut()
                     .live
-                    .push(format!("<{tag} src={src:?}> ({})", rule.vendor));
+                    .extend(inner.into_iter().map(|t| format!("<iframe srcdoc> {t}")));
             }
             Ok(())
         }))
@@ -144,9 +210,12 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
                 .get_attribute("rel")
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            let hint = rel
-                .split_ascii_whitespace()
-                .any(|t| matches!(t, "preconnect" | "dns-prefetch" | "preload" | "prefetch"));
+            let hint = rel.split_ascii_whitespace().any(|t| {
+                matches!(
+                    t,
+                    "preconnect" | "dns-prefetch" | "preload" | "prefetch" | "modulepreload"
+                )
+            });
             let href = el.get_attribute("href").unwrap_or_default();
             if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
                 f2.borrow_mut().live.push(format!(

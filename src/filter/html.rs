@@ -482,8 +482,24 @@ fn url_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
         "iframe" | "embed" | "audio" | "track" | "input" => &["src"],
         "video" => &["src", "poster"],
         "object" => &["data"],
-        "image" => &["href", "xlink:href"],
+        "image" if svg => &["href", "xlink:href"],
+        // An HTML parser reads `<image>` as `<img>`.
+        "image" => &["src", "srcset"],
         _ => &[],
+    }
+}
+
+/// Removes an element. One that leaves foreign content (in SVG or MathML, an HTML `<img>` or
+/// `<embed>` closes the `<svg>`) is replaced by an empty `<span>`, which leaves it the same way:
+/// removed outright, what follows it would be read inside the `<svg>`, where the text of a
+/// `<noscript>` is markup and a pixel in it loads.
+fn remove<H: lol_html::HandlerTypes>(el: &mut Element<'_, '_, H>) {
+    let leaves_foreign_content = el.namespace_uri() == HTML_NAMESPACE
+        && matches!(el.tag_name().as_str(), "img" | "image" | "embed");
+    if leaves_foreign_content {
+        el.replace("<span></span>", ContentType::Html);
+    } else {
+        el.remove();
     }
 }
 
@@ -547,7 +563,7 @@ fn url_element<H: lol_html::HandlerTypes>(
         report.record(&rule.vendor);
         if enforce {
             match rule.action.unwrap_or(rules.default_action) {
-                TagAction::Remove => el.remove(),
+                TagAction::Remove => remove(el),
                 TagAction::Neutralize => neutralize(el, attrs, rule.category),
             }
         }
@@ -1115,7 +1131,7 @@ mod tests {
         let (out, report) = rewrite(PAGE, NONE, TagAction::Remove);
         assert_eq!(
             out,
-            r#"<html><head><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript></noscript><link rel="stylesheet" href="/s.css"></body></html>"#
+            r#"<html><head><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript><span></span></noscript><link rel="stylesheet" href="/s.css"></body></html>"#
         );
         assert_eq!(report.neutralized, 4);
     }
@@ -1654,6 +1670,28 @@ mod tests {
         // Without a tracker the attribute is left as it was.
         let page = r#"<iframe srcdoc="<p>a &amp; b</p>"></iframe>"#;
         assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, page);
+    }
+
+    #[test]
+    fn a_removed_element_that_leaves_svg_still_leaves_it() {
+        // The first <img> ends the <svg>, so the <noscript> is HTML and its text is never
+        // parsed (scripting is on). Removed outright, the <noscript> would be an SVG element
+        // and the second pixel in it would load.
+        let page = r#"<svg><img src="https://www.facebook.com/tr?id=1"><noscript><img src="https://www.facebook.com/tr?id=2" x="</noscript>"></svg>"#;
+        assert_eq!(
+            rewrite(page, NONE, TagAction::Remove).0,
+            r#"<svg><span></span><noscript><img src="https://www.facebook.com/tr?id=2" x="</noscript>"></svg>"#
+        );
+        // An HTML <image> is an <img>.
+        assert_eq!(
+            rewrite(
+                r#"<image src="https://www.facebook.com/tr?id=1">"#,
+                NONE,
+                TagAction::Neutralize
+            )
+            .0,
+            r#"<image data-category="marketing" data-src="https://www.facebook.com/tr?id=1">"#
+        );
     }
 
     /// A tracker inside `<iframe srcdoc>` documents nested `depth` deep.
