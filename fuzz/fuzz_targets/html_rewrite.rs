@@ -225,7 +225,7 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
             }
             Ok(())
         }))
-        .append_element_content_handler(element!("script:not([src]), noscript", move |el| {
+        .append_element_content_handler(element!("script, noscript", move |el| {
             opened(el, &f3, rules);
             Ok(())
         }))
@@ -248,6 +248,16 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
 /// closed is not judged: a browser does not run a script cut off by the end of the document.
 fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<TagRules>) {
     let noscript = el.tag_name() == "noscript";
+    // A script runs its own text without `src` in HTML, without `href` in SVG (which ignores
+    // `src`).
+    let external = if el.namespace_uri() == SVG {
+        el.has_attribute("href") || el.has_attribute("xlink:href")
+    } else {
+        el.has_attribute("src")
+    };
+    if !noscript && external {
+        return;
+    }
     let live = noscript || live_script(el.get_attribute("type").as_deref());
     let Some(handlers) = el.end_tag_handlers() else {
         return;

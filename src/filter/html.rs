@@ -646,10 +646,14 @@ struct Shared {
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 const SVG_NAMESPACE: &str = "http://www.w3.org/2000/svg";
 
-/// An SVG element that loads by `href` or `xlink:href` (in HTML, `<script href>` loads nothing).
-fn svg_href<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> bool {
-    el.namespace_uri() == SVG_NAMESPACE
-        && (el.has_attribute("href") || el.has_attribute("xlink:href"))
+/// A `<script>` that runs its own text: in HTML one without `src`, in SVG one without `href` or
+/// `xlink:href` (SVG ignores `src`; HTML ignores `href`).
+fn inline_script<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> bool {
+    if el.namespace_uri() == SVG_NAMESPACE {
+        !el.has_attribute("href") && !el.has_attribute("xlink:href")
+    } else {
+        !el.has_attribute("src")
+    }
 }
 
 /// What the element handlers of one document share.
@@ -751,6 +755,10 @@ impl Ctx<'_> {
             .map(|a| (a.name(), a.value()))
             .collect();
         self.shared.lock().unwrap().script = Some((attrs, Held::default()));
+        // In SVG, a script's content is elements and text, and the elements that end the
+        // `<svg>` (`<p>`, `<img>`, …) end it too: lol_html does not follow that tree as a browser
+        // builds it, so which text belongs to the script cannot be told reliably.
+        let svg = el.namespace_uri() == SVG_NAMESPACE;
         el.remove_and_keep_content();
         let (rules, shared) = (self.rules.clone(), self.shared.clone());
         let (granted, enforce, consent_mode) = (self.granted, self.enforce, self.consent_mode);
@@ -763,8 +771,8 @@ impl Ctx<'_> {
                 let Some((attrs, Held { text, overflow })) = sh.script.take() else {
                     return Ok(());
                 };
-                let hit = if overflow {
-                    // Too long to judge: fail closed.
+                let hit = if overflow || svg {
+                    // Too long or too tangled to judge: fail closed.
                     Some((
                         Category::Marketing,
                         Arc::<str>::from("unreadable inline script"),
@@ -963,7 +971,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             };
             let tag = el.tag_name();
             match tag.as_str() {
-                "script" if !el.has_attribute("src") && !svg_href(el) => ctx.inline_script(el),
+                "script" if inline_script(el) => ctx.inline_script(el),
                 "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" | "video"
                 | "audio" | "track" | "input" => {
                     let mut sh = s1.lock().unwrap();
@@ -1670,6 +1678,29 @@ mod tests {
         // Without a tracker the attribute is left as it was.
         let page = r#"<iframe srcdoc="<p>a &amp; b</p>"></iframe>"#;
         assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, page);
+    }
+
+    #[test]
+    fn an_svg_inline_script_fails_closed() {
+        // SVG ignores `src`: the text runs. What belongs to an SVG script cannot be told
+        // reliably, so every SVG inline script is neutralized.
+        for (page, expected) in [
+            (
+                r#"<svg><script src="/x.js">fbq('init')</script></svg>"#,
+                r#"<svg><script type="text/plain" data-category="marketing" src="/x.js">fbq('init')</script></svg>"#,
+            ),
+            (
+                r#"<svg><script>console.log(1)</script></svg>"#,
+                r#"<svg><script type="text/plain" data-category="marketing">console.log(1)</script></svg>"#,
+            ),
+            // An HTML script with `href` and no `src` runs its text, judged as usual.
+            (
+                r#"<script href="/x.js">console.log(1)</script>"#,
+                r#"<script href="/x.js">console.log(1)</script>"#,
+            ),
+        ] {
+            assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, expected);
+        }
     }
 
     #[test]
