@@ -109,6 +109,7 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
 const LOADERS: &str = "script, img, iframe, source, embed, object, image, video, audio, track, input";
 
 const SVG: &str = "http://www.w3.org/2000/svg";
+const HTML: &str = "http://www.w3.org/1999/xhtml";
 
 /// The attributes through which an element loads a URL (in SVG, `<script>` and `<image>` load
 /// by `href` or `xlink:href`; an HTML `<script href>` loads nothing; `<input src>` loads only
@@ -255,7 +256,10 @@ fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<T
     } else {
         el.has_attribute("src")
     };
-    if !noscript && external {
+    // Only an HTML `<noscript>` holds raw text; in SVG or MathML its children are elements,
+    // judged one by one.
+    let foreign_noscript = noscript && el.namespace_uri() != HTML;
+    if !noscript && external || foreign_noscript {
         return;
     }
     let live = noscript || live_script(el.get_attribute("type").as_deref());
@@ -288,19 +292,31 @@ fn noscript_pixels(rules: &TagRules, text: &str) -> Vec<String> {
     let _ = lol_html::rewrite_str(
         text,
         lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img[src], iframe[src], script[src]",
+            "img, iframe, script, embed, object, image, source, video, audio, track, input",
             |el| {
+                let tag = el.tag_name();
                 // Scripts do not run where `<noscript>` content shows.
-                if el.tag_name() == "script" {
+                if tag == "script" {
                     return Ok(());
                 }
-                let src = el.get_attribute("src").unwrap_or_default();
-                if let Some(rule) = rules.match_url(&src, GRANTED, false) {
-                    found.borrow_mut().push(format!(
-                        "<noscript><{} src={src:?}> ({})",
-                        el.tag_name(),
-                        rule.vendor
-                    ));
+                let svg = el.namespace_uri() == SVG;
+                for attr in loading_attributes(&tag, svg) {
+                    let Some(value) = el.get_attribute(attr) else {
+                        continue;
+                    };
+                    let urls = if *attr == "srcset" {
+                        srcset_superset(&html_escape::decode_html_entities(&value))
+                    } else {
+                        vec![value]
+                    };
+                    for url in urls {
+                        if let Some(rule) = rules.match_url(&url, GRANTED, false) {
+                            found.borrow_mut().push(format!(
+                                "<noscript><{tag} {attr}={url:?}> ({})",
+                                rule.vendor
+                            ));
+                        }
+                    }
                 }
                 Ok(())
             }

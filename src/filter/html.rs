@@ -583,7 +583,7 @@ fn rewrite_noscript(
     let result = lol_html::rewrite_str(
         text,
         lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img, iframe, script, embed, object, image, source",
+            "img, iframe, script, embed, object, image, source, video, audio, track, input",
             |el| {
                 // Nothing in a <noscript> runs: Consent Mode does not govern it.
                 let tag = el.tag_name();
@@ -610,16 +610,16 @@ fn rewrite_noscript(
 struct Held {
     text: String,
     /// Longer than the limit: the text was dropped and the element cannot be judged.
-    overflow: bool,
+    unreadable: bool,
 }
 
 impl Held {
     fn push(&mut self, chunk: &str) {
-        if self.overflow {
+        if self.unreadable {
             return;
         }
         if self.text.len() + chunk.len() > MAX_INLINE_SCRIPT {
-            self.overflow = true;
+            self.unreadable = true;
             self.text = String::new();
         } else {
             self.text.push_str(chunk);
@@ -768,10 +768,10 @@ impl Ctx<'_> {
         let handler: lol_html::send::EndTagHandler<'static> =
             Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
                 let mut sh = shared.lock().unwrap();
-                let Some((attrs, Held { text, overflow })) = sh.script.take() else {
+                let Some((attrs, Held { text, unreadable })) = sh.script.take() else {
                     return Ok(());
                 };
-                let hit = if overflow || svg {
+                let hit = if unreadable || svg {
                     // Too long or too tangled to judge: fail closed.
                     Some((
                         Category::Marketing,
@@ -831,10 +831,10 @@ impl Ctx<'_> {
         let handler: lol_html::send::EndTagHandler<'static> =
             Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
                 let mut sh = shared.lock().unwrap();
-                let Some(Held { text, overflow }) = sh.noscript.take() else {
+                let Some(Held { text, unreadable }) = sh.noscript.take() else {
                     return Ok(());
                 };
-                let out = if overflow {
+                let out = if unreadable {
                     // Too long to judge: dropped (fail closed).
                     sh.report.record("unreadable noscript");
                     String::new()
