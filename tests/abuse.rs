@@ -227,3 +227,15 @@ async fn a_broken_chunked_request_body_is_400_and_ends_the_connection() {
     let seen = up.seen.lock().unwrap();
     assert!(seen.iter().all(|s| s.path == "/up"), "{:?}", seen.len());
 }
+
+#[tokio::test]
+async fn a_page_of_deeply_nested_srcdoc_documents_is_answered_and_the_proxy_lives_on() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(&http1(), &proxy.url("/nested-srcdoc"), &[]).await;
+    assert_eq!(got.status, 200);
+    // Four levels are rewritten; the document below them, with the tag, is dropped.
+    assert!(!got.body.contains("googletagmanager"), "{}", got.body.len());
+    assert_eq!(got.body.matches("srcdoc=").count(), 4);
+    assert_eq!(get(&http1(), &proxy.url("/"), &[]).await.status, 200);
+}

@@ -40,6 +40,7 @@ pub struct Seen {
 /// - `/huge-attribute`: HTML with two tracker tags, the second with a 300 KiB attribute, in
 ///   16 KiB frames.
 /// - `/tracked-paused`: the demo page in two halves, 150 ms apart.
+/// - `/nested-srcdoc`: a Google tag inside `<iframe srcdoc>` documents nested 400 deep.
 /// - `/slow`: answers after 3 s.
 /// - `/ws`: answers an upgrade with 101 and echoes every byte.
 /// - anything else: 200 `text/html`, one `Set-Cookie` per `x-set-cookie` request header.
@@ -248,6 +249,18 @@ async fn upstream_route(
                 .insert("upgrade", "websocket".parse().unwrap());
             r.headers_mut()
                 .insert("connection", "upgrade".parse().unwrap());
+            r
+        }
+        "/nested-srcdoc" => {
+            let mut doc =
+                r#"<script src="https://www.googletagmanager.com/gtag/js"></script>"#.to_string();
+            for _ in 0..400 {
+                let escaped = doc.replace('&', "&amp;").replace('"', "&quot;");
+                doc = format!(r#"<iframe srcdoc="{escaped}"></iframe>"#);
+            }
+            let mut r = Response::new(boxed(doc));
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
             r
         }
         "/tracked-csp" => {
