@@ -111,20 +111,18 @@ const LOADERS: &str = "script, img, iframe, source, embed, object, image, video,
 const SVG: &str = "http://www.w3.org/2000/svg";
 const HTML: &str = "http://www.w3.org/1999/xhtml";
 
-/// The attributes through which an element loads a URL (in SVG, `<script>` and `<image>` load
-/// by `href` or `xlink:href`; an HTML `<script href>` loads nothing; `<input src>` loads only
-/// as `type=image`, checked whatever its type).
-fn loading_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
-    match (tag, svg) {
-        ("script", true) => &["src", "href", "xlink:href"],
-        ("script", false) => &["src"],
-        ("img" | "source", _) => &["src", "srcset"],
-        ("iframe" | "embed" | "audio" | "track" | "input", _) => &["src"],
-        ("video", _) => &["src", "poster"],
-        ("object", _) => &["data"],
-        ("image", true) => &["href", "xlink:href"],
-        // An HTML parser reads `<image>` as `<img>`.
-        ("image", false) => &["src", "srcset"],
+/// The attributes through which an element loads a URL, by namespace: in SVG only `<script>`
+/// and `<image>` load (by `href` or `xlink:href`; SVG ignores `src`), nothing loads in MathML;
+/// in HTML an `<image>` is read as `<img>`, and `<input src>` loads only as `type=image`
+/// (checked whatever its type).
+fn loading_attributes(tag: &str, namespace: &str) -> &'static [&'static str] {
+    match (namespace, tag) {
+        (SVG, "script" | "image") => &["href", "xlink:href"],
+        (HTML, "script") => &["src"],
+        (HTML, "img" | "image" | "source") => &["src", "srcset"],
+        (HTML, "iframe" | "embed" | "audio" | "track" | "input") => &["src"],
+        (HTML, "video") => &["src", "poster"],
+        (HTML, "object") => &["data"],
         _ => &[],
     }
 }
@@ -177,8 +175,8 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
         .append_element_content_handler(element!(LOADERS, move |el| {
             let tag = el.tag_name();
             let live = tag != "script" || live_script(el.get_attribute("type").as_deref());
-            let svg = el.namespace_uri() == SVG;
-            for attr in loading_attributes(&tag, svg).iter().filter(|_| live) {
+            let namespace = el.namespace_uri();
+            for attr in loading_attributes(&tag, &namespace).iter().filter(|_| live) {
                 let Some(value) = el.get_attribute(attr) else {
                     continue;
                 };
@@ -196,6 +194,7 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
                 }
             }
             if tag == "iframe"
+                && namespace == HTML
                 && let Some(doc) = el.get_attribute("srcdoc")
             {
                 let doc = html_escape::decode_html_entities(&doc);
@@ -299,8 +298,8 @@ fn noscript_pixels(rules: &TagRules, text: &str) -> Vec<String> {
                 if tag == "script" {
                     return Ok(());
                 }
-                let svg = el.namespace_uri() == SVG;
-                for attr in loading_attributes(&tag, svg) {
+                let namespace = el.namespace_uri();
+                for attr in loading_attributes(&tag, &namespace) {
                     let Some(value) = el.get_attribute(attr) else {
                         continue;
                     };

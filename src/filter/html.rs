@@ -466,20 +466,29 @@ fn neutralize<H: lol_html::HandlerTypes>(
     }
 }
 
-/// The attributes through which an element loads something, by tag name (SVG's `<script>` and
-/// `<image>` use `href` or `xlink:href`; an HTML `<script href>` loads nothing).
-fn url_attributes(tag: &str, svg: bool) -> &'static [&'static str] {
+/// The attributes through which an element loads something, by namespace and tag name. In SVG
+/// only `<script>` and `<image>` load (by `href` or `xlink:href`); an `<iframe>` or `<video>`
+/// there is an unknown SVG element and loads nothing, and nothing loads in MathML. (An HTML
+/// `<img>` or `<embed>` inside `<svg>` closes it and is in the HTML namespace.)
+fn url_attributes(tag: &str, namespace: &str) -> &'static [&'static str] {
+    if namespace == SVG_NAMESPACE {
+        return match tag {
+            "script" => &["src", "href", "xlink:href"],
+            "image" => &["href", "xlink:href"],
+            _ => &[],
+        };
+    }
+    if namespace != HTML_NAMESPACE {
+        return &[];
+    }
     match tag {
-        "script" if svg => &["src", "href", "xlink:href"],
         "script" => &["src"],
-        "img" | "source" => &["src", "srcset"],
+        // An HTML parser reads `<image>` as `<img>`.
+        "img" | "image" | "source" => &["src", "srcset"],
         // An `<input>` loads its `src` only as `type=image`; judged whatever its type.
         "iframe" | "embed" | "audio" | "track" | "input" => &["src"],
         "video" => &["src", "poster"],
         "object" => &["data"],
-        "image" if svg => &["href", "xlink:href"],
-        // An HTML parser reads `<image>` as `<img>`.
-        "image" => &["src", "srcset"],
         _ => &[],
     }
 }
@@ -544,7 +553,7 @@ fn url_element<H: lol_html::HandlerTypes>(
     enforce: bool,
     report: &mut TagReport,
 ) {
-    let attrs = url_attributes(tag, el.namespace_uri() == SVG_NAMESPACE);
+    let attrs = url_attributes(tag, el.namespace_uri());
     let rule = attrs.iter().find_map(|attr| {
         let value = el.get_attribute(attr)?;
         if *attr == "srcset" {
@@ -973,7 +982,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                     let exempt = ctx.exempt(&sh);
                     url_element(el, &tag, &r1, granted, exempt, enforce, &mut sh.report);
                     drop(sh);
-                    if tag == "iframe" && !el.removed() {
+                    if tag == "iframe" && !el.removed() && el.namespace_uri() == HTML_NAMESPACE {
                         ctx.srcdoc(el);
                     }
                 }
@@ -1701,6 +1710,26 @@ mod tests {
         ] {
             assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, expected);
         }
+    }
+
+    #[test]
+    fn html_loaders_in_svg_load_nothing_and_are_left_alone() {
+        // In SVG, <iframe> is an unknown element: removing it (with what lol_html takes for its
+        // content) changed how the rest of the page parses.
+        let page = r#"<svg><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe><video poster="https://www.facebook.com/tr?id=1"></video></svg>"#;
+        assert_eq!(rewrite(page, NONE, TagAction::Remove).0, page);
+        let math = r#"<math><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe></math>"#;
+        assert_eq!(rewrite(math, NONE, TagAction::Remove).0, math);
+        // <img> leaves the <svg>: it loads, and is judged.
+        assert_eq!(
+            rewrite(
+                r#"<svg><img src="https://www.facebook.com/tr?id=1"></svg>"#,
+                NONE,
+                TagAction::Remove
+            )
+            .0,
+            "<svg><span></span></svg>"
+        );
     }
 
     #[test]
