@@ -249,11 +249,11 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
 fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<TagRules>) {
     let noscript = el.tag_name() == "noscript";
     // A script runs its own text without `src` in HTML, without `href` in SVG (which ignores
-    // `src`).
-    let external = if el.namespace_uri() == SVG {
-        el.has_attribute("href") || el.has_attribute("xlink:href")
-    } else {
-        el.has_attribute("src")
+    // `src`); a MathML `<script>` runs nothing.
+    let external = match el.namespace_uri() {
+        SVG => el.has_attribute("href") || el.has_attribute("xlink:href"),
+        HTML => el.has_attribute("src"),
+        _ => true,
     };
     // Only an HTML `<noscript>` holds raw text; in SVG or MathML its children are elements,
     // judged one by one.

@@ -650,13 +650,24 @@ struct Shared {
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 const SVG_NAMESPACE: &str = "http://www.w3.org/2000/svg";
 
-/// A `<script>` that runs its own text: in HTML one without `src`, in SVG one without `href` or
-/// `xlink:href` (SVG ignores `src`; HTML ignores `href`).
-fn inline_script<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> bool {
-    if el.namespace_uri() == SVG_NAMESPACE {
-        !el.has_attribute("href") && !el.has_attribute("xlink:href")
-    } else {
-        !el.has_attribute("src")
+/// How a `<script>` runs.
+enum ScriptKind {
+    /// HTML, without `src`: its text, which is raw text.
+    Inline,
+    /// SVG, without `href` or `xlink:href` (SVG ignores `src`): its text, but its content is
+    /// markup, and the elements that close the `<svg>` (`<p>`, `<img>`, …) close it too.
+    SvgInline,
+    /// Loads a URL (HTML `src`, SVG `href`); or, in MathML, does not run at all.
+    Other,
+}
+
+fn script_kind<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> ScriptKind {
+    match el.namespace_uri() {
+        SVG_NAMESPACE if !el.has_attribute("href") && !el.has_attribute("xlink:href") => {
+            ScriptKind::SvgInline
+        }
+        HTML_NAMESPACE if !el.has_attribute("src") => ScriptKind::Inline,
+        _ => ScriptKind::Other,
     }
 }
 
@@ -750,6 +761,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// An SVG inline script: neutralized in place, unread. lol_html does not follow which
+    /// text belongs to it as a browser does, and its content is markup, so it can be neither
+    /// judged nor held and written back (text joined across a comment can become a tag).
+    fn svg_script<H: lol_html::HandlerTypes>(&self, el: &mut Element<'_, '_, H>) {
+        self.shared
+            .lock()
+            .unwrap()
+            .report
+            .record("unreadable inline script");
+        if self.enforce {
+            neutralize(el, &[], Category::Marketing);
+        }
+    }
+
     /// An inline script: its tags are dropped now and it is written whole at its end tag,
     /// judged by its text.
     fn inline_script(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
@@ -759,10 +784,6 @@ impl Ctx<'_> {
             .map(|a| (a.name(), a.value()))
             .collect();
         self.shared.lock().unwrap().script = Some((attrs, Held::default()));
-        // In SVG, a script's content is elements and text, and the elements that end the
-        // `<svg>` (`<p>`, `<img>`, …) end it too: lol_html does not follow that tree as a browser
-        // builds it, so which text belongs to the script cannot be told reliably.
-        let svg = el.namespace_uri() == SVG_NAMESPACE;
         el.remove_and_keep_content();
         let (rules, shared) = (self.rules.clone(), self.shared.clone());
         let (granted, enforce, consent_mode) = (self.granted, self.enforce, self.consent_mode);
@@ -775,8 +796,8 @@ impl Ctx<'_> {
                 let Some((attrs, Held { text, unreadable })) = sh.script.take() else {
                     return Ok(());
                 };
-                let hit = if unreadable || svg {
-                    // Too long or too tangled to judge: fail closed.
+                let hit = if unreadable {
+                    // Too long to judge: fail closed.
                     Some((
                         Category::Marketing,
                         Arc::<str>::from("unreadable inline script"),
@@ -974,8 +995,10 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                 consent_mode,
             };
             let tag = el.tag_name();
+            let script = (tag == "script").then(|| script_kind(el));
             match tag.as_str() {
-                "script" if inline_script(el) => ctx.inline_script(el),
+                "script" if matches!(script, Some(ScriptKind::Inline)) => ctx.inline_script(el),
+                "script" if matches!(script, Some(ScriptKind::SvgInline)) => ctx.svg_script(el),
                 "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" | "video"
                 | "audio" | "track" | "input" => {
                     let mut sh = s1.lock().unwrap();
@@ -1690,25 +1713,37 @@ mod tests {
     }
 
     #[test]
-    fn an_svg_inline_script_fails_closed() {
+    fn an_svg_inline_script_fails_closed_in_place() {
         // SVG ignores `src`: the text runs. What belongs to an SVG script cannot be told
-        // reliably, so every SVG inline script is neutralized.
+        // reliably, and its content is markup: every SVG inline script is neutralized in
+        // place, its content untouched.
         for (page, expected) in [
             (
                 r#"<svg><script src="/x.js">fbq('init')</script></svg>"#,
-                r#"<svg><script type="text/plain" data-category="marketing" src="/x.js">fbq('init')</script></svg>"#,
+                r#"<svg><script src="/x.js" type="text/plain" data-category="marketing">fbq('init')</script></svg>"#,
             ),
             (
                 r#"<svg><script>console.log(1)</script></svg>"#,
                 r#"<svg><script type="text/plain" data-category="marketing">console.log(1)</script></svg>"#,
+            ),
+            // Held and written back, `<` and `img …` joined across the comment would be a tag,
+            // and an <img> closes the <svg> and loads.
+            (
+                r#"<svg><script><<!---->img src="https://www.facebook.com/tr?id=1"></script></svg>"#,
+                r#"<svg><script type="text/plain" data-category="marketing"><<!---->img src="https://www.facebook.com/tr?id=1"></script></svg>"#,
             ),
             // An HTML script with `href` and no `src` runs its text, judged as usual.
             (
                 r#"<script href="/x.js">console.log(1)</script>"#,
                 r#"<script href="/x.js">console.log(1)</script>"#,
             ),
+            // A MathML <script> runs nothing.
+            (
+                r#"<math><script>fbq('init')</script></math>"#,
+                r#"<math><script>fbq('init')</script></math>"#,
+            ),
         ] {
-            assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, expected);
+            assert_eq!(rewrite(page, NONE, TagAction::Remove).0, expected);
         }
     }
 
