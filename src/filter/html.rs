@@ -263,7 +263,12 @@ fn plain_start(url: &str) -> bool {
 /// The parts of a plain URL.
 fn split_url(url: &str) -> (Option<String>, &str) {
     let url = url.trim();
-    let rest = if let Some(i) = url.find("://") {
+    // A scheme ends before any `/`, `?` or `#`: a `://` further on is in the path or query
+    // (`//host/p?u=https://other`).
+    let scheme_end = url
+        .find("://")
+        .filter(|&i| !url[..i].contains(['/', '?', '#']));
+    let rest = if let Some(i) = scheme_end {
         let scheme = &url[..i];
         if !scheme
             .bytes()
@@ -1607,6 +1612,9 @@ mod tests {
             "https://www.googletag\nmanager.com/gtag/js",
             "  HTTPS://WWW.GOOGLETAGMANAGER.COM/gtag/js  ",
             "//www.googletagmanager.com/gtag/js",
+            // A URL in the query, with a protocol-relative or an absolute URL.
+            "//www.googletagmanager.com/gtag/js?id=G-1&dl=https://example.com/",
+            "https://www.googletagmanager.com/gtag/js?u=https://example.com/",
         ] {
             assert!(r.match_url(url, NONE, false).is_some(), "{url:?}");
         }
