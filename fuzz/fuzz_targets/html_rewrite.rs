@@ -206,6 +206,10 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
             Ok(())
         }))
         .append_element_content_handler(element!("link[href]", move |el| {
+            // Only an HTML `<link>` hints.
+            if el.namespace_uri() != HTML {
+                return Ok(());
+            }
             let rel = el
                 .get_attribute("rel")
                 .unwrap_or_default()

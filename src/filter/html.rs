@@ -571,9 +571,11 @@ fn url_element<H: lol_html::HandlerTypes>(
     if let Some(rule) = rule {
         report.record(&rule.vendor);
         if enforce {
+            // An SVG element is never removed: its content is markup whose end lol_html cannot
+            // tell as a browser does, so removing it could make what follows read otherwise.
             match rule.action.unwrap_or(rules.default_action) {
-                TagAction::Remove => remove(el),
-                TagAction::Neutralize => neutralize(el, attrs, rule.category),
+                TagAction::Remove if el.namespace_uri() == HTML_NAMESPACE => remove(el),
+                _ => neutralize(el, attrs, rule.category),
             }
         }
     }
@@ -694,6 +696,10 @@ impl Ctx<'_> {
 
     /// `<link rel=preconnect|dns-prefetch|preload|prefetch>` to a tracker host.
     fn link<H: lol_html::HandlerTypes>(&self, el: &mut Element<'_, '_, H>) {
+        // A `<link>` in SVG or MathML is an unknown element: it hints nothing.
+        if el.namespace_uri() != HTML_NAMESPACE {
+            return;
+        }
         let rel = el
             .get_attribute("rel")
             .unwrap_or_default()
@@ -1753,6 +1759,19 @@ mod tests {
         ] {
             assert_eq!(rewrite(page, NONE, TagAction::Remove).0, expected);
         }
+    }
+
+    #[test]
+    fn foreign_elements_are_never_removed_with_their_content() {
+        // A <link> in MathML hints nothing, and is not void: removed with what lol_html took
+        // for its content, a later part of the page would be read otherwise.
+        let page = r#"<math><link rel="preconnect" href="https://www.google-analytics.com"><p>x</p></math>"#;
+        assert_eq!(rewrite(page, NONE, TagAction::Remove).0, page);
+        // An SVG loader is neutralized, not removed.
+        assert_eq!(
+            rewrite(r#"<svg><image href="https://www.facebook.com/tr?id=1"><text>t</text></image></svg>"#, NONE, TagAction::Remove).0,
+            r#"<svg><image data-category="marketing" data-href="https://www.facebook.com/tr?id=1"><text>t</text></image></svg>"#
+        );
     }
 
     #[test]
