@@ -106,7 +106,8 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
 }
 
 /// The elements that load a URL by an attribute.
-const LOADERS: &str = "script, img, iframe, source, embed, object, image, video, audio, track, input";
+const LOADERS: &str =
+    "script, img, iframe, source, embed, object, image, video, audio, track, input";
 
 const SVG: &str = "http://www.w3.org/2000/svg";
 const HTML: &str = "http://www.w3.org/1999/xhtml";
