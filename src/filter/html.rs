@@ -455,6 +455,25 @@ fn neutralize<H: lol_html::HandlerTypes>(
     url_attrs: &[&str],
     category: Category,
 ) {
+    if misread_when_changed(el) {
+        let script = el.tag_name() == "script";
+        let mut attrs = Vec::new();
+        for (name, value) in attributes_of(el) {
+            if url_attrs.contains(&name.as_str()) {
+                attrs.push((format!("data-{}", name.replace(':', "-")), value));
+            } else if script && name == "type" {
+                attrs.push(("data-type".to_string(), value));
+            } else if name != "data-category" {
+                attrs.push((name, value));
+            }
+        }
+        if script {
+            attrs.push(("type".to_string(), "text/plain".to_string()));
+        }
+        attrs.push(("data-category".to_string(), category.as_str().to_string()));
+        rewrite_tags(el, &attrs);
+        return;
+    }
     if el.tag_name() == "script" {
         // The original type (e.g. `module`) is kept for the banner that activates the tag.
         if let Some(t) = el.get_attribute("type") {
@@ -545,6 +564,51 @@ fn srcset_urls(srcset: &str) -> impl Iterator<Item = &str> {
         }
         Some(candidate)
     })
+}
+
+/// Whether a changed tag would read otherwise once written again. lol_html writes a changed tag
+/// as its attributes joined by spaces; an attribute whose name starts with `=` (`<img a/=/'b …>`:
+/// the slashes kept `a` and `=` apart) then becomes the value of the one before it, and a quote
+/// after it runs on past the tag. lol_html cannot remove such an attribute.
+fn misread_when_changed<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> bool {
+    el.attributes().iter().any(|a| a.name().starts_with('='))
+}
+
+/// Writes an element's tags anew, with `attrs` (those whose name starts with `=` dropped);
+/// its content stays as it is.
+fn rewrite_tags<H: lol_html::HandlerTypes>(
+    el: &mut Element<'_, '_, H>,
+    attrs: &[(String, String)],
+) {
+    let tag = el.tag_name();
+    let mut start = format!("<{tag}");
+    for (name, value) in attrs.iter().filter(|(n, _)| !n.starts_with('=')) {
+        start.push(' ');
+        start.push_str(name);
+        start.push_str("=\"");
+        start.push_str(&escape_attr(value));
+        start.push('"');
+    }
+    start.push_str(if el.is_self_closing() { " />" } else { ">" });
+    el.before(&start, ContentType::Html);
+    el.remove_and_keep_content();
+    if let Some(handlers) = el.end_tag_handlers() {
+        let end = format!("</{tag}>");
+        handlers.push(H::new_end_tag_handler(
+            move |e: &mut lol_html::html_content::EndTag<'_>| {
+                e.before(&end, ContentType::Html);
+                Ok(())
+            },
+        ));
+    }
+}
+
+/// An element's attributes, names and raw values.
+fn attributes_of<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> Vec<(String, String)> {
+    el.attributes()
+        .iter()
+        .map(|a| (a.name(), a.value()))
+        .collect()
 }
 
 /// Judges an element by every URL it loads (each candidate of a `srcset`), and acts on it:
@@ -760,15 +824,29 @@ impl Ctx<'_> {
         if !self.enforce {
             return;
         }
-        match (done, String::from_utf8(out)) {
-            // Changed: a tag neutralized, or a srcdoc inside dropped.
-            (Ok(()), Ok(out)) if out != doc => {
-                // lol_html escapes the double quotes of a value; `&` is escaped here.
-                let _ = el.set_attribute("srcdoc", &out.replace('&', "&amp;"));
-            }
-            (Ok(()), Ok(_)) => {}
+        let srcdoc = match (done, String::from_utf8(out)) {
+            // Changed: a tag neutralized, or a srcdoc inside dropped. lol_html escapes the
+            // double quotes of a value; `&` is escaped here.
+            (Ok(()), Ok(out)) if out != doc => Some(out.replace('&', "&amp;")),
+            (Ok(()), Ok(_)) => return,
             // A document that cannot be rewritten is not loaded.
-            _ => el.remove_attribute("srcdoc"),
+            _ => None,
+        };
+        if misread_when_changed(el) {
+            let mut attrs = attributes_of(el);
+            attrs.retain(|(n, _)| n != "srcdoc");
+            if let Some(doc) = srcdoc {
+                // Written by `rewrite_tags`, which escapes double quotes as lol_html does.
+                attrs.push(("srcdoc".to_string(), doc));
+            }
+            rewrite_tags(el, &attrs);
+            return;
+        }
+        match srcdoc {
+            Some(doc) => {
+                let _ = el.set_attribute("srcdoc", &doc);
+            }
+            None => el.remove_attribute("srcdoc"),
         }
     }
 
@@ -1759,6 +1837,23 @@ mod tests {
         ] {
             assert_eq!(rewrite(page, NONE, TagAction::Remove).0, expected);
         }
+    }
+
+    #[test]
+    fn a_changed_tag_reads_as_it_did() {
+        // Written back with spaces, `=` would give `x` the value `'y …` up to the next quote,
+        // past the end of the tag.
+        let page = r#"<img x/=/'y src="https://www.facebook.com/tr?id=1"><p title='q'>t</p>"#;
+        assert_eq!(
+            rewrite(page, NONE, TagAction::Neutralize).0,
+            r#"<img x="" 'y="" data-src="https://www.facebook.com/tr?id=1" data-category="marketing"><p title='q'>t</p>"#
+        );
+        // The same for an element with content, and for a srcdoc written back.
+        let page = r#"<script x/=/'y src="https://www.googletagmanager.com/gtag/js">a</script><iframe x/=/'y srcdoc="<img src=&quot;https://www.facebook.com/tr?id=1&quot;>"></iframe><p title='q'>t</p>"#;
+        assert_eq!(
+            rewrite(page, NONE, TagAction::Neutralize).0,
+            r#"<script x="" 'y="" data-src="https://www.googletagmanager.com/gtag/js" type="text/plain" data-category="analytics">a</script><iframe x="" 'y="" srcdoc="<img data-category=&quot;marketing&quot; data-src=&quot;https://www.facebook.com/tr?id=1&quot;>"></iframe><p title='q'>t</p>"#
+        );
     }
 
     #[test]
