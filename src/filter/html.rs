@@ -517,18 +517,24 @@ fn url_attributes(tag: &str, namespace: &str) -> &'static [&'static str] {
     }
 }
 
-/// Removes an element. One that leaves foreign content (in SVG or MathML, an HTML `<img>` or
-/// `<embed>` closes the `<svg>`) is replaced by an empty `<span>`, which leaves it the same way:
-/// removed outright, what follows it would be read inside the `<svg>`, where the text of a
-/// `<noscript>` is markup and a pixel in it loads.
+/// What a removed element leaves in its place: an empty comment, so that the text before and
+/// after it cannot join into a tag (`<` + `<script>…</script>` + `script>…` would read
+/// `<script>…`).
+const REMOVED: &str = "<!---->";
+
+/// Removes an element, leaving [`REMOVED`]. One that leaves foreign content (in SVG or MathML,
+/// an HTML `<img>` or `<embed>` closes the `<svg>`) is replaced by an empty `<span>` instead,
+/// which leaves it the same way: removed outright, what follows it would be read inside the
+/// `<svg>`, where the text of a `<noscript>` is markup and a pixel in it loads.
 fn remove<H: lol_html::HandlerTypes>(el: &mut Element<'_, '_, H>) {
     let leaves_foreign_content = el.namespace_uri() == HTML_NAMESPACE
         && matches!(el.tag_name().as_str(), "img" | "image" | "embed");
-    if leaves_foreign_content {
-        el.replace("<span></span>", ContentType::Html);
+    let stand_in = if leaves_foreign_content {
+        "<span></span>"
     } else {
-        el.remove();
-    }
+        REMOVED
+    };
+    el.replace(stand_in, ContentType::Html);
 }
 
 /// The URLs of a `srcset`'s image candidates, as the HTML standard splits them: a URL is a run
@@ -784,7 +790,7 @@ impl Ctx<'_> {
             sh.report.record(&rule.vendor);
             if self.enforce {
                 match rule.action.unwrap_or(self.rules.default_action) {
-                    TagAction::Remove => el.remove(),
+                    TagAction::Remove => remove(el),
                     TagAction::Neutralize => neutralize(el, &["href"], rule.category),
                 }
             }
@@ -905,6 +911,7 @@ impl Ctx<'_> {
                     sh.report.record(vendor);
                     if enforce {
                         if action.unwrap_or(rules.default_action) == TagAction::Remove {
+                            end.before(REMOVED, ContentType::Html);
                             return Ok(());
                         }
                         neutral = true;
@@ -1255,7 +1262,7 @@ mod tests {
         let (out, report) = rewrite(PAGE, NONE, TagAction::Remove);
         assert_eq!(
             out,
-            r#"<html><head><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript><span></span></noscript><link rel="stylesheet" href="/s.css"></body></html>"#
+            r#"<html><head><!----><!----><script src="/app.js"></script><script>console.log("app")</script></head><body><noscript><span></span></noscript><!----><link rel="stylesheet" href="/s.css"></body></html>"#
         );
         assert_eq!(report.neutralized, 4);
     }
@@ -1405,7 +1412,10 @@ mod tests {
             vec!["Meta Pixel", "Google Tag Manager", "Matomo"]
         );
         let (out, _) = rewrite(META, NONE, TagAction::Remove);
-        assert_eq!(out, "<noscript></noscript><p>kept</p>");
+        assert_eq!(
+            out,
+            "<!----><!----><noscript><!----></noscript><!----><!----><p>kept</p>"
+        );
         for cut in 0..=META.len() {
             let (got, _) = rewrite_split(META, NONE, true, TagAction::Neutralize, &[cut]);
             assert_eq!(
@@ -1837,6 +1847,21 @@ mod tests {
         ] {
             assert_eq!(rewrite(page, NONE, TagAction::Remove).0, expected);
         }
+    }
+
+    #[test]
+    fn a_removed_element_leaves_nothing_that_joins_into_a_tag() {
+        // Removed outright, `<` and `script>gtag(…)` would join into a live script.
+        let page = "<<script>gtag('js')</script>script>gtag('config')</script>";
+        assert_eq!(
+            rewrite(page, NONE, TagAction::Remove).0,
+            "<<!---->script>gtag('config')</script>"
+        );
+        let page = r#"<<script src="https://www.googletagmanager.com/gtag/js"></script>script>gtag('config')</script>"#;
+        assert_eq!(
+            rewrite(page, NONE, TagAction::Remove).0,
+            "<<!---->script>gtag('config')</script>"
+        );
     }
 
     #[test]
