@@ -99,15 +99,69 @@ pub async fn run(
     Ok(())
 }
 
-/// Reloads on SIGHUP and when the config, policy or certificate files change, for as long as
-/// the runtime runs.
+/// Why a reload was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The operator asked: reload even if no file changed.
+    Hangup,
+    /// Something happened in a watched directory: reload only if a file the proxy reads
+    /// changed. Reading a file is an event too (the proxy's own reads among them), as is a
+    /// log written beside it.
+    FileEvent,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Hangup => "SIGHUP",
+            Trigger::FileEvent => "file change",
+        }
+    }
+}
+
+/// What the files a reload reads held when last looked at: a file event reloads only when
+/// this changes. Unreadable files count as `None`, so a file that appears or vanishes counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Contents(Vec<(PathBuf, Option<u128>)>);
+
+impl Contents {
+    fn of(files: &[PathBuf]) -> Contents {
+        Contents(
+            files
+                .iter()
+                .map(|f| {
+                    let hash = std::fs::read(f).ok().map(|b| xxhash_rust::xxh3::xxh3_128(&b));
+                    (f.clone(), hash)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Every file a reload reads: the config, the policy and what it names, the certificates.
+fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<PathBuf> {
+    let current = state.current.load();
+    let mut files: Vec<PathBuf> = sources.config.iter().cloned().collect();
+    files.extend(current.policy.files.iter().cloned());
+    // A policy named by the config that has not loaded yet (it failed) is still read.
+    if let Some(p) = &current.settings.policy
+        && !files.contains(p)
+    {
+        files.push(p.clone());
+    }
+    files.extend(tls_files.iter().cloned());
+    files
+}
+
+/// Reloads on SIGHUP and when the config, policy, DNT policy or certificate files change, for
+/// as long as the runtime runs.
 fn spawn_reloader(
     state: Arc<State>,
     tls: Option<Arc<tls::Tls>>,
     sources: Sources,
     started: Settings,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     #[cfg(unix)]
     {
         let tx = tx.clone();
@@ -118,7 +172,7 @@ fn spawn_reloader(
                 return;
             };
             while hup.recv().await.is_some() {
-                if tx.send("SIGHUP").is_err() {
+                if tx.send(Trigger::Hangup).is_err() {
                     break;
                 }
             }
@@ -130,41 +184,61 @@ fn spawn_reloader(
         .map(tls::Tls::files_to_watch)
         .unwrap_or_default();
     let mut watch = Watch::new(tx);
-    for file in sources
-        .config
-        .iter()
-        .chain(started.policy.iter())
-        .chain(tls_files.iter())
-    {
-        watch.add(file);
-    }
+    let files = files_read(&state, &sources, &tls_files);
+    files.iter().for_each(|f| watch.add(f));
+    let mut seen = Contents::of(&files);
     tokio::spawn(async move {
-        while let Some(why) = rx.recv().await {
-            // Coalesce a burst into one reload.
-            while rx.try_recv().is_ok() {}
+        while let Some(mut trigger) = rx.recv().await {
+            // Coalesce a burst into one reload; a SIGHUP among it forces the reload.
+            while let Ok(t) = rx.try_recv() {
+                if t == Trigger::Hangup {
+                    trigger = t;
+                }
+            }
             let state = state.clone();
             let (sources, started, tls) = (sources.clone(), started.clone(), tls.clone());
-            let result = tokio::task::spawn_blocking(move || {
+            let tls_files = tls_files.clone();
+            let before = seen.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let now = Contents::of(&files_read(&state, &sources, &tls_files));
+                if trigger == Trigger::FileEvent && now == before {
+                    return (now, None);
+                }
+                let unchanged = now == before;
+                let why = trigger.as_str();
                 if let (Some(tls), Some(files)) = (&tls, &started.tls)
                     && let Err(e) = tls.reload(files)
                 {
                     state.metrics.reloaded(false);
                     tracing::error!("reload ({why}): the certificates in force stay: {e}");
                 }
-                reload(&state, &sources, &started).map(|()| state)
+                let result = reload(&state, &sources, &started, unchanged);
+                // A config may name another policy, which may name other files: look at them
+                // from now on. (Read after the reload: a change in between reloads again.)
+                let files = files_read(&state, &sources, &tls_files);
+                let now = if files.len() == now.0.len()
+                    && files.iter().zip(&now.0).all(|(a, (b, _))| a == b)
+                {
+                    now
+                } else {
+                    Contents::of(&files)
+                };
+                (now, Some(result.map(|()| files).map_err(|e| (why, e))))
             })
-            .await
-            .unwrap_or_else(|_| Err("the reload task failed".to_string()));
-            match result {
-                // A config may name another policy file: watch it from now on.
-                Ok(state) => {
-                    if let Some(policy) = &state.current.load().settings.policy {
-                        watch.add(policy);
+            .await;
+            match outcome {
+                Ok((now, result)) => {
+                    seen = now;
+                    match result {
+                        None => {}
+                        Some(Ok(files)) => files.iter().for_each(|f| watch.add(f)),
+                        Some(Err((why, e))) => tracing::error!(
+                            "reload ({why}) failed, the previous policy and config stay in \
+                             force: {e}"
+                        ),
                     }
                 }
-                Err(e) => tracing::error!(
-                    "reload ({why}) failed, the previous policy and config stay in force: {e}"
-                ),
+                Err(_) => tracing::error!("the reload task failed"),
             }
         }
     });
@@ -182,14 +256,14 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(tx: mpsc::UnboundedSender<&'static str>) -> Watch {
+    fn new(tx: mpsc::UnboundedSender<Trigger>) -> Watch {
         let files: Arc<std::sync::Mutex<Vec<PathBuf>>> = Arc::default();
         let watched = files.clone();
         let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
             let Ok(events) = events else { return };
             let watched = watched.lock().unwrap_or_else(|e| e.into_inner());
             if events.iter().any(|e| concerns(&watched, &e.path)) {
-                let _ = tx.send("file change");
+                let _ = tx.send(Trigger::FileEvent);
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "cannot watch files: reload with SIGHUP"))
@@ -243,8 +317,15 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 
 /// Validates the config and policy as they are now on disk and, if both are good, puts them in
 /// force. What a running process cannot change (listen addresses, upstream, TLS files, log
-/// file) keeps its value from startup; a change to it is reported.
-pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<(), String> {
+/// file) keeps its value from startup; a change to it is reported. `unchanged`: no file has
+/// changed since the last reload, so the rewrite memo stays (its pages were rewritten under
+/// the same policy).
+pub fn reload(
+    state: &State,
+    sources: &Sources,
+    started: &Settings,
+    unchanged: bool,
+) -> Result<(), String> {
     let result = sources.load();
     state.metrics.reloaded(result.is_ok());
     let (mut new, policy) = result?;
@@ -276,15 +357,21 @@ pub fn reload(state: &State, sources: &Sources, started: &Settings) -> Result<()
         Arc::new(Minimizer::new(new.client_ip))
     };
     tracing::info!(
-        "reloaded: policy {} ({} mode)",
+        "reloaded: policy {} ({} mode){}",
         policy.source,
-        policy.mode.as_str()
+        policy.mode.as_str(),
+        if unchanged { ", no file changed" } else { "" }
     );
+    let memo = current
+        .memo
+        .clone()
+        .filter(|_| unchanged && new.limits.rewrite_cache == old.limits.rewrite_cache);
     state.current.store(Arc::new(proxy::Snapshot::new(
         new,
         policy,
         minimizer,
         &state.metrics,
+        memo,
     )));
     Ok(())
 }

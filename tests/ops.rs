@@ -142,6 +142,73 @@ async fn a_good_policy_replaces_the_old_and_a_bad_one_does_not() {
     drop(dir);
 }
 
+/// The lines that say a reload happened.
+fn reload_lines(proxy: &Proxy) -> Vec<String> {
+    let lines = proxy.stderr.lock().unwrap().clone();
+    lines.into_iter().filter(|l| l.contains("reload")).collect()
+}
+
+/// Reading the files the proxy watches, or writing its logs beside them, is no change: only
+/// SIGHUP and changed contents reload, and a reload that changes nothing keeps the rewrite memo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_signal_or_changed_contents_reload() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let policy = d.join("policy.yaml");
+    let policy_text = "extends: builtin\ndeclarations:\n  dnt_policy: dnt.txt\n";
+    std::fs::write(&policy, policy_text).unwrap();
+    std::fs::write(d.join("dnt.txt"), "Do Not Track policy\n").unwrap();
+    let config = d.join("config.yaml");
+    std::fs::write(
+        &config,
+        "policy: policy.yaml\nlog:\n  file: decisions.log\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &up.url()])
+        .args(["--config", path_str(&config)]);
+    let proxy = Proxy::spawn_with_stderr(cmd, Some(&d.join("stderr.log")));
+    let success = "consent_proxy_policy_reloads_total{result=\"success\"}";
+    let hit = r#"consent_proxy_rewrite_memo_total{result="hit"}"#;
+
+    // Requests write the decision log and stderr beside the watched files.
+    get(&http1(), &proxy.url("/tracked"), &[]).await;
+    let kill_hup = || {
+        Command::new("kill")
+            .args(["-HUP", &proxy.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    kill_hup();
+    wait_for_metric(&proxy, success, 1.0).await;
+    // The same files: the page rewritten before is still remembered.
+    get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(metric(&proxy, hit).await, 1.0, "{:?}", reload_lines(&proxy));
+
+    // Reading every watched file (as `cat` does) changes nothing.
+    for f in ["policy.yaml", "dnt.txt", "config.yaml"] {
+        std::fs::read(d.join(f)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reload_lines(&proxy).len(), 1, "{:?}", reload_lines(&proxy));
+
+    // An editor's save with new contents: one reload.
+    replace(&policy, &format!("{policy_text}mode: enforce\n"));
+    wait_for_metric(&proxy, success, 2.0).await;
+    for _ in 0..5 {
+        get(&http1(), &proxy.url("/tracked"), &[]).await;
+    }
+    // Idle for 5 s: nothing more.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lines = reload_lines(&proxy);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("reloaded") && lines[0].contains("no file changed"));
+    assert!(lines[1].contains("reloaded") && !lines[1].contains("no file changed"));
+    assert_eq!(metric(&proxy, success).await, 2.0);
+    drop(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_the_policy_is_reloaded_under_load() {
     let up = Upstream::start().await;

@@ -209,3 +209,39 @@ fn bad_certificate_files_are_refused_with_their_name() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("empty.pem"), "{text}");
 }
+
+/// Reading the certificate files (as `cat` does, or as the proxy does when it loads them) and
+/// writing stderr beside them is no change: no reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_certificates_or_logging_beside_them_does_not_reload() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(CERT, &cert).unwrap();
+    std::fs::copy(KEY, &key).unwrap();
+    let config = tls_config(dir.path(), &cert, &key);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &up.url()])
+        .args(["--config", path_str(&config)])
+        // Every connection writes a line to stderr, beside the certificates.
+        .env("RUST_LOG", "debug");
+    let proxy = Proxy::spawn_with_stderr(cmd, Some(&dir.path().join("stderr.log")));
+    for _ in 0..3 {
+        assert!(
+            connect(proxy.addr, Path::new(CERT), &[b"http/1.1"])
+                .await
+                .is_ok()
+        );
+        for f in [&cert, &key, &config] {
+            std::fs::read(f).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lines = proxy.stderr.lock().unwrap().clone();
+    let reloads: Vec<_> = lines.iter().filter(|l| l.contains("reload")).collect();
+    assert!(reloads.is_empty(), "{reloads:?}");
+    assert!(lines.len() > 3, "stderr was written: {lines:?}");
+    let got = get(&http1(), &admin(&proxy, "/metrics"), &[]).await;
+    assert!(!got.body.contains("consent_proxy_policy_reloads_total{"), "{}", got.body);
+}

@@ -14,7 +14,7 @@ use model::{Extends, PolicyFile};
 use pattern::{Matcher, Pattern};
 use sources::{Country, Format, TkMode};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The built-in policy: a catalogue of well-known cookies and tracking endpoints.
@@ -62,6 +62,9 @@ pub struct CompiledPolicy {
     pub dnt_policy: Option<bytes::Bytes>,
     pub tk: TkMode,
     pub google_consent_mode: bool,
+    /// The files it was read from (the policy file and the DNT policy it names): a reload
+    /// watches them.
+    pub files: Vec<PathBuf>,
 }
 
 /// Regional defaults, ready for lookups.
@@ -302,15 +305,15 @@ fn readers(file: &PolicyFile) -> Vec<Reader> {
 /// The largest DNT policy file served.
 const MAX_DNT_POLICY: u64 = 1 << 20;
 
-fn read_dnt_policy(
-    name: &str,
-    path: &Path,
-    base: Option<&Path>,
-) -> Result<bytes::Bytes, PolicyError> {
-    let full = match base {
+/// Where a file the policy names is: relative to the policy's directory, if it has one.
+fn resolve_in(path: &Path, base: Option<&Path>) -> PathBuf {
+    match base {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path.to_path_buf(),
-    };
+    }
+}
+
+fn read_dnt_policy(name: &str, full: &Path) -> Result<bytes::Bytes, PolicyError> {
     let fail = |why: String| {
         PolicyError::whole(
             name,
@@ -320,13 +323,13 @@ fn read_dnt_policy(
             ),
         )
     };
-    let meta = std::fs::metadata(&full).map_err(|e| fail(e.to_string()))?;
+    let meta = std::fs::metadata(full).map_err(|e| fail(e.to_string()))?;
     // A device, FIFO or /proc file reports no size, or never ends: only regular files.
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
     }
     let mut text = Vec::new();
-    std::fs::File::open(&full)
+    std::fs::File::open(full)
         .and_then(|f| {
             std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_DNT_POLICY + 1), &mut text)
         })
@@ -394,11 +397,14 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         .gpc
         .as_ref()
         .map(|g| serde_json::json!({ "gpc": true, "lastUpdate": g.last_update.0 }).to_string());
-    let dnt_policy = file
+    let dnt_policy_file = file
         .declarations
         .dnt_policy
         .as_deref()
-        .map(|p| read_dnt_policy(name, p, base))
+        .map(|p| resolve_in(p, base));
+    let dnt_policy = dnt_policy_file
+        .as_deref()
+        .map(|p| read_dnt_policy(name, p))
         .transpose()?;
     Ok(CompiledPolicy {
         source: name.to_string(),
@@ -425,6 +431,7 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         dnt_policy,
         tk: file.declarations.tk,
         google_consent_mode: file.google_consent_mode,
+        files: dnt_policy_file.into_iter().collect(),
     })
 }
 
@@ -433,7 +440,9 @@ pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
     let name = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| PolicyError::whole(&name, e.to_string()))?;
-    compile_in(&name, &text, path.parent())
+    let mut policy = compile_in(&name, &text, path.parent())?;
+    policy.files.insert(0, path.to_path_buf());
+    Ok(policy)
 }
 
 /// The built-in policy.

@@ -37,15 +37,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot with an empty rewrite memo sized by `settings`, counting into `metrics`.
+    /// A snapshot with the rewrite memo `keep`, or else an empty one sized by `settings`,
+    /// counting into `metrics`.
     pub fn new(
         settings: Settings,
         policy: CompiledPolicy,
         minimizer: Arc<Minimizer>,
         metrics: &metrics::Metrics,
+        keep: Option<Arc<Memo>>,
     ) -> Snapshot {
         Snapshot {
-            memo: Memo::new(settings.limits.rewrite_cache, metrics.memo_counters()).map(Arc::new),
+            memo: keep.or_else(|| {
+                Memo::new(settings.limits.rewrite_cache, metrics.memo_counters()).map(Arc::new)
+            }),
             settings,
             policy,
             minimizer,
@@ -78,7 +82,9 @@ impl State {
         let minimizer = Arc::new(Minimizer::new(settings.client_ip));
         Ok(State {
             client: upstream::client(&settings)?,
-            current: ArcSwap::from_pointee(Snapshot::new(settings, policy, minimizer, &metrics)),
+            current: ArcSwap::from_pointee(Snapshot::new(
+                settings, policy, minimizer, &metrics, None,
+            )),
             sink,
             metrics,
             inventory: inventory::Inventory::default(),

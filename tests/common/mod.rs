@@ -389,6 +389,26 @@ fn reader<R: std::io::Read + Send + 'static>(r: R, into: Arc<Mutex<Vec<String>>>
     });
 }
 
+/// Follows a file that another process writes, line by line, until the test ends.
+fn tail(path: std::path::PathBuf, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        let mut read = 0;
+        loop {
+            if let Ok(text) = std::fs::read(&path)
+                && let Some(end) = text.iter().rposition(|b| *b == b'\n')
+                && end + 1 > read
+            {
+                let new = String::from_utf8_lossy(&text[read..=end]).into_owned();
+                into.lock()
+                    .unwrap()
+                    .extend(new.lines().map(str::to_string));
+                read = end + 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_consent-proxy")
 }
@@ -403,7 +423,13 @@ impl Proxy {
         Proxy::spawn(cmd)
     }
 
-    pub fn spawn(mut cmd: Command) -> Proxy {
+    pub fn spawn(cmd: Command) -> Proxy {
+        Proxy::spawn_with_stderr(cmd, None)
+    }
+
+    /// Like [`Proxy::spawn`], with the proxy's stderr written to the file `stderr_file` (read
+    /// back line by line into [`Proxy::stderr`]) instead of a pipe.
+    pub fn spawn_with_stderr(mut cmd: Command, stderr_file: Option<&Path>) -> Proxy {
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info");
         }
@@ -414,15 +440,22 @@ impl Proxy {
         {
             cmd.env("CONSENT_PROXY_ADMIN_LISTEN", "127.0.0.1:0");
         }
+        let stderr_to = match stderr_file {
+            Some(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+            None => Stdio::piped(),
+        };
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr_to)
             .spawn()
             .expect("start the proxy");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         reader(child.stdout.take().unwrap(), stdout.clone());
-        reader(child.stderr.take().unwrap(), stderr.clone());
+        match stderr_file {
+            Some(f) => tail(f.to_path_buf(), stderr.clone()),
+            None => reader(child.stderr.take().unwrap(), stderr.clone()),
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let found: Option<(SocketAddr, Option<SocketAddr>)> =
