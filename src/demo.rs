@@ -265,12 +265,13 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
          \x20 curl -si http://{p}/collect                                   # tracking endpoint: 204, never reaches the site\n\
          \x20 curl -s http://{p}/ | grep -n 'data-category'                  # the GA and Meta tags, neutralized\n"
     );
-    eprint!("{out}");
+    // A closed stderr (`2>&1 | head`) loses the walkthrough quietly.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), out.as_bytes());
 
     if once {
         let _ = stop_tx.send(());
     } else {
-        eprintln!("Press Ctrl-C to stop.");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"Press Ctrl-C to stop.\n");
         proxy::shutdown_signal().await;
         let _ = stop_tx.send(());
     }

@@ -88,6 +88,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr loses the lines quietly (the default reports it on stderr, which
+        // panics when stderr is closed).
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -123,7 +126,7 @@ fn install_panic_hook() {
         let at = info
             .location()
             .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        eprintln!("consent-proxy: internal error{at}");
+        complain(format_args!("consent-proxy: internal error{at}"));
     }));
 }
 
@@ -138,17 +141,30 @@ fn run_async(
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("consent-proxy: cannot start the runtime: {e}");
+            complain(format_args!("consent-proxy: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("consent-proxy: {e}");
+            complain(format_args!("consent-proxy: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a line of a command's answer on stdout. A closed stdout (`| head`, `| true`) ends the
+/// answer quietly, as Unix tools do; the exit status still says what was found.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints a message on stderr; a closed stderr loses it quietly.
+fn complain(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
@@ -164,25 +180,25 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
                     .map(upstream::trusted_cas)
                     .transpose();
                 if let Err(e) = tls.map(|_| ()).and(ca.map(|_| ())) {
-                    println!("{}: {e}", c.display());
+                    say(format_args!("{}: {e}", c.display()));
                     return ExitCode::FAILURE;
                 }
-                println!("{}: ok", c.display());
+                say(format_args!("{}: ok", c.display()));
                 policy_path = policy_path.or(file.policy);
             }
             Err(e) => {
-                println!("{e}");
+                say(&e);
                 return ExitCode::FAILURE;
             }
         }
     }
     match load_policy(policy_path.as_deref()) {
         Ok(p) => {
-            println!("{}", p.summary());
+            say(p.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("{e}");
+            say(&e);
             ExitCode::FAILURE
         }
     }
@@ -196,7 +212,7 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
     let (settings, policy) = match sources.load() {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("consent-proxy: {e}");
+            complain(format_args!("consent-proxy: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -205,7 +221,7 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
         Some(path) => match LogSink::daily_file(path, settings.log.retention_days) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("consent-proxy: {e}");
+                complain(format_args!("consent-proxy: {e}"));
                 return ExitCode::FAILURE;
             }
         },

@@ -170,3 +170,34 @@ fn demo_once_shows_tracking_cookies_stripped_without_consent() {
     }
     assert!(err.contains("curl -si"), "{err}");
 }
+
+/// A command whose output pipe is closed before it writes, as in `consent-proxy check | true`.
+fn run_into_closed_pipe(args: &[&str], close_stderr: bool) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    let out = if close_stderr {
+        cmd.stderr(writer).output().unwrap()
+    } else {
+        cmd.stdout(writer).output().unwrap()
+    };
+    let text = if close_stderr { out.stdout } else { out.stderr };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly_with_its_verdict() {
+    let (code, err) = run_into_closed_pipe(&["check"], false);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (_d, bad) = temp_file("p.yaml", "cookies:\n  - { name: x, category: bogus }\n");
+    let (code, err) = run_into_closed_pipe(&["check", "--policy", path_str(&bad)], false);
+    assert_eq!((code, err.as_str()), (1, ""));
+    // The demo writes its walkthrough on stderr.
+    let (code, out) =
+        run_into_closed_pipe(&["demo", "--once", "--listen", "127.0.0.1:0"], true);
+    assert_eq!(code, 0, "{out}");
+}

@@ -88,7 +88,19 @@ async fn report_only_counts_tags_and_changes_nothing() {
     let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
     assert_eq!(got.body, HOME_PAGE);
     assert_eq!(got.header("etag"), vec!["\"v1\""]);
-    assert_eq!(proxy.log(1)["tags_neutralized"], 4);
+    assert_eq!(
+        got.header("content-length"),
+        vec![HOME_PAGE.len().to_string()]
+    );
+    let got2 = get(&http2(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(got2.body, HOME_PAGE);
+    // The client read the whole page, which ended where its Content-Length said: no
+    // disconnect (the body was never polled past its last byte).
+    for rec in proxy.logs(2) {
+        assert_eq!(rec["tags_neutralized"], 4, "{rec}");
+        assert_eq!(rec["error"], serde_json::Value::Null, "{rec}");
+        assert_eq!(rec["status"], 200, "{rec}");
+    }
 }
 
 #[tokio::test]

@@ -70,14 +70,30 @@ impl Drop for RecordGuard {
 pub struct LoggedBody {
     inner: InnerBody,
     guard: Option<RecordGuard>,
+    /// Bytes given to the client so far.
+    sent: u64,
+    /// The length the response declares (`Content-Length`): the client's HTTP/1.1 connection
+    /// stops reading there, so a body dropped after exactly that many bytes was delivered.
+    length: Option<u64>,
 }
 
 impl LoggedBody {
     pub fn new(inner: InnerBody, guard: RecordGuard) -> LoggedBody {
         LoggedBody {
+            length: inner.size_hint().exact(),
             inner,
             guard: Some(guard),
+            sent: 0,
         }
+    }
+
+    /// Declares the length the response's `Content-Length` header gives, when the body itself
+    /// cannot tell (a body that is read but passed on unchanged).
+    pub fn with_length(mut self, length: Option<u64>) -> LoggedBody {
+        if length.is_some() {
+            self.length = length;
+        }
+        self
     }
 }
 
@@ -103,6 +119,9 @@ impl Body for LoggedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
             Poll::Ready(None) => drop(self.guard.take()),
             Poll::Ready(Some(Err(_))) => {
                 if let Some(mut g) = self.guard.take() {
@@ -127,6 +146,7 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(g) = self.guard.as_mut()
             && !self.inner.is_end_stream()
+            && self.length != Some(self.sent)
         {
             // Dropped before the end: the client went away mid-body.
             g.decision.error.get_or_insert("client_disconnected");

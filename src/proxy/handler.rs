@@ -483,7 +483,12 @@ async fn journey(
             }
         }
     };
-    Response::from_parts(parts, LoggedBody::new(body, guard))
+    // What the client is told to expect: where its HTTP/1.1 connection stops reading.
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    Response::from_parts(parts, LoggedBody::new(body, guard).with_length(length))
 }
 
 fn upstream_failure(failure: Failure, mut guard: RecordGuard) -> Response<LoggedBody> {
