@@ -2,6 +2,7 @@
 //! minimization, timeouts, limits. Read from an optional YAML file; command-line flags override it.
 
 use crate::audit::IpMode;
+use crate::filter::underscores::Underscores;
 use crate::located::{LocatedError, read_yaml};
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
@@ -233,6 +234,9 @@ pub struct ConfigFile {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
+    /// Request header names with `_`: dropped (the default) or passed to the site.
+    #[serde(default)]
+    pub underscores_in_headers: Underscores,
 }
 
 /// The upstream origin: where every request goes.
@@ -285,6 +289,7 @@ pub struct Settings {
     pub server_names: Vec<String>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub underscores_in_headers: Underscores,
 }
 
 /// Command-line values that override the file.
@@ -356,6 +361,7 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
         server_names: file.server_names,
         timeouts: file.timeouts,
         limits: file.limits,
+        underscores_in_headers: file.underscores_in_headers,
     })
 }
 

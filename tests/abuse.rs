@@ -239,3 +239,53 @@ async fn a_page_of_deeply_nested_srcdoc_documents_is_answered_and_the_proxy_live
     assert_eq!(got.body.matches("srcdoc=").count(), 4);
     assert_eq!(get(&http1(), &proxy.url("/"), &[]).await.status, 200);
 }
+
+/// The header lines a CGI-style site would read as `HTTP_X_FORWARDED_FOR` and the like.
+const UNDERSCORED: [(&str, &str); 4] = [
+    ("X_Forwarded_For", "6.6.6.6"),
+    ("X_Real_IP", "6.6.6.6"),
+    ("Transfer_Encoding", "chunked"),
+    ("Content_Length", "5"),
+];
+
+#[tokio::test]
+async fn header_names_with_underscores_never_reach_the_site_unless_allowed() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let mut head = String::from("GET /h1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for (k, v) in UNDERSCORED {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    assert!(raw(&proxy, head.as_bytes()).await.starts_with("HTTP/1.1 200"));
+    let got = get(&http2(), &proxy.url("/h2"), &UNDERSCORED).await;
+    assert_eq!(got.status, 200);
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
+        ["/h1", "/h2"]
+    );
+    for s in &seen {
+        let names: Vec<_> = s.headers.keys().map(|k| k.as_str()).collect();
+        assert!(names.iter().all(|n| !n.contains('_')), "{names:?}");
+        assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1", "{:?}", s.headers);
+        assert_eq!(s.headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
+    assert_eq!(
+        metric(
+            &proxy,
+            "consent_proxy_request_headers_dropped_total{reason=\"underscore\"}"
+        )
+        .await,
+        8.0
+    );
+
+    // An operator who needs them passes them.
+    let (_d, config) = temp_file("c.yaml", "underscores_in_headers: pass\n");
+    let passing = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    get(&http2(), &passing.url("/pass"), &UNDERSCORED).await;
+    let seen = up.last_seen();
+    assert_eq!(seen.path, "/pass");
+    assert_eq!(seen.headers["x_forwarded_for"], "6.6.6.6");
+    assert_eq!(seen.headers["content_length"], "5");
+}

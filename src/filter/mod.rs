@@ -12,6 +12,7 @@ pub mod memo;
 pub mod path;
 pub mod request;
 pub mod response;
+pub mod underscores;
 
 use serde::Serialize;
 

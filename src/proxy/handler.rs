@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
+use crate::filter::underscores::{self, Underscores};
 use crate::filter::{consent_mode, declarations, framing, html, path, request, response};
 use crate::policy::sources::{Country, TkMode};
 use crate::policy::{CompiledPolicy, Mode};
@@ -210,6 +211,12 @@ async fn journey(
             "421 Misdirected Request: this proxy does not serve that host\n",
             guard,
         );
+    }
+
+    // Header names a CGI-style site would read as the proxy's own (`X_Forwarded_For`).
+    if settings.underscores_in_headers == Underscores::Drop {
+        let dropped = underscores::drop_underscored(req.headers_mut());
+        state.metrics.headers_dropped("underscore", dropped);
     }
 
     // What the site declares about browser signals, answered here (not in report-only mode:

@@ -31,6 +31,11 @@ struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -50,6 +55,7 @@ pub struct Metrics {
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
     memo: Family<ResultLabel, Counter>,
+    headers_dropped: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -73,6 +79,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             reloads: Family::default(),
             memo: Family::default(),
+            headers_dropped: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -119,6 +126,11 @@ impl Metrics {
             "rewrite_memo",
             "HTML documents small enough to remember: answered from the rewrite memo (hit) or rewritten (miss)",
             m.memo.clone(),
+        );
+        registry.register(
+            "request_headers_dropped",
+            "Request header lines removed before the request went upstream, by reason",
+            m.headers_dropped.clone(),
         );
         let decision_series = Category::ALL
             .into_iter()
@@ -192,6 +204,15 @@ impl Metrics {
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Counts `n` request header lines removed for `reason`.
+    pub fn headers_dropped(&self, reason: &'static str, n: usize) {
+        if n > 0 {
+            self.headers_dropped
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(n as u64);
+        }
     }
 
     /// The OpenMetrics text exposition.
