@@ -130,7 +130,9 @@ impl Contents {
             files
                 .iter()
                 .map(|f| {
-                    let hash = std::fs::read(f).ok().map(|b| xxhash_rust::xxh3::xxh3_128(&b));
+                    let hash = std::fs::read(f)
+                        .ok()
+                        .map(|b| xxhash_rust::xxh3::xxh3_128(&b));
                     (f.clone(), hash)
                 })
                 .collect(),

@@ -243,5 +243,77 @@ async fn reading_the_certificates_or_logging_beside_them_does_not_reload() {
     assert!(reloads.is_empty(), "{reloads:?}");
     assert!(lines.len() > 3, "stderr was written: {lines:?}");
     let got = get(&http1(), &admin(&proxy, "/metrics"), &[]).await;
-    assert!(!got.body.contains("consent_proxy_policy_reloads_total{"), "{}", got.body);
+    assert!(
+        !got.body.contains("consent_proxy_policy_reloads_total{"),
+        "{}",
+        got.body
+    );
+}
+
+/// Sends `bytes` on a TLS connection offering `alpn` and reads what comes back until the
+/// proxy closes the connection (or 3 s pass).
+async fn exchange_over_tls(addr: std::net::SocketAddr, alpn: &[&[u8]], bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = connect(addr, Path::new(CERT), alpn).await.unwrap();
+    tls.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_speaks_exactly_the_protocol_alpn_chose() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path(), Path::new(CERT), Path::new(KEY));
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let h1_request = b"GET /h1-on-h2 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // An empty SETTINGS frame.
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+    // ALPN h2: an HTTP/1.1 request is not a connection preface. The answer, if any, is
+    // HTTP/2 (a SETTINGS frame, then GOAWAY), never HTTP/1.1.
+    let got = exchange_over_tls(proxy.addr, &[b"h2"], h1_request).await;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(got.is_empty() || got[3] == 4, "{got:?}");
+
+    // ALPN http/1.1: the HTTP/2 preface is no HTTP/1.1 request and gets no HTTP/2 frame.
+    let got = exchange_over_tls(proxy.addr, &[b"http/1.1"], &[PREFACE, SETTINGS].concat()).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        got.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+        "{text}"
+    );
+    assert!(
+        got.len() < 9 || got[3] != 4,
+        "an HTTP/2 SETTINGS frame: {got:?}"
+    );
+
+    // No ALPN at all: HTTP/1.1.
+    let got = exchange_over_tls(
+        proxy.addr,
+        &[],
+        b"GET /no-alpn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // Only the last reached the site.
+    let paths: Vec<_> = up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, ["/no-alpn"]);
 }

@@ -40,14 +40,67 @@ impl Activity {
     }
 }
 
-/// Serves one connection until it ends, keeping the deadlines and following `drain`.
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Plain TCP: HTTP/1.1, or HTTP/2 when the client starts with its preface (h2c by prior
+    /// knowledge).
+    Detect,
+    /// TLS whose ALPN chose `http/1.1`, or chose nothing: HTTP/1.1 only.
+    Http1,
+    /// TLS whose ALPN chose `h2`: HTTP/2 only; anything but its preface ends the connection.
+    Http2,
+}
+
+impl Protocol {
+    /// The protocol a TLS connection's ALPN negotiated.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Protocol {
+        match alpn {
+            Some(b"h2") => Protocol::Http2,
+            _ => Protocol::Http1,
+        }
+    }
+}
+
+/// hyper's connection builders, one per [`Protocol`], configured alike.
+#[derive(Clone)]
+pub struct Builders {
+    pub detect: auto::Builder<TokioExecutor>,
+    pub http1: hyper::server::conn::http1::Builder,
+    pub http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// From the builder for [`Protocol::Detect`]: HTTP/1.1 only for `http1`, HTTP/2 only for
+    /// `http2`. `http1` takes the same head timeout and buffer size.
+    pub fn new(
+        detect: auto::Builder<TokioExecutor>,
+        header_read: Duration,
+        max_buf_size: usize,
+    ) -> Builders {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read)
+            .max_buf_size(max_buf_size);
+        Builders {
+            http2: detect.clone().http2_only(),
+            detect,
+            http1,
+        }
+    }
+}
+
+/// Serves one connection in `protocol` until it ends, keeping the deadlines and following
+/// `drain`.
 pub async fn drive<I, S, B>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
+    protocol: Protocol,
     io: I,
     service: S,
     activity: Activity,
     deadline: Duration,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -58,8 +111,39 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Detect => {
+            let conn = builders.detect.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            keep(conn, |c| c.graceful_shutdown(), activity, deadline, drain).await
+        }
+        Protocol::Http1 => {
+            let conn = builders.http1.serve_connection(io, service).with_upgrades();
+            tokio::pin!(conn);
+            keep(conn, |c| c.graceful_shutdown(), activity, deadline, drain).await
+        }
+        Protocol::Http2 => {
+            let conn = builders.http2.serve_connection(io, service);
+            tokio::pin!(conn);
+            keep(conn, |c| c.graceful_shutdown(), activity, deadline, drain).await
+        }
+    }
+}
+
+/// Polls a connection until it ends, keeping the deadlines and following `drain`;
+/// `graceful` asks it to close after its requests in flight.
+async fn keep<C, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    graceful: fn(std::pin::Pin<&mut C>),
+    activity: Activity,
+    deadline: Duration,
+    mut drain: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
     // While draining, look often: a first request may arrive at any moment.
     const DRAIN_POLL: Duration = Duration::from_millis(50);
     let opened = Instant::now();
@@ -79,7 +163,7 @@ where
         }
         if !closing && count > 0 && (draining || now >= last_change + deadline) {
             closing = true;
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
         }
         let next = if closing {
             // Only the requests in flight are left; the connection ends after them.
@@ -95,7 +179,7 @@ where
             .as_mut()
             .reset(next.max(now + Duration::from_millis(1)));
         tokio::select! {
-            ended = conn.as_mut() => return ended,
+            ended = conn.as_mut() => return ended.map_err(Into::into),
             changed = drain.changed(), if !draining => {
                 // A closed channel means the server is gone: drain too.
                 draining = changed.is_err() || *drain.borrow();

@@ -121,12 +121,13 @@ pub async fn serve(
     let snapshot = state.current.load_full();
     let settings = &snapshot.settings;
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    let max_buf = settings.limits.max_header_size.max(8192);
     // A request head larger than the buffer is answered 431.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.timeouts.header_read)
-        .max_buf_size(settings.limits.max_header_size.max(8192));
+        .max_buf_size(max_buf);
     // Pings find HTTP/2 peers that vanished without closing the connection.
     builder
         .http2()
@@ -134,6 +135,7 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(settings.limits.max_header_size).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
+    let builders = conn::Builders::new(builder, settings.timeouts.header_read, max_buf);
     // At most this many connections at once: beyond it, accepting waits.
     let slots = Arc::new(tokio::sync::Semaphore::new(
         settings.limits.max_connections.max(1),
@@ -162,8 +164,8 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (state, builder, draining, tls) =
-                    (state.clone(), builder.clone(), draining.clone(), tls.clone());
+                let (state, builders, draining, tls) =
+                    (state.clone(), builders.clone(), draining.clone(), tls.clone());
                 state.tasks.clone().spawn(async move {
                     let activity = conn::Activity::default();
                     let counter = activity.clone();
@@ -181,14 +183,20 @@ pub async fn serve(
                     });
                     let result = match tls {
                         None => {
-                            conn::drive(&builder, guard(stream), svc, activity, deadline, draining)
+                            let protocol = conn::Protocol::Detect;
+                            let io = guard(stream);
+                            conn::drive(&builders, protocol, io, svc, activity, deadline, draining)
                                 .await
                         }
                         Some(acceptor) => {
                             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
+                                    // Exactly the protocol ALPN chose.
+                                    let protocol =
+                                        conn::Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
                                     let io = framing::Guard::new(stream, max_head, upgraded.clone());
-                                    conn::drive(&builder, io, svc, activity, deadline, draining).await
+                                    conn::drive(&builders, protocol, io, svc, activity, deadline, draining)
+                                        .await
                                 }
                                 Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
                                 Err(_) => Err("TLS handshake timed out".into()),
