@@ -95,6 +95,24 @@ pub struct Limits {
     /// Client connections served at once; more wait in the kernel's accept queue.
     #[serde(default = "Limits::max_connections")]
     pub max_connections: usize,
+    /// Requests in flight in the whole proxy, from their head to the end of their answer (or
+    /// of their upstream exchange, if the client left first); more are answered 503 at once.
+    #[serde(
+        default = "Limits::max_requests",
+        deserialize_with = "Limits::deserialize_at_least_one"
+    )]
+    pub max_requests: usize,
+    /// Streams an HTTP/2 client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS), and
+    /// upstream exchanges any one client connection may have running at once.
+    #[serde(
+        default = "Limits::http2_max_streams",
+        deserialize_with = "Limits::deserialize_at_least_one"
+    )]
+    pub http2_max_streams: usize,
+    /// Requests in flight an HTTP/2 client may cancel within 10 s; one more ends its
+    /// connection with GOAWAY ENHANCE_YOUR_CALM.
+    #[serde(default = "Limits::http2_max_resets")]
+    pub http2_max_resets: u32,
 }
 
 impl Limits {
@@ -116,6 +134,26 @@ impl Limits {
 
     fn max_connections() -> usize {
         10_000
+    }
+
+    fn max_requests() -> usize {
+        1024
+    }
+
+    fn http2_max_streams() -> usize {
+        200
+    }
+
+    fn http2_max_resets() -> u32 {
+        100
+    }
+
+    fn deserialize_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let n = usize::deserialize(d)?;
+        if n == 0 {
+            return Err(serde::de::Error::custom("must be at least 1"));
+        }
+        Ok(n)
     }
 
     fn deserialize_header_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -160,6 +198,9 @@ impl Default for Limits {
             rewrite_cache: Limits::rewrite_cache(),
             max_header_size: Limits::max_header_size(),
             max_connections: Limits::max_connections(),
+            max_requests: Limits::max_requests(),
+            http2_max_streams: Limits::http2_max_streams(),
+            http2_max_resets: Limits::http2_max_resets(),
         }
     }
 }

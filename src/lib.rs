@@ -12,6 +12,7 @@ pub mod consent;
 pub mod demo;
 pub mod filter;
 pub mod located;
+pub mod logs;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -85,17 +85,7 @@ fn tune_allocator() {}
 fn main() -> ExitCode {
     tune_allocator();
     install_panic_hook();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        // A closed stderr loses the lines quietly (the default reports it on stderr, which
-        // panics when stderr is closed).
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_diagnostics();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { policy, config } => check(policy.as_deref(), config.as_deref()),
@@ -118,6 +108,29 @@ fn main() -> ExitCode {
         ),
         Command::Demo { listen, once } => run_async(consent_proxy::demo::run(listen, once), None),
     }
+}
+
+/// Diagnostics on stderr, filtered by `RUST_LOG` (default `info`), each place rate-limited.
+fn init_diagnostics() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let limit = consent_proxy::logs::RateLimit::default();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with(limit.clone())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                // A closed stderr loses the lines quietly (the default reports it on stderr,
+                // which panics when stderr is closed).
+                .log_internal_errors(false),
+        )
+        .init();
+    limit.spawn_summaries();
 }
 
 /// Panic messages can carry request data; print only where the panic happened.

@@ -80,9 +80,7 @@ pub async fn run(
     let state = Arc::new(State::new(settings, policy, sink)?);
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), async {
-        let _ = admin_stopped.await;
-    }));
+    let admin_thread = spawn_admin(admin_listener, state.clone(), admin_stopped)?;
     spawn_reloader(state.clone(), tls.clone(), sources, started);
 
     state.set_ready(true);
@@ -95,8 +93,40 @@ pub async fn run(
     })
     .await;
     let _ = stop_admin.send(());
-    let _ = admin_task.await;
+    let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
     Ok(())
+}
+
+/// Runs the admin listener on a thread and runtime of its own, so that health checks and
+/// metrics are answered at once while the workers are saturated.
+fn spawn_admin(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let listener = listener
+        .into_std()
+        .map_err(|e| format!("admin listener: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("admin runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        admin::serve(listener, state, async {
+                            let _ = stop.await;
+                        })
+                        .await
+                    }
+                    Err(e) => tracing::error!("admin listener: {e}"),
+                }
+            })
+        })
+        .map_err(|e| format!("admin thread: {e}"))
 }
 
 /// Why a reload was asked for.

@@ -317,3 +317,37 @@ async fn a_tls_connection_speaks_exactly_the_protocol_alpn_chose() {
         .collect();
     assert_eq!(paths, ["/no-alpn"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_not_written() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path(), Path::new(CERT), Path::new(KEY));
+    let proxy = Proxy::start(&up.url(), &["--config", path_str(&config)]);
+    let before = proxy.stderr.lock().unwrap().len();
+    for _ in 0..30 {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read_to_end(&mut s, &mut out),
+        )
+        .await;
+    }
+    let series = "consent_proxy_connections_failed_total{reason=\"tls_handshake\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&proxy, series).await < 30.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            metric(&proxy, series).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let written = proxy.stderr.lock().unwrap().len() - before;
+    assert!(written <= 5, "{:?}", proxy.stderr.lock().unwrap());
+}

@@ -4,6 +4,7 @@
 use crate::audit::{Decision, LogSink};
 use crate::filter::html::TagReportHandle;
 use crate::filter::memo::{self, Memo};
+use crate::proxy::admission::{Admission, ConnShare};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -22,6 +23,10 @@ pub struct RecordGuard {
     pub decision: Decision,
     /// The HTML rewriter's report, read when the record is written.
     pub tags: Option<TagReportHandle>,
+    /// The request's places under the limits, given back with the record.
+    pub admission: Option<Admission>,
+    /// Its HTTP/2 connection's cancelled requests: counted if the client went away.
+    pub resets: Option<Arc<ConnShare>>,
     start: Instant,
     sink: Arc<LogSink>,
     metrics: Arc<super::metrics::Metrics>,
@@ -38,6 +43,8 @@ impl RecordGuard {
         RecordGuard {
             decision,
             tags: None,
+            admission: None,
+            resets: None,
             start: Instant::now(),
             sink,
             metrics,
@@ -57,6 +64,11 @@ impl Drop for RecordGuard {
             // The handler was dropped before it produced a response: the client went away.
             d.status = 499;
             d.error.get_or_insert("client_disconnected");
+        }
+        if d.error == Some("client_disconnected")
+            && let Some(share) = &self.resets
+        {
+            share.resets.count();
         }
         d.duration_ms = (self.start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         d.ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

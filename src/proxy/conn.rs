@@ -40,6 +40,13 @@ impl Activity {
     }
 }
 
+const NO_REQUEST: &str = "no request within the header-read timeout";
+
+/// Whether a connection ended because it sent no request in time.
+pub fn is_no_request(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.to_string() == NO_REQUEST
+}
+
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -159,7 +166,7 @@ where
         }
         if count == 0 && now >= opened + deadline {
             // Nothing asked for in time, draining or not: drop it.
-            return Err("no request within the header-read timeout".into());
+            return Err(NO_REQUEST.into());
         }
         if !closing && count > 0 && (draining || now >= last_change + deadline) {
             closing = true;

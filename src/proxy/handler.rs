@@ -1,9 +1,10 @@
 //! One request's journey through the phases, in order: consent, request filter, upstream,
 //! response headers, response body, log.
 
+use super::admission::{Admission, ConnShare};
 use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
 use super::coding::{decode, encode};
-use super::upstream::Failure;
+use super::upstream::{self, Failure};
 use super::{Snapshot, State, conn, framing as stream};
 use crate::audit::Decision;
 use crate::config::Settings;
@@ -44,6 +45,8 @@ pub struct Peer {
     pub slot: Option<conn::Slot>,
     /// Set when the connection switches protocols: its request heads are no longer checked.
     pub upgraded: Arc<std::sync::atomic::AtomicBool>,
+    /// The connection's share of the limits: its upstream exchanges, its cancelled requests.
+    pub share: Arc<ConnShare>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response and a decision record.
@@ -52,6 +55,8 @@ pub async fn handle(
     peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
+    // A place among the requests in flight, or none: the proxy is at capacity.
+    let admission = state.capacity.admit(peer.slot.clone());
     // One snapshot for the whole request: a reload in the middle does not mix two.
     let snapshot = state.current.load_full();
     let (policy, settings) = (&snapshot.policy, &snapshot.settings);
@@ -67,7 +72,7 @@ pub async fn handle(
         .and_then(Country::parse)
     });
     let consent = consent::decide(req.headers(), policy, country);
-    let guard = RecordGuard::new(
+    let mut guard = RecordGuard::new(
         Decision {
             ts: String::new(),
             client: snapshot.minimizer.minimize(client),
@@ -90,7 +95,26 @@ pub async fn handle(
         state.sink.clone(),
         state.metrics.clone(),
     );
-    Ok(journey(state, peer, req, host, &snapshot, consent, guard).await)
+    if req.version() == Version::HTTP_2 {
+        guard.resets = Some(peer.share.clone());
+    }
+    let Some(admission) = admission else {
+        return Ok(overloaded(guard));
+    };
+    Ok(journey(state, peer, req, host, &snapshot, consent, admission, guard).await)
+}
+
+/// The answer when the proxy is at capacity: at once, rather than after a queue.
+fn overloaded(mut guard: RecordGuard) -> Response<LoggedBody> {
+    guard.decision.error = Some("overloaded");
+    let mut resp = local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable: too many requests in flight, try again shortly\n",
+        guard,
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
@@ -173,6 +197,7 @@ fn decided_by(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn journey(
     state: Arc<State>,
     peer: Peer,
@@ -180,6 +205,7 @@ async fn journey(
     host: Option<String>,
     snapshot: &Snapshot,
     consent: Consent,
+    mut admission: Admission,
     mut guard: RecordGuard,
 ) -> Response<LoggedBody> {
     let (policy, settings) = (&snapshot.policy, &snapshot.settings);
@@ -337,33 +363,28 @@ async fn journey(
         }
     };
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, super::upstream::RequestBody(body));
+    let upstream_req = Request::from_parts(parts, upstream::RequestBody(body));
 
-    // Upstream.
-    let asked = std::time::Instant::now();
-    let sent = tokio::time::timeout(
+    // Upstream: in a task of its own that keeps the request's places until the site is done
+    // with it, even if the client goes away first.
+    admission.take_stream(&peer.share).await;
+    let Some(exchanged) = upstream::exchange(
+        &state.client,
+        upstream_req,
         settings.timeouts.upstream_response,
-        state.client.request(upstream_req),
+        admission,
     )
-    .await;
-    if let Ok(Ok(_)) = &sent {
-        state.metrics.upstream_latency(asked.elapsed());
+    .await
+    else {
+        return upstream_failure(Failure::Unavailable, guard);
+    };
+    guard.admission = Some(exchanged.hold);
+    if let Some(latency) = exchanged.latency {
+        state.metrics.upstream_latency(latency);
     }
-    let mut resp = match sent {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            let failure = Failure::classify(&e);
-            if failure == Failure::RequestBody {
-                tracing::debug!(error = %super::upstream::describe(&e), "request body failed");
-            } else {
-                tracing::warn!(error = %super::upstream::describe(&e), "upstream request failed");
-            }
-            return upstream_failure(failure, guard);
-        }
-        Err(_) => {
-            tracing::warn!("upstream did not answer in time");
-            return upstream_failure(Failure::Timeout, guard);
-        }
+    let mut resp = match exchanged.answer {
+        Ok(r) => r,
+        Err(failure) => return upstream_failure(failure, guard),
     };
 
     // Upgrades (WebSocket and others): join the two connections once both sides switch.

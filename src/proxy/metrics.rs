@@ -56,6 +56,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     memo: Family<ResultLabel, Counter>,
     headers_dropped: Family<ReasonLabel, Counter>,
+    connections_failed: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +81,7 @@ impl Metrics {
             reloads: Family::default(),
             memo: Family::default(),
             headers_dropped: Family::default(),
+            connections_failed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +133,16 @@ impl Metrics {
             "request_headers_dropped",
             "Request header lines removed before the request went upstream, by reason",
             m.headers_dropped.clone(),
+        );
+        registry.register(
+            "connections_failed",
+            "Client connections that ended in an error or were refused, by reason",
+            m.connections_failed.clone(),
+        );
+        registry.register(
+            "log_lines_suppressed",
+            "Diagnostic lines not written because their place wrote too many in 10 s",
+            crate::logs::suppressed_lines().clone(),
         );
         let decision_series = Category::ALL
             .into_iter()
@@ -213,6 +225,13 @@ impl Metrics {
                 .get_or_create(&ReasonLabel { reason })
                 .inc_by(n as u64);
         }
+    }
+
+    /// Counts a client connection that ended in an error, for `reason`.
+    pub fn connection_failed(&self, reason: &'static str) {
+        self.connections_failed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -2,7 +2,9 @@
 //! bodies, and graceful shutdown.
 
 pub mod admin;
+pub mod admission;
 pub mod body;
+pub mod calm;
 pub mod coding;
 pub mod conn;
 pub mod framing;
@@ -69,6 +71,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// Connections and upgraded tunnels: the drain waits for them.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Requests in flight (`limits.max_requests`, fixed at start).
+    pub capacity: admission::Capacity,
 }
 
 impl State {
@@ -82,6 +86,7 @@ impl State {
         let minimizer = Arc::new(Minimizer::new(settings.client_ip));
         Ok(State {
             client: upstream::client(&settings)?,
+            capacity: admission::Capacity::new(settings.limits.max_requests),
             current: ArcSwap::from_pointee(Snapshot::new(
                 settings, policy, minimizer, &metrics, None,
             )),
@@ -133,6 +138,9 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(
+            u32::try_from(settings.limits.http2_max_streams).unwrap_or(u32::MAX),
+        )
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
     let builders = conn::Builders::new(builder, settings.timeouts.header_read, max_buf);
@@ -143,6 +151,10 @@ pub async fn serve(
     let (drain, draining) = tokio::sync::watch::channel(false);
     let deadline = settings.timeouts.header_read;
     let max_head = settings.limits.max_header_size.max(8192);
+    let (max_streams, max_resets) = (
+        settings.limits.http2_max_streams,
+        settings.limits.http2_max_resets,
+    );
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -170,13 +182,15 @@ pub async fn serve(
                     let activity = conn::Activity::default();
                     let counter = activity.clone();
                     let upgraded = Arc::new(AtomicBool::new(false));
-                    let guard = |io| framing::Guard::new(io, max_head, upgraded.clone());
+                    let share = Arc::new(admission::ConnShare::new(max_streams, max_resets));
                     let peer = handler::Peer {
                         addr: peer,
                         tls: tls.is_some(),
                         slot: Some(conn::Slot(Arc::new(slot))),
                         upgraded: upgraded.clone(),
+                        share: share.clone(),
                     };
+                    let metrics = state.metrics.clone();
                     let svc = service_fn(move |req| {
                         counter.started();
                         handler::handle(state.clone(), peer.clone(), req)
@@ -184,9 +198,11 @@ pub async fn serve(
                     let result = match tls {
                         None => {
                             let protocol = conn::Protocol::Detect;
-                            let io = guard(stream);
+                            let io = calm::CalmIo::new(stream, share.clone());
+                            let io = framing::Guard::new(io, max_head, upgraded.clone());
                             conn::drive(&builders, protocol, io, svc, activity, deadline, draining)
                                 .await
+                                .map_err(|e| ("protocol", e))
                         }
                         Some(acceptor) => {
                             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
@@ -194,16 +210,29 @@ pub async fn serve(
                                     // Exactly the protocol ALPN chose.
                                     let protocol =
                                         conn::Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
-                                    let io = framing::Guard::new(stream, max_head, upgraded.clone());
+                                    let io = calm::CalmIo::new(stream, share.clone());
+                                    let io = framing::Guard::new(io, max_head, upgraded.clone());
                                     conn::drive(&builders, protocol, io, svc, activity, deadline, draining)
                                         .await
+                                        .map_err(|e| ("protocol", e))
                                 }
-                                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
-                                Err(_) => Err("TLS handshake timed out".into()),
+                                Ok(Err(e)) => Err(("tls_handshake", format!("TLS handshake failed: {e}").into())),
+                                Err(_) => Err(("tls_handshake_timeout", "TLS handshake timed out".into())),
                             }
                         }
                     };
-                    if let Err(e) = result {
+                    // Counted by reason; the lines themselves only at debug level, where an
+                    // attacker's connections cannot flood the log an operator reads.
+                    let reason = match &result {
+                        _ if share.resets.tripped() => Some("http2_resets"),
+                        Ok(()) => None,
+                        Err((_, e)) if conn::is_no_request(e.as_ref()) => Some("no_request"),
+                        Err((reason, _)) => Some(*reason),
+                    };
+                    if let Some(reason) = reason {
+                        metrics.connection_failed(reason);
+                    }
+                    if let Err((_, e)) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

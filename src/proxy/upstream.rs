@@ -131,6 +131,81 @@ pub fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
+/// The most of an answer's body read after its client went away, so that its connection can
+/// serve another request; a longer body closes the connection instead.
+const FINISH_AT_MOST: usize = 1 << 20;
+
+/// What came of sending one request upstream.
+pub struct Exchanged<H> {
+    pub answer: Result<http::Response<Incoming>, Failure>,
+    /// From sending the request to the answer's head, when there was one.
+    pub latency: Option<Duration>,
+    /// What the caller asked to be kept until the exchange ends.
+    pub hold: H,
+}
+
+/// Sends `req` upstream in a task of its own, which keeps `hold` (the request's places under
+/// the limits) until the exchange has ended. If the caller goes away first (its client
+/// cancelled the request), the task still waits for the answer and reads its body to the end
+/// (up to 1 MiB, within `timeout`), so that the upstream connection goes back to the pool: a
+/// cancelled request costs no new upstream connection, and its place is given back only when
+/// the site has really finished with it.
+pub async fn exchange<H: Send + 'static>(
+    client: &UpstreamClient,
+    req: http::Request<RequestBody>,
+    timeout: Duration,
+    hold: H,
+) -> Option<Exchanged<H>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let client = client.clone();
+    tokio::spawn(async move {
+        let asked = std::time::Instant::now();
+        let sent = tokio::time::timeout(timeout, client.request(req)).await;
+        let latency = matches!(sent, Ok(Ok(_))).then(|| asked.elapsed());
+        let answer = match sent {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                let failure = Failure::classify(&e);
+                if failure == Failure::RequestBody {
+                    tracing::debug!(error = %describe(&e), "request body failed");
+                } else {
+                    tracing::warn!(error = %describe(&e), "upstream request failed");
+                }
+                Err(failure)
+            }
+            Err(_) => {
+                tracing::warn!("upstream did not answer in time");
+                Err(Failure::Timeout)
+            }
+        };
+        let exchanged = Exchanged {
+            answer,
+            latency,
+            hold,
+        };
+        if let Err(abandoned) = tx.send(exchanged) {
+            if let Ok(resp) = abandoned.answer {
+                let _ = tokio::time::timeout(timeout, finish(resp.into_body())).await;
+            }
+            drop(abandoned.hold);
+        }
+    });
+    // `None` only if the task panicked.
+    rx.await.ok()
+}
+
+/// Reads a body no one will receive to its end, unless it is longer than [`FINISH_AT_MOST`].
+async fn finish(mut body: Incoming) {
+    use http_body_util::BodyExt as _;
+    let mut read = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len());
+        if read > FINISH_AT_MOST {
+            return;
+        }
+    }
+}
+
 /// Why the upstream did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
