@@ -197,7 +197,6 @@ fn a_closed_output_pipe_ends_the_command_quietly_with_its_verdict() {
     let (code, err) = run_into_closed_pipe(&["check", "--policy", path_str(&bad)], false);
     assert_eq!((code, err.as_str()), (1, ""));
     // The demo writes its walkthrough on stderr.
-    let (code, out) =
-        run_into_closed_pipe(&["demo", "--once", "--listen", "127.0.0.1:0"], true);
+    let (code, out) = run_into_closed_pipe(&["demo", "--once", "--listen", "127.0.0.1:0"], true);
     assert_eq!(code, 0, "{out}");
 }

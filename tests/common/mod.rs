@@ -399,9 +399,7 @@ fn tail(path: std::path::PathBuf, into: Arc<Mutex<Vec<String>>>) {
                 && end + 1 > read
             {
                 let new = String::from_utf8_lossy(&text[read..=end]).into_owned();
-                into.lock()
-                    .unwrap()
-                    .extend(new.lines().map(str::to_string));
+                into.lock().unwrap().extend(new.lines().map(str::to_string));
                 read = end + 1;
             }
             std::thread::sleep(Duration::from_millis(20));
