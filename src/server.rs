@@ -368,6 +368,39 @@ pub fn reload(
         ("upstream_ca", new.upstream_ca != started.upstream_ca),
         ("tls", new.tls != started.tls),
         ("log", new.log != started.log),
+        // Read when the listener starts.
+        (
+            "limits.max_header_size",
+            new.limits.max_header_size != started.limits.max_header_size,
+        ),
+        (
+            "limits.max_connections",
+            new.limits.max_connections != started.limits.max_connections,
+        ),
+        (
+            "limits.max_requests",
+            new.limits.max_requests != started.limits.max_requests,
+        ),
+        (
+            "limits.http2_max_streams",
+            new.limits.http2_max_streams != started.limits.http2_max_streams,
+        ),
+        (
+            "limits.http2_max_resets",
+            new.limits.http2_max_resets != started.limits.http2_max_resets,
+        ),
+        (
+            "timeouts.header_read",
+            new.timeouts.header_read != started.timeouts.header_read,
+        ),
+        (
+            "timeouts.upstream_connect",
+            new.timeouts.upstream_connect != started.timeouts.upstream_connect,
+        ),
+        (
+            "timeouts.shutdown_grace",
+            new.timeouts.shutdown_grace != started.timeouts.shutdown_grace,
+        ),
     ];
     for (name, changed) in fixed {
         if changed {
