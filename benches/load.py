@@ -28,14 +28,19 @@ Everything listens on 127.0.0.1 and stops by itself.
 """
 
 import argparse
+import http.client
 import json
+import math
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,14 +194,417 @@ def median(runs):
     return out
 
 
-def peak_rss_kib(pid):
+def status_kib(pid, field):
+    """A figure in KiB from /proc/PID/status: VmRSS (now), VmHWM (peak)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def peak_rss_kib(pid):
+    return status_kib(pid, "VmHWM")
+
+
+def prepare(clean=True):
+    """Tools, the release binary, and target/load with the upstream's files. `clean` empties
+    target/load first; the overload mode keeps it, so that its report is appended."""
+    ensure_tools()
+    log("building the release binary")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    if clean and WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "www").mkdir(exist_ok=True)
+    (WORK / "www" / "index.html").write_text(page())
+    (WORK / "www" / "data.json").write_text(json.dumps({"items": list(range(20)), "ok": True}))
+
+
+def cpu_layout(workers):
+    """The proxies on the last CPUs, the upstream and the load generator on the first."""
+    ncpu = os.cpu_count() or 1
+    proxy_cpus = list(range(max(1, ncpu - workers), ncpu)) if ncpu > 1 else []
+    side_cpus = [c for c in range(ncpu) if c not in proxy_cpus] or list(range(ncpu))
+    return ncpu, proxy_cpus, side_cpus
+
+
+def start_upstream(procs, port, cpus):
+    """nginx serving the page (with its Set-Cookie headers) and the JSON resource."""
+    add_cookies = "\n".join(f'        add_header Set-Cookie "{c}";' for c in COOKIES)
+    procs.append(start_nginx("upstream", 1, cpus[:1], f"""
+    server {{
+        listen 127.0.0.1:{port};
+        root {WORK}/www;
+        etag off;
+        location = / {{
+            default_type text/html;
+{add_cookies}
+            try_files /index.html =404;
+        }}
+        location = /data.json {{ default_type application/json; }}
+    }}"""))
+    wait_port(port, procs[-1], "the upstream nginx")
+
+
+def start_consent_proxy(procs, name, port, admin_port, upstream_port, cpus, workers, extra=()):
+    """consent-proxy pinned to `cpus`; its decision records go to target/load/decisions-NAME.jsonl,
+    its warnings to consent-proxy-NAME.log."""
+    decisions = open(WORK / f"decisions-{name}.jsonl", "wb")
+    stderr = open(WORK / f"consent-proxy-{name}.log", "wb")
+    proc = subprocess.Popen(
+        taskset(cpus, [str(BIN), "serve", "--listen", f"127.0.0.1:{port}",
+                       "--admin-listen", f"127.0.0.1:{admin_port}",
+                       "--upstream", f"http://127.0.0.1:{upstream_port}",
+                       "--workers", str(workers)] + list(extra)),
+        stdout=decisions, stderr=stderr, env={**os.environ, "RUST_LOG": "warn"})
+    decisions.close()
+    stderr.close()
+    procs.append(proc)
+    wait_port(port, proc, "consent-proxy")
+    return proc
+
+
+def stop_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+# The overload mode.
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CONSENT_ALL = "cookie_consent=all"
+
+
+def get(port, path, headers=None, timeout=5.0):
+    """One GET on a connection of its own: (status or None, seconds, body or what failed)."""
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, time.perf_counter() - t0, body.decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as e:
+        return None, time.perf_counter() - t0, f"{type(e).__name__}: {e}"
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def requests_by_status(admin_port):
+    """consent_proxy_requests_total by status, from the admin port's /metrics."""
+    status, _, text = get(admin_port, "/metrics")
+    if status != 200:
+        return None
+    return {m[1]: int(float(m[2])) for m in re.finditer(
+        r'^consent_proxy_requests_total\{status="(\d+)"\} (\S+)$', text, re.M)}
+
+
+def in_flight(admin_port):
+    status, _, text = get(admin_port, "/metrics", timeout=2.0)
+    m = re.search(r"^consent_proxy_in_flight_requests (\S+)$", text, re.M) if status == 200 else None
+    return {"in_flight": int(float(m[1])) if m else None}
+
+
+def percentile(values, q):
+    """Nearest rank."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]
+
+
+class Probe:
+    """Calls `fn` every `interval` seconds, each call on a thread of its own, so that a slow
+    answer delays no later call (no coordinated omission); keeps what each call returned (a
+    dict), with `at`, the seconds since start()."""
+
+    def __init__(self, interval, fn):
+        self.interval, self.fn = interval, fn
+        self.results, self.threads = [], []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.runner = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.runner.start()
+        return self
+
+    def _run(self):
+        t0, n = time.perf_counter(), 0
+        while not self.done.is_set():
+            th = threading.Thread(target=self._one, args=(time.perf_counter() - t0,), daemon=True)
+            th.start()
+            self.threads.append(th)
+            n += 1
+            self.done.wait(max(0.0, t0 + n * self.interval - time.perf_counter()))
+
+    def _one(self, at):
+        r = self.fn()
+        with self.lock:
+            self.results.append({"at": round(at, 3), **r})
+
+    def stop(self):
+        """Stops calling, waits for the calls under way (each bounded by its timeout)."""
+        self.done.set()
+        self.runner.join()
+        for th in self.threads:
+            th.join()
+        return sorted(self.results, key=lambda r: r["at"])
+
+
+def timed_get(port, path, headers=None, timeout=5.0):
+    status, secs, text = get(port, path, headers, timeout)
+    return {"status": status, "ms": round(secs * 1000, 3),
+            **({"error": text} if status is None else {})}
+
+
+def latency_figures(samples):
+    ms = [s["ms"] for s in samples]
+    return {"n": len(samples), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms, default=None),
+            "non_200": [s for s in samples if s["status"] != 200]}
+
+
+def count_in_file(path, needle):
+    n, tail = 0, b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            buf = tail + chunk
+            n += buf.count(needle)
+            # Keep a partial needle for the next chunk, but never a whole one.
+            tail = buf[-(len(needle) - 1):] if len(needle) > 1 else b""
+    return n
+
+
+def overload(a, duration, warmup):
+    """Target c beyond its capacity; returns the exit status, or why it could not run."""
+    seconds = a.overload_seconds or (5.0 if a.quick else 10.0)
+    conns = max(1, a.overload_connections)
+    if a.config and not a.config.is_file():
+        return f"load: no config file {a.config}"
+    started = time.monotonic()
+    prepare(clean=False)
+    workers = max(1, a.workers)
+    ncpu, proxy_cpus, side_cpus = cpu_layout(workers)
+    ports = {k: free_port() for k in ["up", "p", "admin"]}
+    url = f"http://127.0.0.1:{ports['p']}/"
+    cookie = [f"Cookie: {CONSENT_ALL}"]
+    c = ["-c", str(a.connections)]
+    procs = []
+    try:
+        start_upstream(procs, ports["up"], side_cpus)
+        extra = ["--config", str(a.config.resolve())] if a.config else []
+        cp = start_consent_proxy(procs, "overload", ports["p"], ports["admin"], ports["up"],
+                                 proxy_cpus, workers, extra)
+        wait_port(ports["admin"], cp, "the admin listener")
+        if summarize(oha(url, ["-n", "1"], side_cpus, cookie))["ok"] != 1:
+            return "load: target c does not answer 200"
+
+        log(f"maximum throughput: {duration:g} s at {a.connections} connections")
+        oha(url, ["-z", warmup] + c, side_cpus, cookie)
+        before = summarize(oha(url, ["-z", f"{duration}s"] + c, side_cpus, cookie))
+        offered = max(1, round(3 * before["rps"]))
+
+        log(f"overload: {seconds:g} s at {offered} req/s (3x {before['rps']}) "
+            f"over {conns} connections")
+        rss_before = status_kib(cp.pid, "VmRSS")
+        counts_before = requests_by_status(ports["admin"])
+        oha_out, oha_err = WORK / "overload-oha.json", WORK / "overload-oha.log"
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(oha_out, "wb") as out, open(oha_err, "wb") as err:
+            gen = subprocess.Popen(taskset(side_cpus, [
+                "oha", "--no-tui", "--output-format", "json", url, "-H", cookie[0],
+                "-z", f"{seconds}s", "-q", str(offered), "-c", str(conns)]),
+                stdout=out, stderr=err)
+        t0 = time.monotonic()
+        probes = {
+            "healthz": Probe(0.05, lambda: timed_get(ports["admin"], "/healthz", timeout=2.0)),
+            "readyz": Probe(0.05, lambda: timed_get(ports["admin"], "/readyz", timeout=2.0)),
+            "canary": Probe(0.075, lambda: timed_get(ports["p"], "/", {"Cookie": CONSENT_ALL},
+                                                      timeout=10.0)),
+            "samples": Probe(0.1, lambda: {"rss_kib": status_kib(cp.pid, "VmRSS"),
+                                           "oha_cpu_s": cpu_seconds(gen.pid)}),
+            "in_flight": Probe(0.25, lambda: in_flight(ports["admin"])),
+        }
+        for p in probes.values():
+            p.start()
+        try:
+            gen.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            gen.kill()
+            gen.wait()
+        wall = time.monotonic() - t0
+        got = {k: p.stop() for k, p in probes.items()}
+        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if gen.returncode != 0:
+            return f"load: oha exited with {gen.returncode}: {oha_err.read_text()[-2000:]}"
+        result = json.loads(oha_out.read_text())
+
+        rss_right_after = status_kib(cp.pid, "VmRSS")
+        counts_after = requests_by_status(ports["admin"])
+        log(f"recovery: {duration:g} s at {a.connections} connections")
+        after = summarize(oha(url, ["-z", f"{duration}s"] + c, side_cpus, cookie))
+        time.sleep(1.0)
+        rss_after = status_kib(cp.pid, "VmRSS")
+        rss_hwm = status_kib(cp.pid, "VmHWM")
+        health_after = timed_get(ports["admin"], "/healthz", timeout=2.0)
+        request_after = timed_get(ports["p"], "/", {"Cookie": CONSENT_ALL}, timeout=5.0)
+    finally:
+        stop_all(procs)
+    overloaded_records = count_in_file(WORK / "decisions-overload.jsonl", b'"error":"overloaded"')
+
+    # What oha saw.
+    codes = {str(k): v for k, v in result.get("statusCodeDistribution", {}).items()}
+    oha_errors = result.get("errorDistribution", {})
+    cut_off = oha_errors.get("aborted due to deadline", 0)
+    other_errors = {k: v for k, v in oha_errors.items() if k != "aborted due to deadline"}
+    answered = sum(codes.values())
+    oha_total_s = result["summary"].get("total") or seconds
+    # What the proxy counted during the overload (the canaries included).
+    metric_delta = None
+    if counts_before is not None and counts_after is not None:
+        metric_delta = {k: v - counts_before.get(k, 0) for k, v in counts_after.items()
+                        if v - counts_before.get(k, 0)}
+    # The load generator's CPU: exact from its rusage once reaped, else the last /proc sample.
+    cpu_proc = max((s["oha_cpu_s"] for s in got["samples"] if s["oha_cpu_s"] is not None),
+                   default=None)
+    cpu_rusage = (usage_after.ru_utime + usage_after.ru_stime
+                  - usage_before.ru_utime - usage_before.ru_stime)
+    oha_cpu = cpu_rusage if cpu_rusage > 0 else cpu_proc
+    rss_samples = [s["rss_kib"] for s in got["samples"] if s["rss_kib"] is not None]
+    rss_peak = max(rss_samples + [rss_before or 0, rss_right_after or 0])
+    mib = lambda kib: None if kib is None else round(kib / 1024, 1)
+    canary = got["canary"]
+    served = [s for s in canary if s["status"] == 200]
+    shed = [s for s in canary if s["status"] == 503]
+    canary_other = [s for s in canary if s["status"] not in (200, 503)]
+    health = {k: latency_figures(got[k]) for k in ("healthz", "readyz")}
+    in_flight_peak = max((s["in_flight"] for s in got["in_flight"]
+                          if s["in_flight"] is not None), default=None)
+    ratio = round(after["rps"] / before["rps"], 3) if before["rps"] else None
+
+    report = {
+        "machine": {"cpus": ncpu, "proxy_cpus": proxy_cpus, "generator_cpus": side_cpus},
+        "settings": {"workers": workers, "connections": a.connections, "duration_s": duration,
+                     "overload_s": seconds, "overload_connections": conns,
+                     "config": str(a.config) if a.config else None},
+        "max_rps_before": before["rps"],
+        "before": before,
+        "offered_rps": offered,
+        "oha": {"achieved_rps": round(answered / oha_total_s, 1),
+                "requests_per_sec": round(result["summary"].get("requestsPerSec", 0.0), 1),
+                "status": codes, "cut_off_at_deadline": cut_off, "errors": other_errors,
+                "cpu_s": None if oha_cpu is None else round(oha_cpu, 2),
+                "cpu_s_proc_samples": cpu_proc,
+                "cpu_percent_of_one_core": None if oha_cpu is None
+                else round(100 * oha_cpu / wall, 1),
+                "wall_s": round(wall, 2)},
+        "metrics_during_overload": metric_delta,
+        "decision_records_overloaded": overloaded_records,
+        "in_flight_peak_sampled": in_flight_peak,
+        "health": {k: {kk: vv for kk, vv in v.items() if kk != "non_200"}
+                   | {"non_200": v["non_200"][:20], "non_200_count": len(v["non_200"])}
+                   for k, v in health.items()},
+        "canary": {"sent": len(canary), "served": len(served), "shed_503": len(shed),
+                   "other": canary_other[:20], "other_count": len(canary_other),
+                   "served_p50_ms": percentile([s["ms"] for s in served], 50),
+                   "served_p99_ms": percentile([s["ms"] for s in served], 99),
+                   "served_max_ms": max((s["ms"] for s in served), default=None),
+                   "shed_max_ms": max((s["ms"] for s in shed), default=None)},
+        "rss_mib": {"before": mib(rss_before), "peak": mib(rss_peak),
+                    "right_after": mib(rss_right_after), "after": mib(rss_after),
+                    "hwm": mib(rss_hwm)},
+        "after": after,
+        "recovery_ratio": ratio,
+        "healthz_after": health_after,
+        "request_after": {k: v for k, v in request_after.items()},
+        "samples": {k: got[k] for k in ("canary", "samples", "in_flight")},
+    }
+
+    h, cn, rss = health, report["canary"], report["rss_mib"]
+    health_max = max((v["max_ms"] for v in h.values() if v["max_ms"] is not None), default=None)
+    other_statuses = {k: v for k, v in codes.items() if k not in ("200", "503")}
+    metric_other = {k: v for k, v in (metric_delta or {}).items() if k not in ("200", "503")}
+    checks = [
+        ("health endpoints answered within 100 ms and always 200",
+         all(v["n"] and not v["non_200"] and v["max_ms"] < 100 for v in h.values()),
+         f"max {health_max} ms, non-200: {sum(len(v['non_200']) for v in h.values())}"),
+        ("proxy RSS peak < 256 MiB, after within 20 MiB of before",
+         rss["peak"] is not None and rss["peak"] < 256 and rss["after"] is not None
+         and rss["before"] is not None and rss["after"] - rss["before"] <= 20,
+         f"before {rss['before']}, peak {rss['peak']}, after {rss['after']} MiB"),
+        ("served canary latency p99 < 1 s",
+         cn["served"] > 0 and cn["served_p99_ms"] < 1000,
+         f"p99 {cn['served_p99_ms']} ms over {cn['served']} served"),
+        ("503s counted (> 0), no other errors",
+         (metric_delta or {}).get("503", 0) > 0 and not other_statuses and not metric_other
+         and not other_errors and not cn["other_count"] and metric_delta is not None,
+         f"503: metrics {(metric_delta or {}).get('503', 0)}, oha {codes.get('503', 0)}; "
+         f"other statuses: oha {other_statuses or 0}, metrics {metric_other or 0}; "
+         f"oha errors {other_errors or 0}; canary errors {cn['other_count']}"),
+        ("recovery throughput >= 0.8x before, /healthz and a request answered after",
+         ratio is not None and ratio >= 0.8 and health_after["status"] == 200
+         and request_after["status"] == 200,
+         f"{after['rps']} / {before['rps']} req/s = {ratio}; /healthz "
+         f"{health_after['status']}, request {request_after['status']}"),
+    ]
+    report["checks"] = [{"target": t, "pass": ok, "detail": d} for t, ok, d in checks]
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    (WORK / "overload.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    o = report["oha"]
+    fmt = lambda d: ", ".join(f"{k}: {v}" for k, v in sorted(d.items())) if d else "none"
+    lines = [
+        f"## Overload: {ncpu} CPUs, {workers} worker(s), consent granted (c), "
+        f"{seconds:g} s at 3x the maximum over {conns} connections"
+        + (f", config {a.config}" if a.config else ""),
+        "",
+        f"- maximum before: {before['rps']} req/s ({a.connections} connections, {duration:g} s)",
+        f"- offered: {offered} req/s; oha achieved {o['achieved_rps']} answers/s; statuses "
+        f"{fmt(codes)}; errors {fmt(other_errors)}; {cut_off} cut off at the deadline",
+        f"- the proxy's counts during the overload (canaries included): {fmt(metric_delta or {})}; "
+        f"decision records `overloaded` (whole run): {overloaded_records}; "
+        f"requests in flight, peak sampled: {in_flight_peak}",
+        f"- /healthz: max {h['healthz']['max_ms']} ms, p99 {h['healthz']['p99_ms']} ms, "
+        f"{h['healthz']['n']} polls, non-200 {len(h['healthz']['non_200'])}; "
+        f"/readyz: max {h['readyz']['max_ms']} ms, p99 {h['readyz']['p99_ms']} ms, "
+        f"{h['readyz']['n']} polls, non-200 {len(h['readyz']['non_200'])}",
+        f"- canary: {cn['sent']} sent, {cn['served']} served (p50 {cn['served_p50_ms']} ms, "
+        f"p99 {cn['served_p99_ms']} ms, max {cn['served_max_ms']} ms), {cn['shed_503']} shed "
+        f"with 503 (max {cn['shed_max_ms']} ms), {cn['other_count']} other",
+        f"- proxy RSS: before {rss['before']} MiB, peak {rss['peak']} MiB, right after "
+        f"{rss['right_after']} MiB, after recovery {rss['after']} MiB (VmHWM {rss['hwm']} MiB)",
+        f"- oha CPU: {o['cpu_s']} s in {o['wall_s']} s = {o['cpu_percent_of_one_core']} % "
+        f"of one core",
+        f"- after: {after['rps']} req/s, {ratio}x before; errors {after['errors']}",
+        f"- mode took {report['elapsed_s']} s",
+        "",
+    ] + [f"{'PASS' if ok else 'FAIL'}: {t} ({d})" for t, ok, d in checks] + [""]
+    text = "\n".join(lines) + "\n"
+    with open(WORK / "report.md", "a") as f:
+        f.write(("\n" if (WORK / "report.md").exists() and (WORK / "report.md").stat().st_size
+                 else "") + text)
+    print(text)
+    log(f"appended to {WORK / 'report.md'}, wrote {WORK / 'overload.json'}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
 
 
 def main():
@@ -207,45 +615,30 @@ def main():
     ap.add_argument("--rounds", type=int, help="rounds over all targets (default 3, quick 1)")
     ap.add_argument("--rate", type=int, help="requests/s of the fixed-rate run (default 2000, quick 1000)")
     ap.add_argument("--connections", type=int, default=64, help="connections (default 64)")
+    ap.add_argument("--overload", action="store_true",
+                    help="the overload mode instead: target c driven beyond its capacity")
+    ap.add_argument("--overload-seconds", type=float,
+                    help="overload mode: seconds beyond capacity (default 10, quick 5)")
+    ap.add_argument("--overload-connections", type=int, default=2048,
+                    help="overload mode: connections beyond capacity (default 2048)")
+    ap.add_argument("--config", type=Path,
+                    help="overload mode: a consent-proxy config file for the proxy under test")
     a = ap.parse_args()
     duration = a.duration or (2.0 if a.quick else 5.0)
     rounds = max(1, a.rounds or (1 if a.quick else 3))
     warmup = "500ms" if a.quick else "1s"
     rate = a.rate or (1000 if a.quick else 2000)
+    if a.overload:
+        sys.exit(overload(a, duration, warmup))
 
-    ensure_tools()
-    log("building the release binary")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
-    (WORK / "www").mkdir()
-    (WORK / "www" / "index.html").write_text(page())
-    (WORK / "www" / "data.json").write_text(json.dumps({"items": list(range(20)), "ok": True}))
-
-    ncpu = os.cpu_count() or 1
+    prepare()
     workers = max(1, a.workers)
-    # The proxies on the last CPUs, the upstream and the load generator on the first.
-    proxy_cpus = list(range(max(1, ncpu - workers), ncpu)) if ncpu > 1 else []
-    side_cpus = [c for c in range(ncpu) if c not in proxy_cpus] or list(range(ncpu))
+    ncpu, proxy_cpus, side_cpus = cpu_layout(workers)
 
     ports = {k: free_port() for k in ["up", "b", "e", "p", "admin", "p0", "admin0"]}
-    add_cookies = "\n".join(f'        add_header Set-Cookie "{c}";' for c in COOKIES)
     procs = []
     try:
-        procs.append(start_nginx("upstream", 1, side_cpus[:1], f"""
-    server {{
-        listen 127.0.0.1:{ports['up']};
-        root {WORK}/www;
-        etag off;
-        location = / {{
-            default_type text/html;
-{add_cookies}
-            try_files /index.html =404;
-        }}
-        location = /data.json {{ default_type application/json; }}
-    }}"""))
-        wait_port(ports["up"], procs[-1], "the upstream nginx")
+        start_upstream(procs, ports["up"], side_cpus)
         upstream_block = f"""
     upstream site {{ server 127.0.0.1:{ports['up']}; keepalive 128; }}"""
         proxy_common = """
@@ -275,17 +668,8 @@ def main():
     }}"""))
         wait_port(ports["e"], procs[-1], "nginx sub_filter")
         def consent_proxy(port, admin, extra):
-            decisions = open(WORK / f"decisions-{port}.jsonl", "wb")
-            proc = subprocess.Popen(
-                taskset(proxy_cpus, [str(BIN), "serve", "--listen", f"127.0.0.1:{ports[port]}",
-                                     "--admin-listen", f"127.0.0.1:{ports[admin]}",
-                                     "--upstream", f"http://127.0.0.1:{ports['up']}",
-                                     "--workers", str(workers)] + extra),
-                stdout=decisions, stderr=subprocess.DEVNULL,
-                env={**os.environ, "RUST_LOG": "warn"})
-            procs.append(proc)
-            wait_port(ports[port], proc, "consent-proxy")
-            return proc
+            return start_consent_proxy(procs, port, ports[port], ports[admin], ports["up"],
+                                       proxy_cpus, workers, extra)
 
         cp = consent_proxy("p", "admin", [])
         (WORK / "no-memo.yaml").write_text("limits:\n  rewrite_cache: 0\n")
@@ -326,14 +710,7 @@ def main():
         rss = peak_rss_kib(cp.pid)
         results["d"]["at_256_connections"] = summarize(many)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
     report = {
         "machine": {"cpus": ncpu, "proxy_cpus": proxy_cpus, "generator_cpus": side_cpus},

@@ -43,8 +43,42 @@ impl Activity {
 const NO_REQUEST: &str = "no request within the header-read timeout";
 
 /// Whether a connection ended because it sent no request in time.
-pub fn is_no_request(e: &(dyn std::error::Error + 'static)) -> bool {
+fn is_no_request(e: &(dyn std::error::Error + 'static)) -> bool {
     e.to_string() == NO_REQUEST
+}
+
+/// Why a served connection ended in an error, for the metrics: `no_request`, `client_closed`
+/// (the client closed or reset it in the middle of a message), `timeout`, `http2` (an HTTP/2
+/// protocol error), or `protocol` (anything else the HTTP layer refused).
+pub fn failure_reason(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    if is_no_request(e) {
+        return "no_request";
+    }
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return "client_closed";
+            }
+            if h.is_timeout() {
+                return "timeout";
+            }
+        }
+        if s.is::<h2::Error>() {
+            return "http2";
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return "client_closed";
+            }
+        }
+        source = s.source();
+    }
+    "protocol"
 }
 
 /// What a connection speaks.

@@ -226,7 +226,7 @@ pub async fn serve(
                     let reason = match &result {
                         _ if share.resets.tripped() => Some("http2_resets"),
                         Ok(()) => None,
-                        Err((_, e)) if conn::is_no_request(e.as_ref()) => Some("no_request"),
+                        Err(("protocol", e)) => Some(conn::failure_reason(e.as_ref())),
                         Err((reason, _)) => Some(*reason),
                     };
                     if let Some(reason) = reason {
