@@ -73,7 +73,8 @@ impl Visit for Message {
 }
 
 impl RateLimit {
-    /// Whether a line from `place` may be written at `now`.
+    /// Whether a line from `place` may be written at `now`. `message` (which runs the event's
+    /// `Debug` and `Display` code, and so may log itself) is called without the lock held.
     fn admit(
         &self,
         place: Place,
@@ -81,26 +82,35 @@ impl RateLimit {
         now: Instant,
         message: impl FnOnce() -> String,
     ) -> bool {
-        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        let tally = tallies.entry(place).or_insert_with(|| Tally {
-            since: now,
-            written: 0,
-            held: 0,
-            sample: None,
-            target: target.to_string(),
-        });
-        if now.duration_since(tally.since) >= WINDOW && tally.held == 0 {
-            tally.since = now;
-            tally.written = 0;
-        }
-        if tally.written < BURST {
-            tally.written += 1;
-            return true;
-        }
-        tally.held += 1;
+        let needs_sample = {
+            let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+            let tally = tallies.entry(place.clone()).or_insert_with(|| Tally {
+                since: now,
+                written: 0,
+                held: 0,
+                sample: None,
+                target: target.to_string(),
+            });
+            if now.duration_since(tally.since) >= WINDOW && tally.held == 0 {
+                tally.since = now;
+                tally.written = 0;
+            }
+            if tally.written < BURST {
+                tally.written += 1;
+                return true;
+            }
+            tally.held += 1;
+            tally.sample.is_none()
+        };
         suppressed_lines().inc();
-        if tally.sample.is_none() {
-            tally.sample = Some(message());
+        if needs_sample {
+            let sample = message();
+            let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = tallies.get_mut(&place)
+                && t.sample.is_none()
+            {
+                t.sample = Some(sample);
+            }
         }
         false
     }

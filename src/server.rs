@@ -5,8 +5,7 @@ use crate::audit::{LogSink, Minimizer};
 use crate::config::{self, Overrides, Settings};
 use crate::policy::{self, CompiledPolicy};
 use crate::proxy::{self, State, admin, tls};
-use notify_debouncer_mini::notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +30,17 @@ impl Sources {
         let settings = config::resolve(file, self.overrides.clone())?;
         let policy = load_policy(settings.policy.as_deref()).map_err(|e| e.to_string())?;
         Ok((settings, policy))
+    }
+}
+
+impl Sources {
+    /// The policy file the flags or the config file name now, loaded or not.
+    fn policy_named(&self) -> Option<PathBuf> {
+        let from_file = || {
+            let config = self.config.as_deref()?;
+            config::load_file(config).ok()?.policy
+        };
+        self.overrides.policy.clone().or_else(from_file)
     }
 }
 
@@ -170,16 +180,16 @@ impl Contents {
     }
 }
 
-/// Every file a reload reads: the config, the policy and what it names, the certificates.
+/// Every file a reload reads: the config, the policy (the one in force, and the one the config
+/// names now if it has not loaded), what the policy names, the certificates.
 fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<PathBuf> {
     let current = state.current.load();
     let mut files: Vec<PathBuf> = sources.config.iter().cloned().collect();
     files.extend(current.policy.files.iter().cloned());
-    // A policy named by the config that has not loaded yet (it failed) is still read.
-    if let Some(p) = &current.settings.policy
-        && !files.contains(p)
+    if let Some(p) = sources.policy_named()
+        && !files.contains(&p)
     {
-        files.push(p.clone());
+        files.push(p);
     }
     files.extend(tls_files.iter().cloned());
     files
@@ -221,6 +231,10 @@ fn spawn_reloader(
     let mut seen = Contents::of(&files);
     tokio::spawn(async move {
         while let Some(mut trigger) = rx.recv().await {
+            if trigger == Trigger::FileEvent {
+                // Editors write a file in several steps: take them as one.
+                tokio::time::sleep(DEBOUNCE).await;
+            }
             // Coalesce a burst into one reload; a SIGHUP among it forces the reload.
             while let Ok(t) = rx.try_recv() {
                 if t == Trigger::Hangup {
@@ -236,7 +250,6 @@ fn spawn_reloader(
                 if trigger == Trigger::FileEvent && now == before {
                     return (now, None);
                 }
-                let unchanged = now == before;
                 let why = trigger.as_str();
                 if let (Some(tls), Some(files)) = (&tls, &started.tls)
                     && let Err(e) = tls.reload(files)
@@ -244,9 +257,10 @@ fn spawn_reloader(
                     state.metrics.reloaded(false);
                     tracing::error!("reload ({why}): the certificates in force stay: {e}");
                 }
-                let result = reload(&state, &sources, &started, unchanged);
+                let result = reload(&state, &sources, &started, now == before);
                 // A config may name another policy, which may name other files: look at them
-                // from now on. (Read after the reload: a change in between reloads again.)
+                // from now on, whether they loaded or not. (Read after the reload: a change in
+                // between reloads again.)
                 let files = files_read(&state, &sources, &tls_files);
                 let now = if files.len() == now.0.len()
                     && files.iter().zip(&now.0).all(|(a, (b, _))| a == b)
@@ -255,19 +269,20 @@ fn spawn_reloader(
                 } else {
                     Contents::of(&files)
                 };
-                (now, Some(result.map(|()| files).map_err(|e| (why, e))))
+                (now, Some((files, result.map_err(|e| (why, e)))))
             })
             .await;
             match outcome {
                 Ok((now, result)) => {
                     seen = now;
-                    match result {
-                        None => {}
-                        Some(Ok(files)) => files.iter().for_each(|f| watch.add(f)),
-                        Some(Err((why, e))) => tracing::error!(
-                            "reload ({why}) failed, the previous policy and config stay in \
-                             force: {e}"
-                        ),
+                    if let Some((files, result)) = result {
+                        files.iter().for_each(|f| watch.add(f));
+                        if let Err((why, e)) = result {
+                            tracing::error!(
+                                "reload ({why}) failed, the previous policy and config stay in \
+                                 force: {e}"
+                            );
+                        }
                     }
                 }
                 Err(_) => tracing::error!("the reload task failed"),
@@ -276,32 +291,38 @@ fn spawn_reloader(
     });
 }
 
-type Debouncer =
-    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>;
-
 /// The files a reload reads, watched through their directories (a file replaced by a rename is
 /// a new file: watching the directory sees it).
 struct Watch {
-    debouncer: Option<Debouncer>,
+    watcher: Option<notify::RecommendedWatcher>,
     files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     dirs: Vec<PathBuf>,
+}
+
+/// Whether an event can change a file's contents. Opening, reading and closing a file are
+/// events too (the proxy's own reads among them): they change nothing.
+fn may_change(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Access(_))
 }
 
 impl Watch {
     fn new(tx: mpsc::UnboundedSender<Trigger>) -> Watch {
         let files: Arc<std::sync::Mutex<Vec<PathBuf>>> = Arc::default();
         let watched = files.clone();
-        let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
-            let Ok(events) = events else { return };
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if !may_change(&event.kind) {
+                return;
+            }
             let watched = watched.lock().unwrap_or_else(|e| e.into_inner());
-            if events.iter().any(|e| concerns(&watched, &e.path)) {
+            if event.paths.iter().any(|p| concerns(&watched, p)) {
                 let _ = tx.send(Trigger::FileEvent);
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "cannot watch files: reload with SIGHUP"))
         .ok();
         Watch {
-            debouncer,
+            watcher,
             files,
             dirs: Vec::new(),
         }
@@ -318,13 +339,13 @@ impl Watch {
         let dir = file.parent().map(Path::to_path_buf);
         files.push(file);
         drop(files);
-        let (Some(dir), Some(debouncer)) = (dir, self.debouncer.as_mut()) else {
+        let (Some(dir), Some(watcher)) = (dir, self.watcher.as_mut()) else {
             return;
         };
         if self.dirs.contains(&dir) {
             return;
         }
-        match debouncer.watcher().watch(&dir, RecursiveMode::NonRecursive) {
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => self.dirs.push(dir),
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP")
@@ -350,8 +371,8 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 /// Validates the config and policy as they are now on disk and, if both are good, puts them in
 /// force. What a running process cannot change (listen addresses, upstream, TLS files, log
 /// file) keeps its value from startup; a change to it is reported. `unchanged`: no file has
-/// changed since the last reload, so the rewrite memo stays (its pages were rewritten under
-/// the same policy).
+/// changed since the last look, for the log. The rewrite memo stays when the policy's contents
+/// are the same as those in force (its pages were rewritten under the same rules).
 pub fn reload(
     state: &State,
     sources: &Sources,
@@ -427,10 +448,10 @@ pub fn reload(
         policy.mode.as_str(),
         if unchanged { ", no file changed" } else { "" }
     );
-    let memo = current
-        .memo
-        .clone()
-        .filter(|_| unchanged && new.limits.rewrite_cache == old.limits.rewrite_cache);
+    let memo = current.memo.clone().filter(|_| {
+        policy.digest == current.policy.digest
+            && new.limits.rewrite_cache == old.limits.rewrite_cache
+    });
     state.current.store(Arc::new(proxy::Snapshot::new(
         new,
         policy,
@@ -444,6 +465,24 @@ pub fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn reading_a_watched_file_is_no_event_and_writing_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("policy.yaml");
+        std::fs::write(&f, "mode: enforce\n").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watch = Watch::new(tx);
+        watch.add(&f);
+        for _ in 0..5 {
+            std::fs::read(&f).unwrap();
+        }
+        let read = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+        assert!(read.is_err(), "reading was taken for a change");
+        std::fs::write(&f, "mode: report-only\n").unwrap();
+        let written = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(written.ok().flatten(), Some(Trigger::FileEvent));
+    }
 
     #[test]
     fn changes_that_concern_a_watched_file() {

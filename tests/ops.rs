@@ -193,9 +193,15 @@ async fn only_a_signal_or_changed_contents_reload() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(reload_lines(&proxy).len(), 1, "{:?}", reload_lines(&proxy));
 
-    // An editor's save with new contents: one reload.
+    // An editor's save with new contents: one reload, and pages are rewritten anew under it.
     replace(&policy, &format!("{policy_text}mode: enforce\n"));
     wait_for_metric(&proxy, success, 2.0).await;
+    let miss = r#"consent_proxy_rewrite_memo_total{result="miss"}"#;
+    get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(
+        (metric(&proxy, hit).await, metric(&proxy, miss).await),
+        (1.0, 2.0)
+    );
     for _ in 0..5 {
         get(&http1(), &proxy.url("/tracked"), &[]).await;
     }

@@ -65,6 +65,9 @@ pub struct CompiledPolicy {
     /// The files it was read from (the policy file and the DNT policy it names): a reload
     /// watches them.
     pub files: Vec<PathBuf>,
+    /// A digest of everything it was compiled from: two policies with the same digest rewrite
+    /// pages alike.
+    pub digest: u128,
 }
 
 /// Regional defaults, ready for lookups.
@@ -406,6 +409,13 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         .as_deref()
         .map(|p| read_dnt_policy(name, p))
         .transpose()?;
+    let digest = {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(text.as_bytes());
+        h.update(&[0]);
+        h.update(dnt_policy.as_deref().unwrap_or_default());
+        h.digest128()
+    };
     Ok(CompiledPolicy {
         source: name.to_string(),
         mode: file.mode,
@@ -432,6 +442,7 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         tk: file.declarations.tk,
         google_consent_mode: file.google_consent_mode,
         files: dnt_policy_file.into_iter().collect(),
+        digest,
     })
 }
 

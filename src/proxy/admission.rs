@@ -2,10 +2,11 @@
 //! request is shed with 503 at once instead of queueing), upstream exchanges per client
 //! connection, and how many of its requests in flight an HTTP/2 client may cancel.
 //!
-//! A request's places are an [`Admission`]. It is held until the request's upstream exchange
-//! has really ended, even when the client went away before the answer: a client that cancels
-//! its requests cannot have more of them running at the site than its connection's stream
-//! limit, and the process never has more than its capacity.
+//! A request's places are an [`Admission`]. Its connection's places are held until the
+//! request's upstream exchange has really ended, even when the client went away before the
+//! answer: a client that cancels its requests cannot have more of them running at the site than
+//! its connection's stream limit. Its place under the process's capacity is given back when the
+//! client has gone, so that one client's cancelled requests do not take the capacity of others.
 
 use super::conn::Slot;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,8 @@ pub const RESET_WINDOW: Duration = Duration::from_secs(10);
 /// One request's places under the limits. Dropping it gives them back.
 #[derive(Debug)]
 pub struct Admission {
-    _process: OwnedSemaphorePermit,
+    /// Among the process's requests in flight; given back early when the client has gone.
+    process: Option<OwnedSemaphorePermit>,
     /// Among its connection's upstream exchanges; taken just before going upstream.
     stream: Option<OwnedSemaphorePermit>,
     /// Its connection's place under `limits.max_connections`, kept while the exchange runs.
@@ -28,6 +30,13 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// The client has gone: the request no longer counts against the process's capacity (its
+    /// remaining work is to finish reading the site's answer), but it keeps its place among
+    /// its connection's exchanges.
+    pub fn client_gone(&mut self) {
+        self.process = None;
+    }
+
     /// Waits for a place among the connection's upstream exchanges.
     pub async fn take_stream(&mut self, share: &ConnShare) {
         if self.stream.is_none() {
@@ -50,7 +59,7 @@ impl Capacity {
     pub fn admit(&self, slot: Option<Slot>) -> Option<Admission> {
         let process = self.0.clone().try_acquire_owned().ok()?;
         Some(Admission {
-            _process: process,
+            process: Some(process),
             stream: None,
             _slot: slot,
         })

@@ -25,7 +25,8 @@ pub struct RecordGuard {
     pub tags: Option<TagReportHandle>,
     /// The request's places under the limits, given back with the record.
     pub admission: Option<Admission>,
-    /// Its HTTP/2 connection's cancelled requests: counted if the client went away.
+    /// Its HTTP/2 connection's cancelled requests: counted if the client went away before the
+    /// answer.
     pub resets: Option<Arc<ConnShare>>,
     start: Instant,
     sink: Arc<LogSink>,
@@ -64,11 +65,12 @@ impl Drop for RecordGuard {
             // The handler was dropped before it produced a response: the client went away.
             d.status = 499;
             d.error.get_or_insert("client_disconnected");
-        }
-        if d.error == Some("client_disconnected")
-            && let Some(share) = &self.resets
-        {
-            share.resets.count();
+            // On HTTP/2, it cancelled a request whose answer the site was still working on
+            // (a cancel in the middle of a body, as a video player does, costs the site
+            // nothing more and is not counted).
+            if let Some(share) = &self.resets {
+                share.resets.count();
+            }
         }
         d.duration_ms = (self.start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         d.ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

@@ -102,6 +102,9 @@ pub struct CalmIo<T> {
     writes: Frames,
     /// The highest stream the client opened.
     last_stream: u32,
+    /// hyper has written a GOAWAY of its own (a graceful close): no second one, whose last
+    /// stream could be higher.
+    goaway_written: bool,
     ending: Ending,
 }
 
@@ -114,6 +117,7 @@ impl<T> CalmIo<T> {
             reads: Frames::default(),
             writes: Frames::default(),
             last_stream: 0,
+            goaway_written: false,
             ending: Ending::Open,
         }
     }
@@ -147,6 +151,26 @@ impl<T> CalmIo<T> {
     }
 }
 
+impl<T> CalmIo<T> {
+    /// Follows the first `n` bytes of `bufs`, which the server has written. The server may
+    /// write its SETTINGS before the client's preface has been read.
+    fn observe_write(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+        if self.kind == Kind::Other {
+            return;
+        }
+        let written = &mut self.goaway_written;
+        for buf in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(buf.len());
+            self.writes
+                .feed(&buf[..take], |h| *written |= h[3] == GOAWAY);
+            n -= take;
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> CalmIo<T> {
     /// Writes the `GOAWAY` frame (when hyper is between frames) and flushes it; ready when the
     /// stream has ended for hyper.
@@ -154,7 +178,7 @@ impl<T: AsyncWrite + Unpin> CalmIo<T> {
         loop {
             match &mut self.ending {
                 Ending::Open => {
-                    self.ending = if self.writes.at_boundary() {
+                    self.ending = if self.writes.at_boundary() && !self.goaway_written {
                         Ending::Writing(goaway_frame(self.last_stream, ENHANCE_YOUR_CALM), 0)
                     } else {
                         Ending::Ended
@@ -214,11 +238,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CalmIo<T> {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
-        // The server may write its SETTINGS before the client's preface has been read.
-        if this.kind != Kind::Other {
-            this.writes.feed(&data[..n], |_| {});
-        }
+        this.observe_write(&[io::IoSlice::new(data)], n);
         Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !matches!(this.ending, Ending::Open) {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.observe_write(bufs, n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -303,6 +342,36 @@ mod tests {
         let mut out = vec![0; 15 + 17];
         client_read.read_exact(&mut out).await.unwrap();
         assert_eq!(&out[15..], &goaway_frame(9, ENHANCE_YOUR_CALM));
+    }
+
+    #[tokio::test]
+    async fn no_second_goaway_after_the_servers_own() {
+        let share = Arc::new(ConnShare::new(10, 0));
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut io = CalmIo::new(server, share.clone());
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        client_write.write_all(PREFACE).await.unwrap();
+        client_write.write_all(&frame(1, 3, &[0; 5])).await.unwrap();
+        let mut got = vec![0; PREFACE.len() + 14];
+        io.read_exact(&mut got).await.unwrap();
+        // A graceful GOAWAY (last stream 1), written in two slices.
+        let own = goaway_frame(1, 0);
+        let slices = [io::IoSlice::new(&own[..5]), io::IoSlice::new(&own[5..])];
+        let mut written = 0;
+        while written < own.len() {
+            written +=
+                std::future::poll_fn(|cx| Pin::new(&mut io).poll_write_vectored(cx, &slices[..]))
+                    .await
+                    .unwrap();
+            assert_eq!(written, own.len(), "a duplex takes both slices at once");
+        }
+        share.resets.count();
+        let mut rest = Vec::new();
+        assert_eq!(io.read_to_end(&mut rest).await.unwrap(), 0);
+        drop(io);
+        let mut out = Vec::new();
+        client_read.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, own, "only the server's own GOAWAY");
     }
 
     #[tokio::test]

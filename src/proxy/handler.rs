@@ -98,9 +98,6 @@ pub async fn handle(
     if req.version() == Version::HTTP_2 {
         guard.resets = Some(peer.share.clone());
     }
-    let Some(admission) = admission else {
-        return Ok(overloaded(guard));
-    };
     Ok(journey(state, peer, req, host, &snapshot, consent, admission, guard).await)
 }
 
@@ -205,7 +202,7 @@ async fn journey(
     host: Option<String>,
     snapshot: &Snapshot,
     consent: Consent,
-    mut admission: Admission,
+    admission: Option<Admission>,
     mut guard: RecordGuard,
 ) -> Response<LoggedBody> {
     let (policy, settings) = (&snapshot.policy, &snapshot.settings);
@@ -238,6 +235,11 @@ async fn journey(
             guard,
         );
     }
+    // Beyond capacity: shed at once. (After the refusals above, which close the connection
+    // and say why in the record.)
+    let Some(mut admission) = admission else {
+        return overloaded(guard);
+    };
 
     // Header names a CGI-style site would read as the proxy's own (`X_Forwarded_For`).
     if settings.underscores_in_headers == Underscores::Drop {

@@ -5,6 +5,7 @@
 //! against exactly the CAs in `upstream_ca` when it is set. The proxy speaks HTTP/1.1 upstream,
 //! so it offers only `http/1.1` by ALPN.
 
+use super::admission::Admission;
 use crate::config::Settings;
 use hyper::body::Incoming;
 use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
@@ -148,14 +149,14 @@ pub struct Exchanged<H> {
 /// the limits) until the exchange has ended. If the caller goes away first (its client
 /// cancelled the request), the task still waits for the answer and reads its body to the end
 /// (up to 1 MiB, within `timeout`), so that the upstream connection goes back to the pool: a
-/// cancelled request costs no new upstream connection, and its place is given back only when
-/// the site has really finished with it.
-pub async fn exchange<H: Send + 'static>(
+/// cancelled request costs no new upstream connection, and its connection's place is given
+/// back only when the site has really finished with it.
+pub async fn exchange(
     client: &UpstreamClient,
     req: http::Request<RequestBody>,
     timeout: Duration,
-    hold: H,
-) -> Option<Exchanged<H>> {
+    hold: Admission,
+) -> Option<Exchanged<Admission>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let client = client.clone();
     tokio::spawn(async move {
@@ -183,7 +184,8 @@ pub async fn exchange<H: Send + 'static>(
             latency,
             hold,
         };
-        if let Err(abandoned) = tx.send(exchanged) {
+        if let Err(mut abandoned) = tx.send(exchanged) {
+            abandoned.hold.client_gone();
             if let Ok(resp) = abandoned.answer {
                 let _ = tokio::time::timeout(timeout, finish(resp.into_body())).await;
             }
