@@ -3,6 +3,8 @@
 
     python3 benches/load.py [--quick] [--workers N] [--duration S] [--rate R] [--connections C]
                             [--rounds N]
+    python3 benches/load.py --overload [--quick] [--overload-seconds S] [--workers N]
+                            [--overload-connections C] [--config FILE]
 
 It installs what it needs if missing (Debian's nginx-light with apt-get, oha with cargo), builds
 the release binary, and starts:
@@ -25,6 +27,25 @@ round (--rounds, default 3, quick 1), and each figure is the median over the rou
 slow moment of the machine does not land on one target only. consent-proxy's peak RSS is read
 after a run at 256 connections. The report goes to target/load/report.md and report.json.
 Everything listens on 127.0.0.1 and stops by itself.
+
+--overload drives target c (pass-through, pinned as above, admin listener on a free port)
+beyond its capacity instead. It measures c's maximum throughput (--duration at --connections),
+then runs oha for --overload-seconds (default 10, quick 5) at a fixed rate of 3x that maximum
+over --overload-connections (default 2048: more requests in flight than the proxy's default
+limits.max_requests of 1024); oha waits for the requests under way at the end (-w, each
+bounded by 30 s) rather than cutting them off. Meanwhile the harness, pinned beside oha and the
+upstream, polls /healthz and /readyz every 50 ms, sends a canary GET to the proxy every 75 ms
+(each on a new connection, from a pool of threads, so that a slow answer delays no later one),
+samples the proxy's VmRSS and oha's CPU time (/proc) every 100 ms and the in-flight gauge and
+the proxy's connections every 500 ms. Afterwards it reads the 200 and 503 counts from /metrics,
+runs the maximum-throughput run again (recovery) and checks that /healthz and a request are
+answered. It appends its figures and one PASS/FAIL line per target to target/load/report.md,
+writes target/load/overload.json (raw samples included) and exits 1 if a target fails:
+health endpoints always 200 within 100 ms; proxy RSS peak < 256 MiB and back within 20 MiB of
+its value before; served canaries' p99 < 1 s; 503s counted and no other status or error;
+recovery throughput >= 0.8x before. --config FILE runs the proxy with that config (e.g.
+limits: {max_requests: 1000000}, to see the targets fail without shedding). It takes about
+25 s (quick: about 13 s), build excepted.
 """
 
 import argparse
@@ -42,6 +63,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,6 +330,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def cpu_times():
+    """Per CPU: (busy, total) clock ticks since boot, from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        f = line.split()
+        if f[0].startswith("cpu") and f[0] != "cpu":
+            ticks = [int(x) for x in f[1:9]]
+            out[int(f[0][3:])] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))
+    return out
+
+
 def requests_by_status(admin_port):
     """consent_proxy_requests_total by status, from the admin port's /metrics."""
     status, _, text = get(admin_port, "/metrics")
@@ -323,6 +356,29 @@ def in_flight(admin_port):
     return {"in_flight": int(float(m[1])) if m else None}
 
 
+def established(local_port, remote_port):
+    """Established TCP connections over IPv4 (everything here is on 127.0.0.1), in one read of
+    /proc/net/tcp: (those whose local port is local_port, those whose remote port is
+    remote_port)."""
+    local, remote = f":{local_port:04X}", f":{remote_port:04X}"
+    n_local = n_remote = 0
+    try:
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None, None
+    for row in rows:
+        f = row.split(None, 4)
+        if f[3] == "01":
+            n_local += f[1].endswith(local)
+            n_remote += f[2].endswith(remote)
+    return n_local, n_remote
+
+
+def connections(ports):
+    clients, upstream = established(ports["p"], ports["up"])
+    return {"client_conns": clients, "upstream_conns": upstream}
+
+
 def percentile(values, q):
     """Nearest rank."""
     if not values:
@@ -332,14 +388,14 @@ def percentile(values, q):
 
 
 class Probe:
-    """Calls `fn` every `interval` seconds, each call on a thread of its own, so that a slow
-    answer delays no later call (no coordinated omission); keeps what each call returned (a
-    dict), with `at`, the seconds since start()."""
+    """Calls `fn` every `interval` seconds on a pool of threads, so that a slow answer delays no
+    later call (no coordinated omission); keeps what each call returned (a dict), with `at`,
+    the seconds since start(). Every call must be bounded by a timeout."""
 
-    def __init__(self, interval, fn):
+    def __init__(self, interval, fn, threads=256):
         self.interval, self.fn = interval, fn
-        self.results, self.threads = [], []
-        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(threads)
+        self.calls = []
         self.done = threading.Event()
         self.runner = threading.Thread(target=self._run, daemon=True)
 
@@ -350,24 +406,17 @@ class Probe:
     def _run(self):
         t0, n = time.perf_counter(), 0
         while not self.done.is_set():
-            th = threading.Thread(target=self._one, args=(time.perf_counter() - t0,), daemon=True)
-            th.start()
-            self.threads.append(th)
+            at = round(time.perf_counter() - t0, 3)
+            self.calls.append(self.pool.submit(lambda at=at: {"at": at, **self.fn()}))
             n += 1
             self.done.wait(max(0.0, t0 + n * self.interval - time.perf_counter()))
 
-    def _one(self, at):
-        r = self.fn()
-        with self.lock:
-            self.results.append({"at": round(at, 3), **r})
-
     def stop(self):
-        """Stops calling, waits for the calls under way (each bounded by its timeout)."""
+        """Stops calling, waits for the calls under way."""
         self.done.set()
         self.runner.join()
-        for th in self.threads:
-            th.join()
-        return sorted(self.results, key=lambda r: r["at"])
+        self.pool.shutdown(wait=True)
+        return [c.result() for c in self.calls]
 
 
 def timed_get(port, path, headers=None, timeout=5.0):
@@ -404,6 +453,9 @@ def overload(a, duration, warmup):
     prepare(clean=False)
     workers = max(1, a.workers)
     ncpu, proxy_cpus, side_cpus = cpu_layout(workers)
+    # The probes below are load too: they run beside oha and the upstream, not on the proxy's CPUs.
+    if side_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, side_cpus)
     ports = {k: free_port() for k in ["up", "p", "admin"]}
     url = f"http://127.0.0.1:{ports['p']}/"
     cookie = [f"Cookie: {CONSENT_ALL}"]
@@ -429,11 +481,15 @@ def overload(a, duration, warmup):
         counts_before = requests_by_status(ports["admin"])
         oha_out, oha_err = WORK / "overload-oha.json", WORK / "overload-oha.log"
         usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus_before, proxy_cpu_before = cpu_times(), cpu_seconds(cp.pid)
+        harness_before = resource.getrusage(resource.RUSAGE_SELF)
         with open(oha_out, "wb") as out, open(oha_err, "wb") as err:
             gen = subprocess.Popen(taskset(side_cpus, [
                 "oha", "--no-tui", "--output-format", "json", url, "-H", cookie[0],
-                "-z", f"{seconds}s", "-q", str(offered), "-c", str(conns)]),
+                "-z", f"{seconds}s", "-q", str(offered), "-c", str(conns),
+                "-w", "-t", "30s"]),
                 stdout=out, stderr=err)
+        procs.append(gen)  # stopped with the rest if the harness is interrupted
         t0 = time.monotonic()
         probes = {
             "healthz": Probe(0.05, lambda: timed_get(ports["admin"], "/healthz", timeout=2.0)),
@@ -442,7 +498,7 @@ def overload(a, duration, warmup):
                                                       timeout=10.0)),
             "samples": Probe(0.1, lambda: {"rss_kib": status_kib(cp.pid, "VmRSS"),
                                            "oha_cpu_s": cpu_seconds(gen.pid)}),
-            "in_flight": Probe(0.25, lambda: in_flight(ports["admin"])),
+            "in_flight": Probe(0.5, lambda: {**in_flight(ports["admin"]), **connections(ports)}),
         }
         for p in probes.values():
             p.start()
@@ -452,7 +508,9 @@ def overload(a, duration, warmup):
             gen.kill()
             gen.wait()
         wall = time.monotonic() - t0
+        cpus_after, proxy_cpu_after = cpu_times(), cpu_seconds(cp.pid)
         got = {k: p.stop() for k, p in probes.items()}
+        harness_after = resource.getrusage(resource.RUSAGE_SELF)
         usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if gen.returncode != 0:
             return f"load: oha exited with {gen.returncode}: {oha_err.read_text()[-2000:]}"
@@ -460,11 +518,13 @@ def overload(a, duration, warmup):
 
         rss_right_after = status_kib(cp.pid, "VmRSS")
         counts_after = requests_by_status(ports["admin"])
+        upstream_right_after = connections(ports)["upstream_conns"]
         log(f"recovery: {duration:g} s at {a.connections} connections")
         after = summarize(oha(url, ["-z", f"{duration}s"] + c, side_cpus, cookie))
         time.sleep(1.0)
         rss_after = status_kib(cp.pid, "VmRSS")
         rss_hwm = status_kib(cp.pid, "VmHWM")
+        upstream_after = connections(ports)["upstream_conns"]
         health_after = timed_get(ports["admin"], "/healthz", timeout=2.0)
         request_after = timed_get(ports["p"], "/", {"Cookie": CONSENT_ALL}, timeout=5.0)
     finally:
@@ -489,6 +549,13 @@ def overload(a, duration, warmup):
     cpu_rusage = (usage_after.ru_utime + usage_after.ru_stime
                   - usage_before.ru_utime - usage_before.ru_stime)
     oha_cpu = cpu_rusage if cpu_rusage > 0 else cpu_proc
+    busy = {c: round(100 * (cpus_after[c][0] - cpus_before[c][0])
+                     / max(1, cpus_after[c][1] - cpus_before[c][1]), 1)
+            for c in cpus_after if c in cpus_before}
+    proxy_cpu = (None if proxy_cpu_before is None or proxy_cpu_after is None
+                 else round(proxy_cpu_after - proxy_cpu_before, 2))
+    harness_cpu = round(harness_after.ru_utime + harness_after.ru_stime
+                        - harness_before.ru_utime - harness_before.ru_stime, 2)
     rss_samples = [s["rss_kib"] for s in got["samples"] if s["rss_kib"] is not None]
     rss_peak = max(rss_samples + [rss_before or 0, rss_right_after or 0])
     mib = lambda kib: None if kib is None else round(kib / 1024, 1)
@@ -497,8 +564,8 @@ def overload(a, duration, warmup):
     shed = [s for s in canary if s["status"] == 503]
     canary_other = [s for s in canary if s["status"] not in (200, 503)]
     health = {k: latency_figures(got[k]) for k in ("healthz", "readyz")}
-    in_flight_peak = max((s["in_flight"] for s in got["in_flight"]
-                          if s["in_flight"] is not None), default=None)
+    peak = lambda k: max((s[k] for s in got["in_flight"] if s[k] is not None), default=None)
+    in_flight_peak = peak("in_flight")
     ratio = round(after["rps"] / before["rps"], 3) if before["rps"] else None
 
     report = {
@@ -517,9 +584,16 @@ def overload(a, duration, warmup):
                 "cpu_percent_of_one_core": None if oha_cpu is None
                 else round(100 * oha_cpu / wall, 1),
                 "wall_s": round(wall, 2)},
+        "proxy_cpu_s": proxy_cpu,
+        "harness_cpu_s": harness_cpu,
+        "cpu_busy_percent": busy,
         "metrics_during_overload": metric_delta,
         "decision_records_overloaded": overloaded_records,
         "in_flight_peak_sampled": in_flight_peak,
+        "connections": {"client_peak": peak("client_conns"),
+                        "upstream_peak": peak("upstream_conns"),
+                        "upstream_right_after": upstream_right_after,
+                        "upstream_after": upstream_after},
         "health": {k: {kk: vv for kk, vv in v.items() if kk != "non_200"}
                    | {"non_200": v["non_200"][:20], "non_200_count": len(v["non_200"])}
                    for k, v in health.items()},
@@ -535,8 +609,8 @@ def overload(a, duration, warmup):
         "after": after,
         "recovery_ratio": ratio,
         "healthz_after": health_after,
-        "request_after": {k: v for k, v in request_after.items()},
-        "samples": {k: got[k] for k in ("canary", "samples", "in_flight")},
+        "request_after": request_after,
+        "samples": got,
     }
 
     h, cn, rss = health, report["canary"], report["rss_mib"]
@@ -583,6 +657,9 @@ def overload(a, duration, warmup):
         f"- the proxy's counts during the overload (canaries included): {fmt(metric_delta or {})}; "
         f"decision records `overloaded` (whole run): {overloaded_records}; "
         f"requests in flight, peak sampled: {in_flight_peak}",
+        f"- connections, peak sampled: {peak('client_conns')} from clients, "
+        f"{peak('upstream_conns')} to the upstream ({upstream_right_after} right after, "
+        f"{upstream_after} after recovery)",
         f"- /healthz: max {h['healthz']['max_ms']} ms, p99 {h['healthz']['p99_ms']} ms, "
         f"{h['healthz']['n']} polls, non-200 {len(h['healthz']['non_200'])}; "
         f"/readyz: max {h['readyz']['max_ms']} ms, p99 {h['readyz']['p99_ms']} ms, "
@@ -593,7 +670,9 @@ def overload(a, duration, warmup):
         f"- proxy RSS: before {rss['before']} MiB, peak {rss['peak']} MiB, right after "
         f"{rss['right_after']} MiB, after recovery {rss['after']} MiB (VmHWM {rss['hwm']} MiB)",
         f"- oha CPU: {o['cpu_s']} s in {o['wall_s']} s = {o['cpu_percent_of_one_core']} % "
-        f"of one core",
+        f"of one core; consent-proxy CPU: {proxy_cpu} s; this harness's probes: "
+        f"{harness_cpu} s; CPUs busy: "
+        + ", ".join(f"cpu{c} {v} %" for c, v in sorted(busy.items())),
         f"- after: {after['rps']} req/s, {ratio}x before; errors {after['errors']}",
         f"- mode took {report['elapsed_s']} s",
         "",
@@ -630,6 +709,8 @@ def main():
     rate = a.rate or (1000 if a.quick else 2000)
     if a.overload:
         sys.exit(overload(a, duration, warmup))
+    if a.config or a.overload_seconds:
+        ap.error("--config and --overload-seconds go with --overload")
 
     prepare()
     workers = max(1, a.workers)
