@@ -113,6 +113,10 @@ pub struct Limits {
     /// connection with GOAWAY ENHANCE_YOUR_CALM.
     #[serde(default = "Limits::http2_max_resets")]
     pub http2_max_resets: u32,
+    /// Idle keep-alive connections to the upstream kept for reuse; more are closed as they
+    /// become idle (after a burst, the pool shrinks back to this at once, not after 60 s).
+    #[serde(default = "Limits::upstream_idle_connections")]
+    pub upstream_idle_connections: usize,
 }
 
 impl Limits {
@@ -146,6 +150,10 @@ impl Limits {
 
     fn http2_max_resets() -> u32 {
         100
+    }
+
+    fn upstream_idle_connections() -> usize {
+        128
     }
 
     fn deserialize_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -201,6 +209,7 @@ impl Default for Limits {
             max_requests: Limits::max_requests(),
             http2_max_streams: Limits::http2_max_streams(),
             http2_max_resets: Limits::http2_max_resets(),
+            upstream_idle_connections: Limits::upstream_idle_connections(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod filter;
 pub mod located;
 pub mod logs;
+pub mod memory;
 pub mod policy;
 pub mod proxy;
 pub mod server;

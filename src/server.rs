@@ -92,6 +92,7 @@ pub async fn run(
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_thread = spawn_admin(admin_listener, state.clone(), admin_stopped)?;
     spawn_reloader(state.clone(), tls.clone(), sources, started);
+    tokio::spawn(trim_when_quiet(state.clone()));
 
     state.set_ready(true);
     let draining = state.clone();
@@ -105,6 +106,26 @@ pub async fn run(
     let _ = stop_admin.send(());
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
     Ok(())
+}
+
+/// Requests in flight at most, for the proxy to count as quiet.
+const QUIET: i64 = 8;
+/// Requests started within 10 s that make a burst.
+const BURST: u64 = 10_000;
+
+/// Every 10 s: if a burst has ended (many requests started since the last look, few in flight
+/// now), gives the memory the burst left free back to the system.
+async fn trim_when_quiet(state: Arc<State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut seen = state.metrics.started();
+    loop {
+        tick.tick().await;
+        let started = state.metrics.started();
+        if state.metrics.in_flight() <= QUIET && started - seen >= BURST {
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+        }
+        seen = started;
+    }
 }
 
 /// Runs the admin listener on a thread and runtime of its own, so that health checks and
@@ -389,6 +410,10 @@ pub fn reload(
         ("upstream_ca", new.upstream_ca != started.upstream_ca),
         ("tls", new.tls != started.tls),
         ("log", new.log != started.log),
+        (
+            "limits.upstream_idle_connections",
+            new.limits.upstream_idle_connections != started.limits.upstream_idle_connections,
+        ),
         // Read when the listener starts.
         (
             "limits.max_header_size",

@@ -57,6 +57,7 @@ pub struct Metrics {
     memo: Family<ResultLabel, Counter>,
     headers_dropped: Family<ReasonLabel, Counter>,
     connections_failed: Family<ReasonLabel, Counter>,
+    started: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -82,6 +83,7 @@ impl Metrics {
             memo: Family::default(),
             headers_dropped: Family::default(),
             connections_failed: Family::default(),
+            started: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -201,10 +203,22 @@ impl Metrics {
 
     pub fn request_started(&self) {
         self.in_flight.inc();
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests started since the process started.
+    pub fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn request_ended(&self) {
         self.in_flight.dec();
+    }
+
+    /// Requests being handled now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
     }
 
     /// The rewrite memo's `hit` and `miss` counters.

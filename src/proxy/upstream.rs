@@ -66,7 +66,9 @@ impl http_body::Body for RequestBody {
 
 /// Builds the upstream client. Fails when `upstream_ca` cannot be read or holds no certificate.
 pub fn client(settings: &Settings) -> Result<UpstreamClient, String> {
-    Ok(pool().build(connector(settings)?))
+    let mut pool = pool();
+    pool.pool_max_idle_per_host(settings.limits.upstream_idle_connections);
+    Ok(pool.build(connector(settings)?))
 }
 
 fn pool() -> hyper_util::client::legacy::Builder {
