@@ -367,20 +367,17 @@ async fn journey(
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, upstream::RequestBody(body));
 
-    // Upstream: in a task of its own that keeps the request's places until the site is done
-    // with it, even if the client goes away first.
+    // Upstream: the request keeps its places until the site is done with it, even if the
+    // client goes away first (the exchange then goes on in a task of its own).
     admission.take_stream(&peer.share).await;
-    let Some(exchanged) = upstream::exchange(
+    let exchanged = upstream::exchange(
         &state.client,
         upstream_req,
         settings.timeouts.upstream_response,
         admission,
     )
-    .await
-    else {
-        return upstream_failure(Failure::Unavailable, guard);
-    };
-    guard.admission = Some(exchanged.hold);
+    .await;
+    guard.admission = exchanged.hold;
     if let Some(latency) = exchanged.latency {
         state.metrics.upstream_latency(latency);
     }

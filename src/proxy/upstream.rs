@@ -139,63 +139,93 @@ pub fn trusted_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
 const FINISH_AT_MOST: usize = 1 << 20;
 
 /// What came of sending one request upstream.
-pub struct Exchanged<H> {
+pub struct Exchanged {
     pub answer: Result<http::Response<Incoming>, Failure>,
     /// From sending the request to the answer's head, when there was one.
     pub latency: Option<Duration>,
-    /// What the caller asked to be kept until the exchange ends.
-    pub hold: H,
+    /// The request's places under the limits, to keep until the answer has been sent on.
+    pub hold: Option<Admission>,
 }
 
-/// Sends `req` upstream in a task of its own, which keeps `hold` (the request's places under
-/// the limits) until the exchange has ended. If the caller goes away first (its client
-/// cancelled the request), the task still waits for the answer and reads its body to the end
-/// (up to 1 MiB, within `timeout`), so that the upstream connection goes back to the pool: a
-/// cancelled request costs no new upstream connection, and its connection's place is given
+/// The answer and how long it took.
+type Sent = (Result<http::Response<Incoming>, Failure>, Option<Duration>);
+
+/// Sends `req` and waits for the answer's head, within `timeout`; failures are logged.
+async fn send(client: UpstreamClient, req: http::Request<RequestBody>, timeout: Duration) -> Sent {
+    let asked = std::time::Instant::now();
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Ok(Ok(r)) => (Ok(r), Some(asked.elapsed())),
+        Ok(Err(e)) => {
+            let failure = Failure::classify(&e);
+            if failure == Failure::RequestBody {
+                tracing::debug!(error = %describe(&e), "request body failed");
+            } else {
+                tracing::warn!(error = %describe(&e), "upstream request failed");
+            }
+            (Err(failure), None)
+        }
+        Err(_) => {
+            tracing::warn!("upstream did not answer in time");
+            (Err(Failure::Timeout), None)
+        }
+    }
+}
+
+/// An exchange in progress. Dropped before its end (the caller's client went away), it goes
+/// on in a task of its own: see [`exchange`].
+struct InProgress {
+    sending: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>>,
+    hold: Option<Admission>,
+    timeout: Duration,
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let (Some(sending), Some(mut hold)) = (self.sending.take(), self.hold.take()) else {
+            return;
+        };
+        hold.client_gone();
+        let timeout = self.timeout;
+        // Without a runtime (it is shutting down) the exchange ends here.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let (Ok(resp), _) = sending.await {
+                    let _ = tokio::time::timeout(timeout, finish(resp.into_body())).await;
+                }
+                drop(hold);
+            });
+        }
+    }
+}
+
+/// Sends `req` upstream and keeps `hold` (the request's places under the limits) until the
+/// exchange has ended. If the caller goes away first (its client cancelled the request), the
+/// exchange goes on in a task of its own, which waits for the answer and reads its body to the
+/// end (up to 1 MiB, within `timeout`), so that the upstream connection goes back to the pool:
+/// a cancelled request costs no new upstream connection, and its connection's place is given
 /// back only when the site has really finished with it.
 pub async fn exchange(
     client: &UpstreamClient,
     req: http::Request<RequestBody>,
     timeout: Duration,
     hold: Admission,
-) -> Option<Exchanged<Admission>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let client = client.clone();
-    tokio::spawn(async move {
-        let asked = std::time::Instant::now();
-        let sent = tokio::time::timeout(timeout, client.request(req)).await;
-        let latency = matches!(sent, Ok(Ok(_))).then(|| asked.elapsed());
-        let answer = match sent {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => {
-                let failure = Failure::classify(&e);
-                if failure == Failure::RequestBody {
-                    tracing::debug!(error = %describe(&e), "request body failed");
-                } else {
-                    tracing::warn!(error = %describe(&e), "upstream request failed");
-                }
-                Err(failure)
-            }
-            Err(_) => {
-                tracing::warn!("upstream did not answer in time");
-                Err(Failure::Timeout)
-            }
-        };
-        let exchanged = Exchanged {
-            answer,
-            latency,
-            hold,
-        };
-        if let Err(mut abandoned) = tx.send(exchanged) {
-            abandoned.hold.client_gone();
-            if let Ok(resp) = abandoned.answer {
-                let _ = tokio::time::timeout(timeout, finish(resp.into_body())).await;
-            }
-            drop(abandoned.hold);
-        }
-    });
-    // `None` only if the task panicked.
-    rx.await.ok()
+) -> Exchanged {
+    let mut progress = InProgress {
+        sending: Some(Box::pin(send(client.clone(), req, timeout))),
+        hold: Some(hold),
+        timeout,
+    };
+    let (answer, latency) = match progress.sending.as_mut() {
+        Some(sending) => sending.await,
+        None => (Err(Failure::Unavailable), None),
+    };
+    // Ended: nothing is left to finish.
+    progress.sending = None;
+    Exchanged {
+        answer,
+        latency,
+        hold: progress.hold.take(),
+    }
 }
 
 /// Reads a body no one will receive to its end, unless it is longer than [`FINISH_AT_MOST`].
