@@ -77,7 +77,7 @@ pub async fn run(
         .transpose()?;
     settings.listen = listener.local_addr().map_err(|e| e.to_string())?;
     settings.admin_listen = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(
+    let listening = format!(
         "listening on {}://{}, forwarding to {}://{}, policy {} ({} mode); admin on http://{}",
         if tls.is_some() { "https" } else { "http" },
         settings.listen,
@@ -91,8 +91,10 @@ pub async fn run(
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_thread = spawn_admin(admin_listener, state.clone(), admin_stopped)?;
+    // Watching before saying so: a change made once the proxy says it listens is seen.
     spawn_reloader(state.clone(), tls.clone(), sources, started);
     tokio::spawn(trim_when_quiet(state.clone()));
+    tracing::info!("{listening}");
 
     state.set_ready(true);
     let draining = state.clone();
