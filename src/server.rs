@@ -402,9 +402,9 @@ pub fn reload(
     started: &Settings,
     unchanged: bool,
 ) -> Result<(), String> {
-    let result = sources.load();
-    state.metrics.reloaded(result.is_ok());
-    let (mut new, policy) = result?;
+    let (mut new, policy) = sources
+        .load()
+        .inspect_err(|_| state.metrics.reloaded(false))?;
     let fixed = [
         ("listen", new.listen != started.listen),
         ("admin_listen", new.admin_listen != started.admin_listen),
@@ -486,6 +486,8 @@ pub fn reload(
         &state.metrics,
         memo,
     )));
+    // Counted once in force, so that whoever watches the count sees the new policy.
+    state.metrics.reloaded(true);
     Ok(())
 }
 

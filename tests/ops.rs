@@ -247,9 +247,10 @@ async fn no_request_fails_while_the_policy_is_reloaded_under_load() {
     for i in 0..10 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let action = if i % 2 == 0 { "remove" } else { "neutralize" };
+        // Each save is new contents (a reload follows only a change of contents).
         replace(
             &policy,
-            &format!("extends: builtin\ntag_action: {action}\n"),
+            &format!("extends: builtin\ntag_action: {action}\n# save {i}\n"),
         );
     }
     wait_for_metric(
