@@ -405,50 +405,32 @@ pub fn reload(
     let (mut new, policy) = sources
         .load()
         .inspect_err(|_| state.metrics.reloaded(false))?;
+    // What changed of a setting read only at start: its name, and whether it changed.
+    macro_rules! changed {
+        ($($setting:ident).+) => {
+            (
+                stringify!($($setting).+),
+                new.$($setting).+ != started.$($setting).+,
+            )
+        };
+    }
     let fixed = [
-        ("listen", new.listen != started.listen),
-        ("admin_listen", new.admin_listen != started.admin_listen),
-        ("upstream", new.upstream != started.upstream),
-        ("upstream_ca", new.upstream_ca != started.upstream_ca),
-        ("tls", new.tls != started.tls),
-        ("log", new.log != started.log),
-        (
-            "limits.upstream_idle_connections",
-            new.limits.upstream_idle_connections != started.limits.upstream_idle_connections,
-        ),
+        changed!(listen),
+        changed!(admin_listen),
+        changed!(upstream),
+        changed!(upstream_ca),
+        changed!(tls),
+        changed!(log),
+        changed!(limits.upstream_idle_connections),
         // Read when the listener starts.
-        (
-            "limits.max_header_size",
-            new.limits.max_header_size != started.limits.max_header_size,
-        ),
-        (
-            "limits.max_connections",
-            new.limits.max_connections != started.limits.max_connections,
-        ),
-        (
-            "limits.max_requests",
-            new.limits.max_requests != started.limits.max_requests,
-        ),
-        (
-            "limits.http2_max_streams",
-            new.limits.http2_max_streams != started.limits.http2_max_streams,
-        ),
-        (
-            "limits.http2_max_resets",
-            new.limits.http2_max_resets != started.limits.http2_max_resets,
-        ),
-        (
-            "timeouts.header_read",
-            new.timeouts.header_read != started.timeouts.header_read,
-        ),
-        (
-            "timeouts.upstream_connect",
-            new.timeouts.upstream_connect != started.timeouts.upstream_connect,
-        ),
-        (
-            "timeouts.shutdown_grace",
-            new.timeouts.shutdown_grace != started.timeouts.shutdown_grace,
-        ),
+        changed!(limits.max_header_size),
+        changed!(limits.max_connections),
+        changed!(limits.max_requests),
+        changed!(limits.http2_max_streams),
+        changed!(limits.http2_max_resets),
+        changed!(timeouts.header_read),
+        changed!(timeouts.upstream_connect),
+        changed!(timeouts.shutdown_grace),
     ];
     for (name, changed) in fixed {
         if changed {

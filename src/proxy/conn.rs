@@ -40,22 +40,27 @@ impl Activity {
     }
 }
 
-const NO_REQUEST: &str = "no request within the header-read timeout";
+/// A connection that sent no request in time.
+#[derive(Debug)]
+struct NoRequest;
 
-/// Whether a connection ended because it sent no request in time.
-fn is_no_request(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.to_string() == NO_REQUEST
+impl std::fmt::Display for NoRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no request within the header-read timeout")
+    }
 }
+
+impl std::error::Error for NoRequest {}
 
 /// Why a served connection ended in an error, for the metrics: `no_request`, `client_closed`
 /// (the client closed or reset it in the middle of a message), `timeout`, `http2` (an HTTP/2
 /// protocol error), or `protocol` (anything else the HTTP layer refused).
 pub fn failure_reason(e: &(dyn std::error::Error + 'static)) -> &'static str {
-    if is_no_request(e) {
-        return "no_request";
-    }
     let mut source = Some(e);
     while let Some(s) = source {
+        if s.is::<NoRequest>() {
+            return "no_request";
+        }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() {
                 return "client_closed";
@@ -200,7 +205,7 @@ where
         }
         if count == 0 && now >= opened + deadline {
             // Nothing asked for in time, draining or not: drop it.
-            return Err(NO_REQUEST.into());
+            return Err(NoRequest.into());
         }
         if !closing && count > 0 && (draining || now >= last_change + deadline) {
             closing = true;
