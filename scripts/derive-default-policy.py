@@ -45,6 +45,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import trackers  # scripts/trackers.py: the tag catalogue
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = REPO_ROOT / "third_party" / "open-cookie-database" / "open-cookie-database.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "policies" / "default.yaml"
@@ -667,96 +669,9 @@ ENDPOINTS = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# 8. Tags that the HTML rewriter neutralizes when their category is denied (hand-written, not
-#    from OCD). Host: the domain and its subdomains, or "*" for any host (and relative URLs).
-#    Path: a glob over the URL path; None = any path. Resource hints (<link rel=preconnect …>)
-#    match on the host of any rule with a named host.
+# 8. Tags that the HTML rewriter holds back when their category is denied: scripts/trackers.py
+#    derives them from third-party-web and its own curated rules.
 # ---------------------------------------------------------------------------------------------
-# The first rule that matches a URL decides, so a rule narrowed by a query comes before the
-# general rule for the same path: the Google tag (gtag.js) loads Google Ads for an `AW-` id and
-# Floodlight for a `DC-` id, and Google Analytics otherwise.
-TAGS = [
-    # (host, path, category, vendor) or (host, path, category, vendor, query)
-    ("googletagmanager.com", "/gtag/js", MARKETING, "Google Ads", "*id=AW-*"),
-    ("googletagmanager.com", "/gtag/js", MARKETING, "Google Ads", "*id=DC-*"),
-    ("googletagmanager.com", "/gtag/js", ANALYTICS, "Google Analytics"),
-    ("googletagmanager.com", "/gtm.js", ANALYTICS, "Google Tag Manager"),
-    ("googletagmanager.com", "/ns.html", ANALYTICS, "Google Tag Manager"),
-    ("google-analytics.com", "/analytics.js", ANALYTICS, "Google Analytics"),
-    ("google-analytics.com", "/ga.js", ANALYTICS, "Google Analytics"),
-    ("google-analytics.com", None, ANALYTICS, "Google Analytics"),
-    ("googleadservices.com", None, MARKETING, "Google Ads"),
-    ("doubleclick.net", None, MARKETING, "Google Ads"),
-    ("connect.facebook.net", "/*/fbevents.js", MARKETING, "Meta Pixel"),
-    ("facebook.com", "/tr", MARKETING, "Meta Pixel"),
-    ("facebook.com", "/tr/", MARKETING, "Meta Pixel"),
-    ("static.hotjar.com", None, ANALYTICS, "Hotjar"),
-    ("clarity.ms", "/tag/*", ANALYTICS, "Microsoft Clarity"),
-    ("snap.licdn.com", None, MARKETING, "LinkedIn Insight"),
-    ("px.ads.linkedin.com", None, MARKETING, "LinkedIn Insight"),
-    ("analytics.tiktok.com", None, MARKETING, "TikTok Pixel"),
-    ("js.hs-scripts.com", None, ANALYTICS, "HubSpot"),
-    ("bat.bing.com", "/bat.js", MARKETING, "Microsoft Advertising"),
-    ("bat.bing.com", "/action/*", MARKETING, "Microsoft Advertising"),
-    ("mc.yandex.ru", "/metrika/*", ANALYTICS, "Yandex Metrica"),
-    ("mc.yandex.ru", "/watch/*", ANALYTICS, "Yandex Metrica"),
-    ("cdn.segment.com", None, ANALYTICS, "Segment"),
-    ("cdn.mxpnl.com", None, ANALYTICS, "Mixpanel"),
-    ("*", "*/matomo.js", ANALYTICS, "Matomo"),
-    ("*", "*/piwik.js", ANALYTICS, "Matomo"),
-    ("*", "*/matomo.php", ANALYTICS, "Matomo"),
-    ("*", "*/piwik.php", ANALYTICS, "Matomo"),
-]
-
-# Google tags that honour Consent Mode: with `google_consent_mode: true` in a policy they are left
-# to run, told the decision by a gtag('consent', 'default', …) block. Only the Google tag
-# (gtag.js) and its inline calls: a Google Tag Manager container loads whatever tags it holds,
-# Custom HTML for other vendors included, which Consent Mode does not govern, so GTM stays
-# neutralized; so do Universal Analytics (analytics.js, ga.js) and the Ads/DoubleClick pixels.
-CONSENT_MODE_TAGS = {("googletagmanager.com", "/gtag/js")}
-CONSENT_MODE_SIGNATURES = {"gtag(", "googletagmanager.com/gtag/js", "'AW-", '"AW-'}
-
-# Inline <script> signatures: the vendors' documented calls, and the loader URLs their snippets
-# build (a snippet often only defines the queue function and inserts the loader). A signature
-# that starts with an identifier character matches only where an identifier starts, so `ym(`
-# does not match `anonym(`. Each must be specific enough never to occur in a site's own code.
-INLINE_TAGS = [
-    # (signature, category, vendor)
-    ("gtag(", ANALYTICS, "Google Analytics"),
-    ("googletagmanager.com/gtag/js", ANALYTICS, "Google Analytics"),
-    # A Google Ads id configured through gtag (`gtag('config', 'AW-123')`).
-    ("'AW-", MARKETING, "Google Ads"),
-    ('"AW-', MARKETING, "Google Ads"),
-    ("ga('create'", ANALYTICS, "Google Analytics"),
-    ('ga("create"', ANALYTICS, "Google Analytics"),
-    ("google-analytics.com/analytics.js", ANALYTICS, "Google Analytics"),
-    ("google-analytics.com/ga.js", ANALYTICS, "Google Analytics"),
-    ("_gaq.push", ANALYTICS, "Google Analytics"),
-    ("'gtm.start'", ANALYTICS, "Google Tag Manager"),
-    ('"gtm.start"', ANALYTICS, "Google Tag Manager"),
-    ("googletagmanager.com/gtm.js", ANALYTICS, "Google Tag Manager"),
-    ("fbq(", MARKETING, "Meta Pixel"),
-    ("_paq.push", ANALYTICS, "Matomo"),
-    ("hj(", ANALYTICS, "Hotjar"),
-    ("h.hj=h.hj", ANALYTICS, "Hotjar"),
-    ("static.hotjar.com", ANALYTICS, "Hotjar"),
-    ("clarity(", ANALYTICS, "Microsoft Clarity"),
-    ("clarity.ms/tag", ANALYTICS, "Microsoft Clarity"),
-    ("_linkedin_partner_id", MARKETING, "LinkedIn Insight"),
-    ("snap.licdn.com", MARKETING, "LinkedIn Insight"),
-    ("lintrk(", MARKETING, "LinkedIn Insight"),
-    ("_hsq", ANALYTICS, "HubSpot"),
-    ("js.hs-scripts.com", ANALYTICS, "HubSpot"),
-    ("ttq.", MARKETING, "TikTok Pixel"),
-    ("analytics.tiktok.com", MARKETING, "TikTok Pixel"),
-    ("uetq", MARKETING, "Microsoft Advertising"),
-    ("bat.bing.com", MARKETING, "Microsoft Advertising"),
-    ("ym(", ANALYTICS, "Yandex Metrica"),
-    ("mc.yandex.ru/metrika", ANALYTICS, "Yandex Metrica"),
-    ("cdn.segment.com", ANALYTICS, "Segment"),
-    ("cdn.mxpnl.com", ANALYTICS, "Mixpanel"),
-    ("mixpanel.init(", ANALYTICS, "Mixpanel"),
-]
 
 # ---------------------------------------------------------------------------------------------
 # Pipeline
@@ -1001,9 +916,11 @@ HEADER = """\
 #
 # GENERATED FILE - DO NOT EDIT. Produced by scripts/derive-default-policy.py from the Open
 # Cookie Database (https://github.com/jkwakman/Open-Cookie-Database), Apache License 2.0,
-# (c) its authors; see third_party/open-cookie-database/LICENSE and NOTICE. Corrections go
-# into the script's curation tables; regenerate with `python3 scripts/derive-default-policy.py`
-# and verify with `--check`. docs/cookie-catalogue.md explains the derivation.
+# (c) its authors, and third-party-web (https://github.com/patrickhulce/third-party-web), MIT,
+# (c) Patrick Hulce; see third_party/*/LICENSE and NOTICE. Corrections go into the curation
+# tables of scripts/derive-default-policy.py and scripts/trackers.py; regenerate with
+# `python3 scripts/derive-default-policy.py` and verify with `--check`.
+# docs/cookie-catalogue.md and docs/tag-catalogue.md explain the derivation.
 """
 
 SETTINGS = """\
@@ -1027,7 +944,7 @@ def q(s: str) -> str:
     return json.dumps(s, ensure_ascii=True)
 
 
-def render(rules: list[Rule]) -> str:
+def render(rules: list[Rule], tags: list[dict]) -> str:
     counts = {c: sum(1 for r in rules if r.category == c) for c in CATEGORIES}
     out = [HEADER, "\n", SETTINGS, "\n"]
     out.append("# Requests to these paths on the proxied site are answered locally when their\n")
@@ -1037,26 +954,27 @@ def render(rules: list[Rule]) -> str:
         out.append(f"  - {{ {kind}: {q(pattern)}, category: {category} }}\n")
     out.append("\n")
     out.append("# Tags the HTML rewriter neutralizes when their category is denied. The first rule\n")
-    out.append("# that matches a URL decides.\n")
+    out.append("# that matches a URL decides. Curated rules first, then the hosts of third-party-web\n")
+    out.append("# (third_party/third-party-web, MIT); docs/tag-catalogue.md explains the derivation.\n")
+    out.append("# `pages: true`: the domain also serves pages (share links, profiles), so a URL on it\n")
+    out.append("# in an inline script counts only as something the script loads.\n")
     out.append("tag_action: neutralize      # neutralize | remove\n")
     out.append("tags:\n")
-    unknown = (CONSENT_MODE_TAGS - {(h, p) for h, p, *_ in TAGS}) | (
-        CONSENT_MODE_SIGNATURES - {sig for sig, *_ in INLINE_TAGS}
-    )
-    assert not unknown, f"consent-mode entries without a tag rule: {unknown}"
-    for host, path, category, vendor, *query in TAGS:
-        fields = [f"host: {q(host)}"]
-        if path is not None:
-            fields.append(f"path: {q(path)}")
-        if query:
-            fields.append(f"query: {q(query[0])}")
-        fields += [f"category: {category}", f"vendor: {q(vendor)}"]
-        if (host, path) in CONSENT_MODE_TAGS:
+    for r in tags:
+        fields = [f"host: {q(r['host'])}"]
+        if r.get("path") is not None:
+            fields.append(f"path: {q(r['path'])}")
+        if r.get("query"):
+            fields.append(f"query: {q(r['query'])}")
+        fields += [f"category: {r['category']}", f"vendor: {q(r['vendor'])}"]
+        if r.get("consent_mode"):
             fields.append("consent_mode: true")
+        if r.get("pages"):
+            fields.append("pages: true")
         out.append("  - { " + ", ".join(fields) + " }\n")
     out.append("inline_tags:\n")
-    for signature, category, vendor in INLINE_TAGS:
-        flag = ", consent_mode: true" if signature in CONSENT_MODE_SIGNATURES else ""
+    for signature, category, vendor in trackers.INLINE_TAGS:
+        flag = ", consent_mode: true" if signature in trackers.CONSENT_MODE_SIGNATURES else ""
         out.append(f"  - {{ signature: {q(signature)}, category: {category}, vendor: {q(vendor)}{flag} }}\n")
     out.append("\n")
     summary = ", ".join(f"{c} {counts[c]}" for c in CATEGORIES)
@@ -1087,13 +1005,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rules, stats = derive(read_rows(args.input))
     self_check(rules)
-    text = render(rules)
+    tags, tag_stats = trackers.tag_rules()
+    text = render(rules, tags)
 
     if args.stats:
         for field, value in vars(stats).items():
             print(f"{field}: {value}", file=sys.stderr)
         for c in CATEGORIES:
             print(f"{c}: {sum(1 for r in rules if r.category == c)}", file=sys.stderr)
+        for field, value in tag_stats.items():
+            print(f"tags {field}: {value}", file=sys.stderr)
 
     if args.check:
         try:
@@ -1114,13 +1035,14 @@ def main(argv: list[str] | None = None) -> int:
             if len(diff) > 20:
                 print(f"... ({len(diff) - 20} more diff lines)", file=sys.stderr)
             return 1
-        print(f"{args.output} is up to date ({len(rules)} cookie rules)")
+        print(f"{args.output} is up to date ({len(rules)} cookie rules, {len(tags)} tag rules)")
         return 0
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8", newline="\n") as f:
         f.write(text)
-    print(f"wrote {args.output} ({len(rules)} cookie rules, {len(ENDPOINTS)} endpoints)")
+    print(f"wrote {args.output} ({len(rules)} cookie rules, {len(ENDPOINTS)} endpoints, "
+          f"{len(tags)} tag rules)")
     return 0
 
 

@@ -12,6 +12,8 @@ pub mod memo;
 pub mod path;
 pub mod request;
 pub mod response;
+pub mod tags;
+pub mod text_urls;
 pub mod underscores;
 
 use serde::Serialize;

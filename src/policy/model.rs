@@ -3,7 +3,7 @@
 
 use super::pattern::Pattern;
 use crate::category::{Category, CategorySet};
-use crate::filter::html::{InlineRule, TagAction, UrlRule};
+use crate::filter::tags::{InlineRule, TagAction, UrlRule};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -307,10 +307,15 @@ pub struct RawTagRule {
     action: Option<TagAction>,
     #[serde(default)]
     consent_mode: bool,
+    #[serde(default)]
+    pages: bool,
 }
 
-/// A tag that loads a URL (`<script src>`, `<img>`, `<iframe>`, resource hints): host (`*` for
-/// any, a domain covers its subdomains), an optional path glob and an optional query glob.
+/// A tag that loads a URL (`<script src>`, `<img>`, `<iframe>`, resource hints, a URL an inline
+/// script or a style names): host (`*` for any, a domain covers its subdomains), an optional path
+/// glob and an optional query glob. Category `necessary` makes an exception to a broader rule
+/// after it: what it matches is never held back. `pages: true` marks a domain that also serves
+/// pages people visit (see `TagRules::named_trackers`).
 #[derive(Debug, Clone)]
 pub struct TagRule {
     /// `host` + `path` + `query`, for the duplicate check.
@@ -330,8 +335,8 @@ impl TryFrom<RawTagRule> for TagRule {
         {
             return Err(format!("tag path `{p}` must start with `/` or `*`"));
         }
-        if r.category == Category::Necessary {
-            return Err("a tag of category `necessary` would never be neutralized".into());
+        if r.pages && r.host == "*" {
+            return Err("`pages: true` needs a named host".into());
         }
         let key = Pattern::Exact(format!(
             "{}{}?{}",
@@ -345,6 +350,7 @@ impl TryFrom<RawTagRule> for TagRule {
         }
         rule.action = r.action;
         rule.consent_mode = r.consent_mode;
+        rule.pages = r.pages;
         Ok(TagRule { key, rule })
     }
 }

@@ -1,0 +1,612 @@
+//! The tag catalogue as the rewriter uses it: URL rules (host, path, query) and inline script
+//! signatures, and how a URL or a script's text is matched against them.
+//!
+//! A catalogue holds thousands of host rules (one per tracker domain), so rules that name only a
+//! domain are found through a map from domain to rule, by the host and each of its parent
+//! domains; the few rules with a path, a query or any host are tried in order. The first rule in
+//! precedence order (the site's, then the built-in catalogue's) decides either way.
+
+use crate::category::{Category, CategorySet};
+use aho_corasick::AhoCorasick;
+use globset::{GlobBuilder, GlobMatcher};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::text_urls::{self, Mention};
+
+/// What to do with a matched tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagAction {
+    #[default]
+    Neutralize,
+    Remove,
+}
+
+/// Which hosts a URL rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Any host, and relative URLs (e.g. `matomo.js` served by the site itself).
+    Any,
+    /// This domain and its subdomains, e.g. `googletagmanager.com` covers
+    /// `www.googletagmanager.com`.
+    Domain(String),
+}
+
+/// A rule for tags that load a URL.
+#[derive(Debug, Clone)]
+pub struct UrlRule {
+    pub host: HostPattern,
+    /// Glob over the URL path (`*` crosses `/`); `None` matches every path.
+    pub path: Option<PathPattern>,
+    /// Glob over the query string (without `?`); `None` matches any query or none.
+    pub query: Option<GlobMatcher>,
+    pub category: Category,
+    pub vendor: Arc<str>,
+    pub action: Option<TagAction>,
+    /// A Google tag that honours Consent Mode: left alone when the policy uses it.
+    pub consent_mode: bool,
+    /// The domain also serves pages people visit (profiles, share dialogs): in a script, a URL
+    /// on it that only this rule's host matches counts as a tracker only when loaded.
+    pub pages: bool,
+}
+
+impl UrlRule {
+    pub fn new(
+        host: &str,
+        path: Option<&str>,
+        category: Category,
+        vendor: &str,
+    ) -> Result<UrlRule, String> {
+        let host = match host {
+            "*" => HostPattern::Any,
+            h => HostPattern::Domain(h.trim_start_matches("*.").to_ascii_lowercase()),
+        };
+        let path = path.map(PathPattern::new).transpose()?;
+        Ok(UrlRule {
+            host,
+            path,
+            query: None,
+            category,
+            vendor: Arc::from(vendor),
+            action: None,
+            consent_mode: false,
+            pages: false,
+        })
+    }
+
+    /// Restricts the rule to URLs whose query string matches `query` (a glob).
+    pub fn with_query(mut self, query: &str) -> Result<UrlRule, String> {
+        self.query = Some(glob(query, "query")?);
+        Ok(self)
+    }
+
+    fn matches(&self, host: Option<&str>, path: &str, query: Option<&str>) -> bool {
+        host_matches(&self.host, host)
+            && self.path.as_ref().is_none_or(|p| p.is_match(path))
+            && self
+                .query
+                .as_ref()
+                .is_none_or(|g| query.is_some_and(|q| g.is_match(q)))
+    }
+}
+
+/// A rule for inline scripts: a substring of the script text.
+#[derive(Debug, Clone)]
+pub struct InlineRule {
+    pub signature: String,
+    pub category: Category,
+    pub vendor: Arc<str>,
+    pub action: Option<TagAction>,
+    /// A Google tag that honours Consent Mode: left alone when the policy uses it.
+    pub consent_mode: bool,
+}
+
+/// The compiled tag rules.
+pub struct TagRules {
+    /// The categories that have tag rules.
+    categories: CategorySet,
+    /// Every URL rule, in precedence order.
+    urls: Vec<UrlRule>,
+    /// The rules that name only a domain (no path, no query), by domain, in order.
+    by_domain: HashMap<Box<str>, Vec<usize>>,
+    /// The other rules, in order.
+    ordered: Vec<usize>,
+    /// Every domain a rule names.
+    named: std::collections::HashSet<Box<str>>,
+    inline: Vec<InlineRule>,
+    signatures: Option<AhoCorasick>,
+    pub default_action: TagAction,
+}
+
+/// A URL path pattern. Most are a literal, or a literal after or before one `*`: those are
+/// compared as strings, and only the rest go through a compiled glob.
+#[derive(Debug, Clone)]
+pub enum PathPattern {
+    Exact(String),
+    /// `*` then a literal, e.g. `*/matomo.js`.
+    Suffix(String),
+    /// A literal then `*`, e.g. `/tag/*`.
+    Prefix(String),
+    Glob(GlobMatcher),
+}
+
+impl PathPattern {
+    fn new(pattern: &str) -> Result<PathPattern, String> {
+        let literal = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        Ok(if literal(pattern) {
+            PathPattern::Exact(pattern.to_string())
+        } else if let Some(rest) = pattern.strip_prefix('*').filter(|r| literal(r)) {
+            PathPattern::Suffix(rest.to_string())
+        } else if let Some(rest) = pattern.strip_suffix('*').filter(|r| literal(r)) {
+            PathPattern::Prefix(rest.to_string())
+        } else {
+            PathPattern::Glob(glob(pattern, "path")?)
+        })
+    }
+
+    pub fn is_match(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(p) => path == p,
+            PathPattern::Suffix(s) => path.ends_with(s.as_str()),
+            PathPattern::Prefix(p) => path.starts_with(p.as_str()),
+            PathPattern::Glob(g) => g.is_match(path),
+        }
+    }
+}
+
+/// A glob in which `*` crosses `/`.
+fn glob(pattern: &str, what: &str) -> Result<GlobMatcher, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid {what} glob `{pattern}`: {e}"))
+}
+
+/// The query string of a URL, without `?` and fragment.
+fn query_of(url: &str) -> Option<&str> {
+    let url = &url[..url.find('#').unwrap_or(url.len())];
+    url.find('?').map(|i| &url[i + 1..])
+}
+
+/// The parts of a URL the rules look at: host (`None` for a relative URL), path and query.
+struct UrlParts<'a> {
+    host: Option<String>,
+    path: std::borrow::Cow<'a, str>,
+    query: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Reads an attribute's URL as a browser does. Most URLs are plain and are split as they are;
+/// any other goes through the WHATWG URL parser after its character references are decoded
+/// (lol_html gives attribute values raw), so that `gtag&#47;js`, `https:\\host`, `https:/host`,
+/// tabs or newlines inside the URL, `/./` segments, a percent-encoded or trailing-dot host, or
+/// percent-encoded path bytes name the same resource to the rules as to the browser.
+fn url_parts(url: &str) -> UrlParts<'_> {
+    // Only the scheme, host and path decide whether a URL is plain: `&` and `%` are common in
+    // queries and change nothing there, but a character reference may stand anywhere.
+    let head = &url[..url.find(['?', '#']).unwrap_or(url.len())];
+    let plain = head
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\\&%".contains(&b))
+        && !url.contains("&#")
+        && (!url.contains('&') || !url.contains(';'))
+        && !head.contains("/.")
+        && !head.contains(".:")
+        && !head.contains("./")
+        && !head.ends_with('.')
+        && plain_start(url);
+    if plain {
+        let (host, path) = split_url(url);
+        return UrlParts {
+            host,
+            path: path.into(),
+            query: query_of(url).map(Into::into),
+        };
+    }
+    static BASE: std::sync::OnceLock<url::Url> = std::sync::OnceLock::new();
+    // A base whose scheme is neither http nor https: `https:/host` and `https:host` read as
+    // absolute, as they do in a page of the other scheme (in a page of the same scheme they
+    // name a path of the site; taking them as absolute can only neutralize more).
+    let base = BASE.get_or_init(|| url::Url::parse("ws://relative.invalid/").unwrap());
+    let decoded = html_escape::decode_html_entities(url);
+    // Browsers read any run of slashes (or backslashes) before a host as `//`, which the url
+    // crate refuses for `///host`.
+    let text: String = decoded
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let text = match text.trim_start_matches('/') {
+        rest if text.len() - rest.len() > 2 => format!("//{rest}"),
+        _ => text,
+    };
+    let Ok(parsed) = base.join(&text) else {
+        // Not a URL a browser would load.
+        return UrlParts {
+            host: None,
+            path: "".into(),
+            query: None,
+        };
+    };
+    let host = parsed
+        .host_str()
+        .filter(|h| *h != "relative.invalid")
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    let decode = |s: &str| -> String {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    UrlParts {
+        host,
+        path: decode(parsed.path()).into(),
+        query: parsed.query().map(|q| decode(q).into()),
+    }
+}
+
+/// A URL whose scheme and authority split as they read: `scheme://host`, `//host`, or a path.
+/// (`https:/host`, `https:host` and `///host` are read otherwise by browsers.)
+fn plain_start(url: &str) -> bool {
+    let after = match (url.find(':'), url.find('/')) {
+        (Some(colon), slash) if slash.is_none_or(|s| colon < s) => &url[colon + 1..],
+        _ => url,
+    };
+    match after.strip_prefix("//") {
+        Some(rest) => !rest.starts_with('/'),
+        // A scheme must be followed by `//` to be plain; a path needs nothing.
+        None => after.len() == url.len(),
+    }
+}
+
+/// The parts of a plain URL.
+fn split_url(url: &str) -> (Option<String>, &str) {
+    let url = url.trim();
+    // A scheme ends before any `/`, `?` or `#`: a `://` further on is in the path or query
+    // (`//host/p?u=https://other`).
+    let scheme_end = url
+        .find("://")
+        .filter(|&i| !url[..i].contains(['/', '?', '#']));
+    let rest = if let Some(i) = scheme_end {
+        let scheme = &url[..i];
+        if !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return (None, url);
+        }
+        &url[i + 3..]
+    } else if let Some(r) = url.strip_prefix("//") {
+        r
+    } else {
+        // Relative: only a path.
+        let end = url.find(['?', '#']).unwrap_or(url.len());
+        return (None, &url[..end]);
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..host_end];
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let after = &rest[host_end..];
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    (Some(host), &after[..path_end])
+}
+
+/// Whether a matching rule acts: its category is denied, and it is not a Google tag left to
+/// Consent Mode (`exempt`: the page carries the Consent Mode default). A `necessary` rule never
+/// acts: it is an exception to a broader rule after it.
+fn acts(granted: CategorySet, exempt: bool, category: Category, consent_mode: bool) -> bool {
+    category != Category::Necessary && !(granted.contains(category) || (exempt && consent_mode))
+}
+
+/// An ASCII byte that can continue a JavaScript identifier. A non-ASCII character before a
+/// signature does not count as one: a page whose encoding cannot hold it gets it back as a
+/// character reference (`&#57897;`), after which the signature starts an identifier.
+fn is_identifier(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+}
+
+fn host_matches(pattern: &HostPattern, host: Option<&str>) -> bool {
+    match (pattern, host) {
+        (HostPattern::Any, _) => true,
+        (HostPattern::Domain(_), None) => false,
+        (HostPattern::Domain(d), Some(h)) => {
+            h == d
+                || (h.len() > d.len()
+                    && h.ends_with(d.as_str())
+                    && h.as_bytes()[h.len() - d.len() - 1] == b'.')
+        }
+    }
+}
+
+/// A host and each of its parent domains: `a.b.com`, `b.com`, `com`.
+fn domains_of(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, rest)| rest))
+}
+
+/// What matched a script: a signature or a URL it names.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    pub category: Category,
+    pub vendor: &'a Arc<str>,
+    pub action: Option<TagAction>,
+}
+
+impl<'a> From<&'a UrlRule> for Hit<'a> {
+    fn from(r: &'a UrlRule) -> Hit<'a> {
+        Hit {
+            category: r.category,
+            vendor: &r.vendor,
+            action: r.action,
+        }
+    }
+}
+
+impl<'a> From<&'a InlineRule> for Hit<'a> {
+    fn from(r: &'a InlineRule) -> Hit<'a> {
+        Hit {
+            category: r.category,
+            vendor: &r.vendor,
+            action: r.action,
+        }
+    }
+}
+
+/// Of two hits, the more restrictive category; the first on a tie.
+fn stricter<'a>(a: Option<Hit<'a>>, b: Option<Hit<'a>>) -> Option<Hit<'a>> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.category > a.category => Some(b),
+        (Some(a), _) => Some(a),
+        (None, b) => b,
+    }
+}
+
+/// How a text names URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// A script: a URL on a domain that also serves pages (`pages: true`) counts only as
+    /// something the script loads.
+    Script,
+    /// A style sheet: every URL it names is loaded.
+    Style,
+}
+
+impl TagRules {
+    pub fn new(
+        urls: Vec<UrlRule>,
+        inline: Vec<InlineRule>,
+        default_action: TagAction,
+    ) -> Result<TagRules, String> {
+        let signatures = if inline.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::new(inline.iter().map(|r| r.signature.as_str()))
+                    .map_err(|e| format!("cannot compile inline signatures: {e}"))?,
+            )
+        };
+        let categories = urls
+            .iter()
+            .map(|r| r.category)
+            .chain(inline.iter().map(|r| r.category))
+            .collect();
+        let mut by_domain: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut ordered = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for (i, r) in urls.iter().enumerate() {
+            match &r.host {
+                HostPattern::Domain(d) if r.path.is_none() && r.query.is_none() => {
+                    by_domain.entry(d.as_str().into()).or_default().push(i);
+                }
+                _ => ordered.push(i),
+            }
+            if let HostPattern::Domain(d) = &r.host {
+                named.insert(Box::<str>::from(d.as_str()));
+            }
+        }
+        Ok(TagRules {
+            categories,
+            urls,
+            by_domain,
+            ordered,
+            named,
+            inline,
+            signatures,
+            default_action,
+        })
+    }
+
+    /// URL rules and inline signatures together.
+    pub fn rule_count(&self) -> usize {
+        self.urls.len() + self.inline.len()
+    }
+
+    /// The categories that have tag rules: rewriting is needed only if one is denied.
+    pub fn categories(&self) -> CategorySet {
+        self.categories
+    }
+
+    /// The index of the first rule matching a URL's parts.
+    fn first_match(&self, host: Option<&str>, path: &str, query: Option<&str>) -> Option<usize> {
+        let by_domain = host.and_then(|h| {
+            domains_of(h)
+                .filter_map(|d| self.by_domain.get(d).and_then(|v| v.first()))
+                .min()
+                .copied()
+        });
+        self.ordered
+            .iter()
+            .copied()
+            .take_while(|&i| by_domain.is_none_or(|b| i < b))
+            .find(|&i| self.urls[i].matches(host, path, query))
+            .or(by_domain)
+    }
+
+    /// The first URL rule matching `url` (rules are in precedence order: the site's, then the
+    /// built-in catalogue's), if its category is denied.
+    ///
+    /// With `exempt`, rules marked `consent_mode` (Google tags that honour Consent Mode) do not
+    /// match: the page carries the Consent Mode default, which governs them.
+    pub fn match_url(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
+        let parts = url_parts(url.trim());
+        let path = if parts.path.is_empty() {
+            "/"
+        } else {
+            &parts.path
+        };
+        self.first_match(parts.host.as_deref(), path, parts.query.as_deref())
+            .map(|i| &self.urls[i])
+            .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
+    }
+
+    /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
+    /// category is denied: for resource hints, which name only a host.
+    pub fn match_host(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
+        let host = url_parts(url.trim()).host?;
+        let acting = |&i: &usize| {
+            let r = &self.urls[i];
+            acts(granted, exempt, r.category, r.consent_mode)
+        };
+        let by_domain = domains_of(&host)
+            .filter_map(|d| self.by_domain.get(d))
+            .flat_map(|v| v.iter().copied().find(acting))
+            .min();
+        self.ordered
+            .iter()
+            .copied()
+            .take_while(|&i| by_domain.is_none_or(|b| i < b))
+            .find(|i| {
+                matches!(self.urls[*i].host, HostPattern::Domain(_))
+                    && host_matches(&self.urls[*i].host, Some(&host))
+                    && acting(i)
+            })
+            .or(by_domain)
+            .map(|i| &self.urls[i])
+    }
+
+    /// Whether a rule names `host` or one of its parent domains.
+    fn names_host(&self, host: &str) -> bool {
+        domains_of(host).any(|d| self.named.contains(d))
+    }
+
+    /// Every URL that `text` names and a rule whose category is denied matches, with the rule.
+    /// In a script, a URL matched only by the host of a domain that also serves pages
+    /// (`pages: true`) counts when the script loads it: its path ends in `.js`, or the script
+    /// hands it to a `src`, `fetch(`, `sendBeacon(`… (see [`Mention::loads`]); a share link or
+    /// a profile link is not a tracker.
+    pub fn named_trackers<'s>(
+        &'s self,
+        text: &'s str,
+        kind: TextKind,
+        granted: CategorySet,
+        exempt: bool,
+    ) -> impl Iterator<Item = (Mention, &'s UrlRule)> + 's {
+        text_urls::mentions(text).filter_map(move |m| {
+            if !self.names_host(&m.host(text)) {
+                return None;
+            }
+            let url = m.url(text);
+            let rule = self.match_url(&url, granted, exempt)?;
+            let host_only = rule.path.is_none() && rule.query.is_none();
+            if kind == TextKind::Script && rule.pages && host_only {
+                let path = url_parts(&url).path;
+                if !path.ends_with(".js") && !m.loads(text) {
+                    return None;
+                }
+            }
+            Some((m, rule))
+        })
+    }
+
+    /// What an inline script's text matches: a signature, or a URL it names (see
+    /// [`TagRules::named_trackers`]); of several, the most restrictive category.
+    pub fn match_script<'s>(
+        &'s self,
+        text: &'s str,
+        granted: CategorySet,
+        exempt: bool,
+    ) -> Option<Hit<'s>> {
+        let signature = self.match_inline(text, granted, exempt).map(Hit::from);
+        self.named_trackers(text, TextKind::Script, granted, exempt)
+            .map(|(_, r)| Hit::from(r))
+            .fold(signature, |best, hit| stricter(best, Some(hit)))
+    }
+
+    /// The signature in `text` that decides: of those whose category is denied, the first of
+    /// the most restrictive category (marketing before analytics before preferences), so that
+    /// a script holding both Google Analytics and Google Ads code is labelled marketing and a
+    /// consent banner activates it only with marketing consent. A signature that starts with an
+    /// identifier character matches only at the start of an identifier: `ym(` matches
+    /// `ym(1, "init")` and `window.ym(`, not `anonym(`.
+    pub fn match_inline(
+        &self,
+        text: &str,
+        granted: CategorySet,
+        exempt: bool,
+    ) -> Option<&InlineRule> {
+        let ac = self.signatures.as_ref()?;
+        let bytes = text.as_bytes();
+        ac.find_overlapping_iter(text)
+            .filter(|m| {
+                let rule = &self.inline[m.pattern().as_usize()];
+                let starts_identifier = rule.signature.bytes().next().is_some_and(is_identifier);
+                !starts_identifier || m.start() == 0 || !is_identifier(bytes[m.start() - 1])
+            })
+            .map(|m| &self.inline[m.pattern().as_usize()])
+            .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
+            .fold(None, |best: Option<&InlineRule>, r| match best {
+                Some(b) if b.category >= r.category => Some(b),
+                _ => Some(r),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_patterns_agree_with_globs() {
+        let paths = [
+            "/",
+            "/gtag/js",
+            "/gtag/jsx",
+            "/a/gtag/js",
+            "/stats/matomo.js",
+            "/matomo.js",
+            "/matomo.jsx",
+            "/tag/abc",
+            "/tag/",
+            "/tag",
+            "/en_US/fbevents.js",
+            "/fbevents.js",
+        ];
+        for pattern in [
+            "/gtag/js",
+            "*/matomo.js",
+            "/tag/*",
+            "/*/fbevents.js",
+            "/t?g/*",
+            "*",
+        ] {
+            let fast = PathPattern::new(pattern).unwrap();
+            let slow = glob(pattern, "path").unwrap();
+            for p in paths {
+                assert_eq!(fast.is_match(p), slow.is_match(p), "{pattern} on {p}");
+            }
+        }
+        assert!(matches!(
+            PathPattern::new("*/matomo.js").unwrap(),
+            PathPattern::Suffix(_)
+        ));
+        assert!(matches!(
+            PathPattern::new("/tag/*").unwrap(),
+            PathPattern::Prefix(_)
+        ));
+        assert!(matches!(
+            PathPattern::new("/*/fbevents.js").unwrap(),
+            PathPattern::Glob(_)
+        ));
+    }
+}
