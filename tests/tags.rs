@@ -394,3 +394,89 @@ async fn the_memo_can_be_turned_off() {
         assert_eq!(metric(&proxy, &series).await, 0.0, "{series}");
     }
 }
+
+#[tokio::test]
+async fn embeds_loaders_and_styles_are_held_back_and_share_links_are_not() {
+    let up = Upstream::start().await;
+    let (_dir, policy) = temp_file(
+        "policy.yaml",
+        "extends: builtin\nembed_placeholder:\n  en: \"{vendor} is hidden until you accept {category} cookies.\"\n  de: \"{vendor} ist ausgeblendet.\"\n",
+    );
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
+    let got = get(&http1(), &proxy.url("/fixtures/pages/embeds.html"), &[]).await;
+    assert_eq!(got.status, 200);
+    let body = &got.body;
+    // The video frame keeps its size and its URL for activation, and shows the placeholder.
+    assert!(
+        body.contains(
+            r#"<iframe width="560" height="315" title="YouTube video player" frameborder="0" allowfullscreen data-category="marketing" data-src="https://www.youtube.com/embed/dQw4w9WgXcQ" src="/.well-known/consent-proxy/withheld?vendor=YouTube&amp;category=marketing"></iframe>"#
+        ),
+        "{body}"
+    );
+    // The SDK loader is neutralized by the URL it names.
+    assert!(
+        body.contains(
+            "<script type=\"text/plain\" data-category=\"marketing\">\n  (function(d, s, id)"
+        ),
+        "{body}"
+    );
+    // CSS URLs of trackers are emptied, in a <style> and in a style attribute.
+    assert!(
+        body.contains(r#"background: url("data:,") no-repeat"#),
+        "{body}"
+    );
+    assert!(!body.contains("quantserve.com"), "{body}");
+    assert!(!body.contains("gravatar.com"), "{body}");
+    // A share button's script, structured data and links are left as they are.
+    assert!(
+        body.contains("<script>\n  document.querySelector('.share')"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<script type="application/ld+json">{"@context""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"href="https://twitter.com/intent/tweet?text=hi""#));
+    assert!(body.contains(r#"href="mailto:privacy@facebook.com""#));
+    let rec = proxy.log(1);
+    assert_eq!(rec["tags_neutralized"], 4, "{rec}");
+
+    // The placeholder page, in the visitor's language.
+    let got = get(
+        &http1(),
+        &proxy.url("/.well-known/consent-proxy/withheld?vendor=YouTube&category=marketing"),
+        &[("accept-language", "de-CH, de;q=0.9")],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(
+        got.body.contains("<p>YouTube ist ausgeblendet.</p>"),
+        "{}",
+        got.body
+    );
+    assert_eq!(
+        got.header("content-security-policy"),
+        vec!["default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"]
+    );
+    let got = get(
+        &http1(),
+        &proxy.url("/.well-known/consent-proxy/withheld?vendor=YouTube&category=marketing"),
+        &[],
+    )
+    .await;
+    assert!(
+        got.body
+            .contains("<p>YouTube is hidden until you accept marketing cookies.</p>"),
+        "{}",
+        got.body
+    );
+    // Without a placeholder text the path is the site's.
+    let plain = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http1(),
+        &plain.url("/.well-known/consent-proxy/withheld"),
+        &[],
+    )
+    .await;
+    assert!(got.body.contains("<title>upstream</title>"), "{}", got.body);
+}

@@ -16,6 +16,7 @@
 
 use super::tags::TextKind;
 pub use super::tags::{HostPattern, InlineRule, PathPattern, TagAction, TagRules, UrlRule};
+use super::withheld;
 use crate::category::{Category, CategorySet};
 use lol_html::html_content::{ContentType, Element};
 use lol_html::send::{HtmlRewriter, Settings};
@@ -255,7 +256,19 @@ fn url_element<H: lol_html::HandlerTypes>(
             // tell as a browser does, so removing it could make what follows read otherwise.
             match rule.action.unwrap_or(rules.default_action) {
                 TagAction::Remove if el.namespace_uri() == HTML_NAMESPACE => remove(el),
-                _ => neutralize(el, attrs, rule.category),
+                _ => {
+                    // A withheld frame keeps its size; with a placeholder text, it says why.
+                    let placeholder = rules.withheld_frames
+                        && tag == "iframe"
+                        && el.namespace_uri() == HTML_NAMESPACE
+                        && !misread_when_changed(el);
+                    neutralize(el, attrs, rule.category);
+                    if placeholder {
+                        let src = withheld::frame_src(&rule.vendor, rule.category.as_str());
+                        // Written raw: `&` escaped here.
+                        let _ = el.set_attribute("src", &src.replace('&', "&amp;"));
+                    }
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod response;
 pub mod tags;
 pub mod text_urls;
 pub mod underscores;
+pub mod withheld;
 
 use serde::Serialize;
 

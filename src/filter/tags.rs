@@ -117,6 +117,8 @@ pub struct TagRules {
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
+    /// A neutralized `<iframe>` shows the proxy's placeholder page (the policy gives a text).
+    pub withheld_frames: bool,
 }
 
 /// A URL path pattern. Most are a literal, or a literal after or before one `*`: those are
@@ -414,6 +416,7 @@ impl TagRules {
             inline,
             signatures,
             default_action,
+            withheld_frames: false,
         })
     }
 

@@ -7,8 +7,9 @@ pub mod sources;
 
 use crate::category::{Category, CategorySet};
 use crate::consent::reader::Reader;
-use crate::filter::html::TagRules;
 use crate::filter::path::canonical;
+use crate::filter::tags::TagRules;
+use crate::filter::withheld::Placeholder;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
 use pattern::{Matcher, Pattern};
@@ -51,6 +52,8 @@ pub struct CompiledPolicy {
     endpoint_layers: Vec<Matcher<Category>>,
     /// Tag rules for the HTML rewriter: the file's own first, then the built-in ones.
     pub tags: Arc<TagRules>,
+    /// What a withheld embed shows, if the policy gives a text.
+    pub placeholder: Option<Placeholder>,
     /// Consent sources, in precedence order: the first present on a request decides.
     pub sources: Vec<Reader>,
     /// The cookies those sources read: the visitor's consent, never stripped.
@@ -365,8 +368,15 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         url_rules.extend(builtin.tags.0.into_iter().map(|t| t.rule));
         inline_rules.extend(builtin.inline_tags.0.into_iter().map(|t| t.rule));
     }
-    let tags = TagRules::new(url_rules, inline_rules, file.tag_action)
+    let mut tags = TagRules::new(url_rules, inline_rules, file.tag_action)
         .map_err(|m| PolicyError::whole(name, m))?;
+    let placeholder = file
+        .embed_placeholder
+        .clone()
+        .map(Placeholder::new)
+        .transpose()
+        .map_err(|m| PolicyError::whole(name, m))?;
+    tags.withheld_frames = placeholder.is_some();
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
     let sources = readers(&file);
     let consent_cookies = sources
@@ -434,6 +444,7 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         cookie_layers,
         endpoint_layers,
         tags: Arc::new(tags),
+        placeholder,
         sources,
         consent_cookies,
         regions,

@@ -528,6 +528,9 @@ pub struct PolicyFile {
     pub tags: RuleList<TagRule>,
     #[serde(default)]
     pub inline_tags: RuleList<InlineTagRule>,
+    /// The text a withheld embed shows, by language (`{vendor}`, `{category}` filled in).
+    #[serde(default)]
+    pub embed_placeholder: Option<std::collections::BTreeMap<String, String>>,
     /// Where consent is read, in which order.
     #[serde(default)]
     pub consent: super::sources::ConsentSection,

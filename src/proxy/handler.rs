@@ -12,7 +12,7 @@ use crate::consent::{self, Consent};
 use crate::filter::body::{self, BodyPlan};
 use crate::filter::forward::{self, Forwarding};
 use crate::filter::underscores::{self, Underscores};
-use crate::filter::{consent_mode, declarations, framing, html, path, request, response};
+use crate::filter::{consent_mode, declarations, framing, html, path, request, response, withheld};
 use crate::policy::sources::{Country, TkMode};
 use crate::policy::{CompiledPolicy, Mode};
 use http::header::{CONTENT_TYPE, HOST};
@@ -256,6 +256,39 @@ async fn journey(
         let mut resp = Response::new(LoggedBody::new(full(body), guard));
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return resp;
+    }
+
+    // The placeholder page of a withheld embed.
+    if enforce
+        && let Some(placeholder) = &policy.placeholder
+        && req.uri().path() == withheld::PATH
+        && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+    {
+        let accept_language = req
+            .headers()
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        let body = placeholder.page(accept_language, req.uri().query());
+        guard.decision.status = 200;
+        let mut resp = Response::new(LoggedBody::new(full(body), guard));
+        let headers = resp.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        headers.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(withheld::CSP),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=3600"),
+        );
+        headers.insert(
+            http::header::VARY,
+            HeaderValue::from_static("Accept-Language"),
+        );
         return resp;
     }
 

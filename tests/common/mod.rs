@@ -302,6 +302,25 @@ async fn upstream_route(
             );
             r
         }
+        // A file of tests/fixtures, as an HTML page.
+        p if p.starts_with("/fixtures/") && !p.contains("..") => {
+            let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(p.trim_start_matches('/'));
+            match std::fs::read(&file) {
+                Ok(bytes) => {
+                    let mut r = Response::new(boxed(bytes));
+                    r.headers_mut()
+                        .insert("content-type", "text/html".parse().unwrap());
+                    r
+                }
+                Err(_) => {
+                    let mut r = Response::new(boxed("no such fixture"));
+                    *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    r
+                }
+            }
+        }
         _ => {
             let mut r = Response::new(boxed("<!doctype html><title>upstream</title>"));
             r.headers_mut()
