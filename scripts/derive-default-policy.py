@@ -50,6 +50,7 @@ import trackers  # scripts/trackers.py: the tag catalogue
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = REPO_ROOT / "third_party" / "open-cookie-database" / "open-cookie-database.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "policies" / "default.yaml"
+FRAMEWORK_COOKIES = REPO_ROOT / "scripts" / "data" / "framework-cookies.csv"
 
 NECESSARY, PREFERENCES, ANALYTICS, MARKETING = "necessary", "preferences", "analytics", "marketing"
 # Restrictiveness order, used to merge duplicates and to apply vendor floors.
@@ -502,7 +503,6 @@ CURATED_RULES = [
     ("name", "XSRF-TOKEN", NECESSARY, "Angular / Laravel"),
     ("name", "csrftoken", NECESSARY, "Django"),
     ("name", "_csrf", NECESSARY, "Express"),  # csurf; OCD lists it under Stonly
-    ("name", "csrf_token", NECESSARY, "Flask-WTF / generic"),
     ("name", "CRAFT_CSRF_TOKEN", NECESSARY, "CraftCMS"),
     ("name", "xf_csrf", NECESSARY, "Xenforo"),
     # --- infrastructure: load-balancer affinity, bot and DDoS protection, payment fraud ---------
@@ -595,7 +595,7 @@ REQUIRED_NECESSARY = [
     ("prefix", "ASPSESSIONID"), ("name", ".AspNetCore.Session"),
     ("prefix", ".AspNetCore.Antiforgery."), ("name", "__RequestVerificationToken"),
     ("name", "connect.sid"), ("name", "laravel_session"), ("name", "XSRF-TOKEN"),
-    ("name", "csrftoken"), ("name", "sessionid"), ("name", "_csrf"), ("name", "csrf_token"),
+    ("name", "csrftoken"), ("name", "sessionid"), ("name", "_csrf"),
     ("name", "CFID"), ("name", "CFTOKEN"), ("name", "rack.session"), ("name", "_session_id"),
     ("prefix", "wordpress_logged_in_"), ("prefix", "wordpress_sec_"), ("name", "__cf_bm"),
     ("name", "cf_clearance"), ("name", "AWSALB"), ("name", "AWSALBCORS"),
@@ -637,6 +637,14 @@ SAMPLE_VERDICTS = [
     ("wp-settings-1", PREFERENCES), ("cmplz_marketing", NECESSARY),
     ("sb-abcdefgh-auth-token", NECESSARY), ("sb-abcdefgh-auth-token.0", NECESSARY),
     ("sessionid", NECESSARY), ("euconsent-v2", NECESSARY), ("__cf_bm", NECESSARY),
+    # Framework cookies (scripts/data/framework-cookies.csv), and trackers their globs must
+    # not capture: an exact name beats a glob.
+    ("session", NECESSARY), ("remember_token", NECESSARY), ("messages", NECESSARY),
+    ("csrftoken", NECESSARY), ("_myshop_session", NECESSARY), ("PLAY_SESSION", NECESSARY),
+    ("laravel_session", NECESSARY), ("connect.sid", NECESSARY), ("cart", NECESSARY),
+    ("SESS0123456789abcdef0123456789abcdef", NECESSARY),
+    ("_parsely_session", ANALYTICS), ("ai_session", ANALYTICS), ("sbjs_session", ANALYTICS),
+    ("rl_session", ANALYTICS),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -809,7 +817,48 @@ def derive(rows: list[dict[str, str]]) -> tuple[list[Rule], Stats]:
             stats.curated_changed += 1
         rules[key] = Rule(kind, pattern, category, vendor, "curated")
 
+    # Framework cookies (scripts/data/framework-cookies.csv) win too; one that CURATED_RULES
+    # also lists must agree with it on the category.
+    for kind, pattern, category, vendor in read_framework_cookies():
+        key = (kind, pattern)
+        if not pattern_is_valid(kind, pattern):
+            raise SystemExit(f"{FRAMEWORK_COOKIES.name}: invalid {kind} {pattern!r}")
+        if key in seen_curated:
+            if rules[key].category != category:
+                raise SystemExit(f"{FRAMEWORK_COOKIES.name}: {kind} {pattern!r} is {category}, "
+                                 f"CURATED_RULES says {rules[key].category}")
+            continue
+        seen_curated.add(key)
+        old = rules.get(key)
+        if old is None:
+            stats.curated_new += 1
+        elif (old.category, old.vendor) != (category, vendor):
+            stats.curated_changed += 1
+        rules[key] = Rule(kind, pattern, category, vendor, "framework")
+
     return sort_rules(rules.values()), stats
+
+
+def read_framework_cookies() -> list[tuple[str, str, str, str]]:
+    """The session, CSRF, flash and cart cookies of web frameworks and applications, each with
+    the documentation or source it was taken from (scripts/data/framework-cookies.md explains
+    the judgement calls)."""
+    with FRAMEWORK_COOKIES.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != ["kind", "pattern", "category", "vendor", "source"]:
+            raise SystemExit(f"{FRAMEWORK_COOKIES}: unexpected columns {reader.fieldnames}")
+        out, seen = [], set()
+        for row in reader:
+            key = (row["kind"], row["pattern"])
+            if row["kind"] not in KINDS or row["category"] not in (NECESSARY, PREFERENCES):
+                raise SystemExit(f"{FRAMEWORK_COOKIES.name}: bad row {row}")
+            if key in seen:
+                raise SystemExit(f"{FRAMEWORK_COOKIES.name}: {key} listed twice")
+            if not row["source"].startswith("https://"):
+                raise SystemExit(f"{FRAMEWORK_COOKIES.name}: {key} has no source")
+            seen.add(key)
+            out.append((row["kind"], row["pattern"], row["category"], row["vendor"]))
+        return out
 
 
 def sort_rules(rules) -> list[Rule]:
