@@ -1,5 +1,7 @@
 //! HTML tag rewriting throughput under the built-in policy: a 100 KiB page fed in 1 KiB chunks,
-//! once with few tracker tags and once with many.
+//! once with few tracker tags and once with many; and the real pages of tests/realpages.rs
+//! (fetched by `scripts/realpages` into target/realpages/pages), all of them in turn, in
+//! 8 KiB chunks.
 //!
 //! Run with `cargo bench --bench rewrite`.
 
@@ -66,6 +68,52 @@ fn bench(c: &mut Criterion) {
             }
             rw.end().unwrap();
             out
+        })
+    });
+    group.finish();
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realpages/pages");
+    let mut pages: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if pages.is_empty() {
+        eprintln!("no real pages in {}: run scripts/realpages", dir.display());
+        return;
+    }
+    pages.sort();
+    let total: usize = pages.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group(format!(
+        "rewrite {} real pages in 8 KiB chunks",
+        pages.len()
+    ));
+    group.throughput(Throughput::Bytes(total as u64));
+    group.sample_size(10);
+    group.bench_function("built-in catalogue, nothing granted", |b| {
+        b.iter(|| {
+            let mut neutralized = 0;
+            for page in &pages {
+                let mut out = 0usize;
+                let (mut rw, report) = rewriter(
+                    Arc::clone(&rules),
+                    CategorySet::NECESSARY,
+                    true,
+                    16 << 20,
+                    document_encoding(None).unwrap(),
+                    None,
+                    |c: &[u8]| out += c.len(),
+                );
+                for chunk in page.chunks(8192) {
+                    if rw.write(chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = rw.end();
+                neutralized += report.report().neutralized;
+            }
+            neutralized
         })
     });
     group.finish();

@@ -28,6 +28,7 @@
 
 use consent_proxy::category::CategorySet;
 use consent_proxy::filter::html::{TagReport, TagRules, document_encoding, rewriter};
+use consent_proxy::filter::tags::TextKind;
 use consent_proxy::policy;
 use libfuzzer_sys::fuzz_target;
 use lol_html::html_content::{Element, EndTag, TextChunk};
@@ -155,19 +156,47 @@ fn live_script(ty: Option<&str>) -> bool {
     })
 }
 
+/// An element whose text is judged at its end tag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Noscript,
+    /// A live inline script; `true` for a data block (JSON), judged by its signatures only.
+    Script(bool),
+    Style,
+}
+
+/// A `<script>` type whose text is data for the page's code, as the rewriter reads it.
+fn data_block(ty: Option<&str>) -> bool {
+    ty.is_some_and(|t| {
+        matches!(
+            t.trim().to_ascii_lowercase().as_str(),
+            "application/json" | "application/ld+json" | "importmap"
+        )
+    })
+}
+
+/// Every tracker URL a style sheet names, as the rewriter finds them.
+fn css_trackers(rules: &TagRules, css: &str, what: &str) -> Vec<String> {
+    rules
+        .named_trackers(css, TextKind::Style, GRANTED, false)
+        .map(|(m, rule)| format!("{what} {:?} ({})", &css[m.start..m.end], rule.vendor))
+        .collect()
+}
+
 /// What the checks found, and the inline script and `<noscript>` being read.
 #[derive(Default)]
 struct Findings {
     live: Vec<String>,
-    /// Text of the innermost open inline script or `<noscript>`; `true` for a `<noscript>`.
-    open: Vec<(bool, String)>,
+    /// Text of the innermost open inline script, `<noscript>` or `<style>`.
+    open: Vec<(Held, String)>,
 }
 
 /// Every live tracker in `output`, as lol_html parses it with the rewriter's settings.
 fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
     let found = Rc::new(RefCell::new(Findings::default()));
     let (f1, f2, f3, f4) = (found.clone(), found.clone(), found.clone(), found.clone());
-    let (r1, r2) = (rules.clone(), rules.clone());
+    let f5 = found.clone();
+    let (r1, r2, r5) = (rules.clone(), rules.clone(), rules.clone());
     let settings = Settings::new()
         .with_encoding(AsciiCompatibleEncoding::utf_8())
         .with_adjust_charset_on_meta_tag(true)
@@ -222,7 +251,15 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
                 )
             });
             let href = el.get_attribute("href").unwrap_or_default();
-            if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
+            let loads = rel
+                .split_ascii_whitespace()
+                .any(|t| matches!(t, "stylesheet" | "icon"));
+            if loads && let Some(rule) = r2.match_url(&href, GRANTED, false) {
+                f2.borrow_mut().live.push(format!(
+                    "<link rel={rel:?} href={href:?}> ({})",
+                    rule.vendor
+                ));
+            } else if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
                 f2.borrow_mut().live.push(format!(
                     "<link rel={rel:?} href={href:?}> ({})",
                     rule.vendor
@@ -230,11 +267,18 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
             }
             Ok(())
         }))
-        .append_element_content_handler(element!("script, noscript", move |el| {
+        .append_element_content_handler(element!("script, noscript, style", move |el| {
             opened(el, &f3, rules);
             Ok(())
         }))
-        .append_element_content_handler(text!("script, noscript", move |t: &mut TextChunk| {
+        .append_element_content_handler(element!("[style]", move |el| {
+            let css = html_escape::decode_html_entities(&el.get_attribute("style").unwrap_or_default())
+                .into_owned();
+            let found = css_trackers(&r5, &css, "style attribute");
+            f5.borrow_mut().live.extend(found);
+            Ok(())
+        }))
+        .append_element_content_handler(text!("script, noscript, style", move |t: &mut TextChunk| {
             if let Some((_, text)) = f4.borrow_mut().open.last_mut() {
                 text.push_str(t.as_str());
             }
@@ -252,37 +296,58 @@ fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
 /// An inline script or a `<noscript>` starts: its text is judged at its end tag. One never
 /// closed is not judged: a browser does not run a script cut off by the end of the document.
 fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<TagRules>) {
-    let noscript = el.tag_name() == "noscript";
-    // A script runs its own text without `src` in HTML, without `href` in SVG (which ignores
-    // `src`); a MathML `<script>` runs nothing.
-    let external = match el.namespace_uri() {
-        SVG => el.has_attribute("href") || el.has_attribute("xlink:href"),
-        HTML => el.has_attribute("src"),
-        _ => true,
+    let held = match el.tag_name().as_str() {
+        // Only an HTML `<noscript>` or `<style>` holds raw text; in SVG or MathML the
+        // children of a `<noscript>` are elements, judged one by one.
+        "noscript" if el.namespace_uri() == HTML => Held::Noscript,
+        "style" if el.namespace_uri() == HTML => Held::Style,
+        "script" => {
+            // A script runs its own text without `src` in HTML, without `href` in SVG (which
+            // ignores `src`); a MathML `<script>` runs nothing.
+            let external = match el.namespace_uri() {
+                SVG => el.has_attribute("href") || el.has_attribute("xlink:href"),
+                HTML => el.has_attribute("src"),
+                _ => true,
+            };
+            let ty = el.get_attribute("type");
+            if external || !live_script(ty.as_deref()) {
+                return;
+            }
+            Held::Script(data_block(ty.as_deref()))
+        }
+        _ => return,
     };
-    // Only an HTML `<noscript>` holds raw text; in SVG or MathML its children are elements,
-    // judged one by one.
-    let foreign_noscript = noscript && el.namespace_uri() != HTML;
-    if !noscript && external || foreign_noscript {
-        return;
-    }
-    let live = noscript || live_script(el.get_attribute("type").as_deref());
     let Some(handlers) = el.end_tag_handlers() else {
         return;
     };
-    found.borrow_mut().open.push((noscript, String::new()));
+    found.borrow_mut().open.push((held, String::new()));
     let (found, rules) = (found.clone(), rules.clone());
     handlers.push(Box::new(move |_: &mut EndTag<'_>| {
         let mut f = found.borrow_mut();
-        let Some((noscript, text)) = f.open.pop() else {
+        let Some((held, text)) = f.open.pop() else {
             return Ok(());
         };
-        if noscript {
-            let pixels = noscript_pixels(&rules, &text);
-            f.live.extend(pixels);
-        } else if live && let Some(rule) = rules.match_inline(&text, GRANTED, false) {
-            f.live
-                .push(format!("inline script {text:?} ({})", rule.vendor));
+        match held {
+            Held::Noscript => {
+                let pixels = noscript_pixels(&rules, &text);
+                f.live.extend(pixels);
+            }
+            Held::Style => {
+                let urls = css_trackers(&rules, &text, "<style>");
+                f.live.extend(urls);
+            }
+            Held::Script(true) => {
+                if let Some(rule) = rules.match_inline(&text, GRANTED, false) {
+                    f.live
+                        .push(format!("inline data script {text:?} ({})", rule.vendor));
+                }
+            }
+            Held::Script(false) => {
+                if let Some(hit) = rules.match_script(&text, GRANTED, false) {
+                    f.live
+                        .push(format!("inline script {text:?} ({})", hit.vendor));
+                }
+            }
         }
         Ok(())
     }));

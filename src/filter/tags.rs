@@ -384,7 +384,11 @@ impl TagRules {
             None
         } else {
             Some(
-                AhoCorasick::new(inline.iter().map(|r| r.signature.as_str()))
+                // A DFA: a few dozen signatures make a small one, and every inline script of
+                // every page is searched with it.
+                AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(inline.iter().map(|r| r.signature.as_str()))
                     .map_err(|e| format!("cannot compile inline signatures: {e}"))?,
             )
         };

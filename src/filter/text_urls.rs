@@ -21,8 +21,13 @@ pub struct Mention {
 
 impl Mention {
     /// The host, lower-cased, without a leading dot.
-    pub fn host(&self, text: &str) -> String {
-        text[self.host_start..self.host_end].to_ascii_lowercase()
+    pub fn host<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let host = &text[self.host_start..self.host_end];
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        }
     }
 
     /// The URL as `//host/path?query`, with JSON's `\/` read as `/`.
@@ -35,26 +40,27 @@ impl Mention {
     /// `.src = '…'`, `src: "…"`, `setAttribute('src', '…')`), or `fetch(`, `sendBeacon(`,
     /// `import(`, `importScripts(`, `url(`.
     pub fn loads(&self, text: &str) -> bool {
-        let before = text[..self.start].trim_end_matches(|c: char| {
-            c.is_ascii_whitespace() || matches!(c, '"' | '\'' | '`' | '\\')
-        });
-        let Some(last) = before.chars().next_back() else {
+        // Read as bytes: what precedes a URL may be any text.
+        let skipped = |b: &u8| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b'\\');
+        let trim =
+            |s: &[u8]| -> usize { s.len() - s.iter().rev().take_while(|b| skipped(b)).count() };
+        let bytes = &text.as_bytes()[..self.start];
+        let before = &bytes[..trim(bytes)];
+        let Some((&last, rest)) = before.split_last() else {
             return false;
         };
-        let head = before[..before.len() - 1].trim_end_matches(|c: char| {
-            c.is_ascii_whitespace() || matches!(c, '"' | '\'' | '`' | '\\')
-        });
+        let head = &rest[..trim(rest)];
         let ends_with_word = |word: &str| {
+            let word = word.as_bytes();
             head.len() >= word.len()
                 && head[head.len() - word.len()..].eq_ignore_ascii_case(word)
                 && !head[..head.len() - word.len()]
-                    .bytes()
-                    .next_back()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+                    .last()
+                    .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
         };
         match last {
-            '=' | ':' | ',' => ends_with_word("src"),
-            '(' => ["fetch", "sendBeacon", "import", "importScripts", "url"]
+            b'=' | b':' | b',' => ends_with_word("src"),
+            b'(' => ["fetch", "sendBeacon", "import", "importScripts", "url"]
                 .iter()
                 .any(|w| ends_with_word(w)),
             _ => false,
@@ -265,8 +271,11 @@ mod tests {
             "var datasrc = 'https://www.facebook.com/x'",
             "{share: 'https://www.facebook.com/x'}",
             "'https://www.facebook.com/x'",
+            "\u{e9}'https://www.facebook.com/x'",
+            "\u{20ac}src\u{e9}('https://www.facebook.com/x'",
         ] {
             assert!(!loads(text), "{text}");
         }
+        assert!(loads("\u{e9}src='https://www.facebook.com/x'"));
     }
 }
