@@ -246,6 +246,9 @@ INLINE_TAGS = [
     ("rdt(", MARKETING, "Reddit Ads"),
     ("_hmt.push", ANALYTICS, "Baidu Analytics"),
     ("_fs_org", ANALYTICS, "FullStory"),
+    # Disqus's documented configuration; its loader builds the host from the shortname.
+    ("disqus_shortname", MARKETING, "Disqus"),
+    ("disqus_config", MARKETING, "Disqus"),
     ("_kmq.push", ANALYTICS, "KISSmetrics"),
     ("heap.load(", ANALYTICS, "Heap"),
     ("_vwo_code", ANALYTICS, "VWO"),

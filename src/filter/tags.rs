@@ -327,6 +327,33 @@ fn domains_of(host: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, rest)| rest))
 }
 
+/// The subdomains on which a `pages: true` domain serves its pages: the domain itself, `www`,
+/// mobile, and language or country sites (`de.linkedin.com`, `pt-br.facebook.com`). Any other
+/// subdomain (`connect.`, `platform.`, `load.`, `a.`) serves resources.
+fn is_page_host(rule: &UrlRule, host: &str) -> bool {
+    const PAGE_LABELS: &[&str] = &[
+        "www", "m", "mobile", "web", "touch", "de", "fr", "es", "it", "nl", "pt", "br", "uk", "jp",
+        "ru", "pl", "tr", "in", "au", "ca", "mx", "ar", "at", "ch", "se", "no", "dk", "fi", "cz",
+        "kr", "id", "en", "ie", "be", "gr", "hu", "ro", "ua", "il", "za", "nz", "sg", "hk", "tw",
+        "cn", "ja", "ko", "zh", "sv", "da", "cs",
+    ];
+    let HostPattern::Domain(domain) = &rule.host else {
+        return false;
+    };
+    match host.strip_suffix(domain.as_str()) {
+        Some("") => true,
+        Some(sub) => {
+            let label = sub.trim_end_matches('.');
+            !label.contains('.')
+                && (PAGE_LABELS.contains(&label)
+                    || label
+                        .split_once('-')
+                        .is_some_and(|(a, b)| PAGE_LABELS.contains(&a) && b.len() == 2))
+        }
+        None => false,
+    }
+}
+
 /// What matched a script: a signature or a URL it names.
 #[derive(Debug, Clone, Copy)]
 pub struct Hit<'a> {
@@ -499,9 +526,10 @@ impl TagRules {
 
     /// Every URL that `text` names and a rule whose category is denied matches, with the rule.
     /// In a script, a URL matched only by the host of a domain that also serves pages
-    /// (`pages: true`) counts when the script loads it: its path ends in `.js`, or the script
-    /// hands it to a `src`, `fetch(`, `sendBeacon(`… (see [`Mention::loads`]); a share link or
-    /// a profile link is not a tracker.
+    /// (`pages: true`), on one of its page hosts (the domain, `www.`, a mobile or language
+    /// site), counts when the script loads it: its path ends in `.js`, or the script hands it
+    /// to a `src`, `fetch(`, `sendBeacon(`… (see [`Mention::loads`]); a share link or a profile
+    /// link is not a tracker.
     pub fn named_trackers<'s>(
         &'s self,
         text: &'s str,
@@ -516,7 +544,11 @@ impl TagRules {
             let url = m.url(text);
             let rule = self.match_url(&url, granted, exempt)?;
             let host_only = rule.path.is_none() && rule.query.is_none();
-            if kind == TextKind::Script && rule.pages && host_only {
+            if kind == TextKind::Script
+                && rule.pages
+                && host_only
+                && is_page_host(rule, &m.host(text))
+            {
                 let path = url_parts(&url).path;
                 if !path.ends_with(".js") && !m.loads(text) {
                     return None;
@@ -615,5 +647,34 @@ mod tests {
             PathPattern::new("/*/fbevents.js").unwrap(),
             PathPattern::Glob(_)
         ));
+    }
+
+    #[test]
+    fn on_a_domain_that_serves_pages_only_loads_count() {
+        let mut page = UrlRule::new("facebook.com", None, Category::Marketing, "Facebook").unwrap();
+        page.pages = true;
+        let mut sumo = UrlRule::new("sumo.com", None, Category::Marketing, "Sumo").unwrap();
+        sumo.pages = true;
+        let rules = TagRules::new(vec![page, sumo], vec![], TagAction::Neutralize).unwrap();
+        let hit = |text: &str| {
+            rules
+                .match_script(text, CategorySet::NECESSARY, false)
+                .is_some()
+        };
+        // Page hosts: a share link or a profile is not a load; a script, a `src` or a beacon is.
+        assert!(!hit(
+            "window.open('https://www.facebook.com/sharer/sharer.php?u=' + u)"
+        ));
+        assert!(!hit("var p = 'https://de-de.facebook.com/brand';"));
+        assert!(!hit("var p = 'https://m.facebook.com/brand';"));
+        assert!(hit("var p = 'https://de.facebook.com/sdk.js';"));
+        assert!(hit("img.src = 'https://www.facebook.com/brand';"));
+        assert!(hit("navigator.sendBeacon('https://facebook.com/x')"));
+        // Other subdomains serve resources: whatever the script does with them, they count.
+        assert!(hit(
+            "(function(s,u,m,o,j,v){})(window,document,'script','//load.sumo.com/')"
+        ));
+        assert!(hit("var l = \"a.sumo.com\";"));
+        assert!(hit("x('//connect.facebook.com/x')"));
     }
 }
