@@ -392,8 +392,11 @@ async fn load_corpus() -> Vec<Page> {
         .collect();
     files.sort();
     let mut pages = Vec::new();
+    let listed_only = std::env::var("REALPAGES_DIR").is_err();
     for (id, path) in files {
-        if only.as_ref().is_some_and(|o| !o.contains(&id)) {
+        if only.as_ref().is_some_and(|o| !o.contains(&id))
+            || (listed_only && !meta.contains_key(&id))
+        {
             continue;
         }
         let raw = std::fs::read(&path).unwrap();
