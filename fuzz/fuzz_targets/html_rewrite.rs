@@ -19,15 +19,18 @@
 //! - the output and the report do not depend on where the chunks were cut, when both runs
 //!   succeed.
 //!
-//! A script counts as live unless its `type` is `text/plain`: more than browsers run, which is
-//! sound because the rewriter neutralizes a matching script whatever its type. The output is
+//! A script counts as live unless its `type` is `text/plain` or a data type (JSON, structured
+//! data, an import map), which browsers neither run nor load: more than browsers run, which is
+//! sound because the rewriter neutralizes a matching script of any other type. The output is
 //! read by lol_html, as the rewriter reads its input: a misreading of lol_html's that the output
 //! still holds goes unseen here (see fuzz/artifacts-found/html_rewrite/README.md).
 
 #![no_main]
 
 use consent_proxy::category::CategorySet;
-use consent_proxy::filter::html::{TagReport, TagRules, document_encoding, rewriter};
+use consent_proxy::filter::html::{
+    TagReport, TagRules, document_encoding, is_inert_type, rewriter,
+};
 use consent_proxy::filter::tags::TextKind;
 use consent_proxy::policy;
 use libfuzzer_sys::fuzz_target;
@@ -150,29 +153,16 @@ fn srcset_superset(srcset: &str) -> Vec<String> {
 
 /// Whether a script with this `type` attribute runs (over-approximated: see the module doc).
 fn live_script(ty: Option<&str>) -> bool {
-    ty.is_none_or(|t| {
-        !t.trim_matches(|c: char| c.is_ascii_whitespace())
-            .eq_ignore_ascii_case("text/plain")
-    })
+    ty.is_none_or(|t| !is_inert_type(t))
 }
 
 /// An element whose text is judged at its end tag.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Held {
     Noscript,
-    /// A live inline script; `true` for a data block (JSON), judged by its signatures only.
-    Script(bool),
+    /// A live inline script.
+    Script,
     Style,
-}
-
-/// A `<script>` type whose text is data for the page's code, as the rewriter reads it.
-fn data_block(ty: Option<&str>) -> bool {
-    ty.is_some_and(|t| {
-        matches!(
-            t.trim().to_ascii_lowercase().as_str(),
-            "application/json" | "application/ld+json" | "importmap"
-        )
-    })
 }
 
 /// Every tracker URL a style sheet names, as the rewriter finds them.
@@ -313,7 +303,7 @@ fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<T
             if external || !live_script(ty.as_deref()) {
                 return;
             }
-            Held::Script(data_block(ty.as_deref()))
+            Held::Script
         }
         _ => return,
     };
@@ -336,13 +326,7 @@ fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<T
                 let urls = css_trackers(&rules, &text, "<style>");
                 f.live.extend(urls);
             }
-            Held::Script(true) => {
-                if let Some(rule) = rules.match_inline(&text, GRANTED, false) {
-                    f.live
-                        .push(format!("inline data script {text:?} ({})", rule.vendor));
-                }
-            }
-            Held::Script(false) => {
+            Held::Script => {
                 if let Some(hit) = rules.match_script(&text, GRANTED, false) {
                     f.live
                         .push(format!("inline script {text:?} ({})", hit.vendor));

@@ -354,6 +354,8 @@ const SVG_NAMESPACE: &str = "http://www.w3.org/2000/svg";
 
 /// How a `<script>` runs.
 enum ScriptKind {
+    /// Of a type that runs nothing (see [`is_inert_type`]): left as it is.
+    Inert,
     /// HTML, without `src`: its text, which is raw text.
     Inline,
     /// SVG, without `href` or `xlink:href` (SVG ignores `src`): its text, but its content is
@@ -364,6 +366,11 @@ enum ScriptKind {
 }
 
 fn script_kind<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> ScriptKind {
+    if el.namespace_uri() == HTML_NAMESPACE
+        && el.get_attribute("type").is_some_and(|t| is_inert_type(&t))
+    {
+        return ScriptKind::Inert;
+    }
     match el.namespace_uri() {
         SVG_NAMESPACE if !el.has_attribute("href") && !el.has_attribute("xlink:href") => {
             ScriptKind::SvgInline
@@ -373,17 +380,15 @@ fn script_kind<H: lol_html::HandlerTypes>(el: &Element<'_, '_, H>) -> ScriptKind
     }
 }
 
-/// A `<script>` that holds data for the page's own code (JSON, structured data, an import map):
-/// it runs nothing, and the URLs it names (a `sameAs` profile, a CMS field) are not loads, so
-/// only signatures are looked for in it. Neutralizing one would break the page that reads it.
-fn is_data_block(attrs: &[(String, String)]) -> bool {
-    attrs.iter().any(|(name, value)| {
-        name == "type"
-            && matches!(
-                value.trim().to_ascii_lowercase().as_str(),
-                "application/json" | "application/ld+json" | "importmap"
-            )
-    })
+/// A `<script>` type that runs nothing and loads nothing: `text/plain` (what a consent manager,
+/// or this rewriter, gives a held-back tag), and data for the page's own code (JSON, structured
+/// data, an import map). The URLs such data names (a `sameAs` profile, a CMS field) are not
+/// loads, and changing it would break the page that reads it, so it is left as it is.
+pub fn is_inert_type(ty: &str) -> bool {
+    matches!(
+        ty.trim().to_ascii_lowercase().as_str(),
+        "text/plain" | "application/json" | "application/ld+json" | "importmap"
+    )
 }
 
 /// What the element handlers of one document share.
@@ -553,15 +558,9 @@ impl Ctx<'_> {
                     ))
                 } else {
                     let exempt = consent_mode && sh.injected;
-                    if is_data_block(&attrs) {
-                        rules
-                            .match_inline(&text, granted, exempt)
-                            .map(|r| (r.category, r.vendor.clone(), r.action))
-                    } else {
-                        rules
-                            .match_script(&text, granted, exempt)
-                            .map(|h| (h.category, h.vendor.clone(), h.action))
-                    }
+                    rules
+                        .match_script(&text, granted, exempt)
+                        .map(|h| (h.category, h.vendor.clone(), h.action))
                 };
                 let mut html = String::with_capacity(text.len() + 64);
                 html.push_str("<script");
@@ -841,6 +840,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             let tag = el.tag_name();
             let script = (tag == "script").then(|| script_kind(el));
             match tag.as_str() {
+                "script" if matches!(script, Some(ScriptKind::Inert)) => {}
                 "script" if matches!(script, Some(ScriptKind::Inline)) => ctx.inline_script(el),
                 "script" if matches!(script, Some(ScriptKind::SvgInline)) => ctx.svg_script(el),
                 "script" | "img" | "iframe" | "embed" | "object" | "image" | "source" | "video"
@@ -1256,6 +1256,32 @@ mod tests {
         );
         assert!(out.ends_with("<p>after</p>"));
         assert_eq!(report.vendors, vec!["unreadable inline script"]);
+    }
+
+    #[test]
+    fn scripts_that_run_nothing_are_left_as_they_are() {
+        let big_json = format!(
+            r#"<script type="application/json" id="__NEXT_DATA__">{{"x":"{}","u":"https://connect.facebook.net/en_US/fbevents.js"}}</script>"#,
+            "x".repeat(MAX_INLINE_SCRIPT + 10)
+        );
+        for page in [
+            r#"<script type="application/ld+json">{"sameAs":["https://www.facebook.com/x"],"a":"fbq('init')"}</script>"#.to_string(),
+            r#"<script type=" Text/Plain " data-category="marketing">fbq('init', '1');</script>"#.to_string(),
+            r#"<script type="text/plain" src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#.to_string(),
+            r#"<script type="importmap">{"imports":{"a":"https://connect.facebook.net/en_US/fbevents.js"}}</script>"#.to_string(),
+            big_json,
+        ] {
+            let (out, report) = rewrite(&page, NONE, TagAction::Neutralize);
+            assert_eq!(out, page);
+            assert_eq!(report.neutralized, 0, "{}", &page[..60]);
+        }
+        // A script of any other type is judged.
+        let (out, _) = rewrite(
+            "<script type=\"text/x-template\">fbq('init')</script>",
+            NONE,
+            TagAction::Neutralize,
+        );
+        assert!(out.contains("data-category=\"marketing\""), "{out}");
     }
 
     /// Rules where the Google tag honours Consent Mode and the Meta Pixel does not.
