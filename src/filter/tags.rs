@@ -9,7 +9,7 @@
 use crate::category::{Category, CategorySet};
 use aho_corasick::AhoCorasick;
 use globset::{GlobBuilder, GlobMatcher};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::text_urls::{self, Mention};
@@ -108,12 +108,10 @@ pub struct TagRules {
     categories: CategorySet,
     /// Every URL rule, in precedence order.
     urls: Vec<UrlRule>,
-    /// The rules that name only a domain (no path, no query), by domain, in order.
-    by_domain: HashMap<Box<str>, Vec<usize>>,
-    /// The other rules, in order.
-    ordered: Vec<usize>,
-    /// Every domain a rule names.
-    named: std::collections::HashSet<Box<str>>,
+    /// The rules that name a domain, by domain, in order.
+    by_domain: FxHashMap<Box<str>, Vec<usize>>,
+    /// The rules for any host, in order.
+    any_host: Vec<usize>,
     inline: Vec<InlineRule>,
     signatures: Option<AhoCorasick>,
     pub default_action: TagAction,
@@ -424,26 +422,19 @@ impl TagRules {
             .map(|r| r.category)
             .chain(inline.iter().map(|r| r.category))
             .collect();
-        let mut by_domain: HashMap<Box<str>, Vec<usize>> = HashMap::new();
-        let mut ordered = Vec::new();
-        let mut named = std::collections::HashSet::new();
+        let mut by_domain: FxHashMap<Box<str>, Vec<usize>> = FxHashMap::default();
+        let mut any_host = Vec::new();
         for (i, r) in urls.iter().enumerate() {
             match &r.host {
-                HostPattern::Domain(d) if r.path.is_none() && r.query.is_none() => {
-                    by_domain.entry(d.as_str().into()).or_default().push(i);
-                }
-                _ => ordered.push(i),
-            }
-            if let HostPattern::Domain(d) = &r.host {
-                named.insert(Box::<str>::from(d.as_str()));
+                HostPattern::Domain(d) => by_domain.entry(d.as_str().into()).or_default().push(i),
+                HostPattern::Any => any_host.push(i),
             }
         }
         Ok(TagRules {
             categories,
             urls,
             by_domain,
-            ordered,
-            named,
+            any_host,
             inline,
             signatures,
             default_action,
@@ -461,15 +452,21 @@ impl TagRules {
         self.categories
     }
 
-    /// The index of the first rule matching a URL's parts.
+    /// The index of the first rule matching a URL's parts: of the rules for the host and each
+    /// of its parent domains, and those for any host.
     fn first_match(&self, host: Option<&str>, path: &str, query: Option<&str>) -> Option<usize> {
         let by_domain = host.and_then(|h| {
             domains_of(h)
-                .filter_map(|d| self.by_domain.get(d).and_then(|v| v.first()))
+                .filter_map(|d| self.by_domain.get(d))
+                .filter_map(|rules| {
+                    rules
+                        .iter()
+                        .copied()
+                        .find(|&i| self.urls[i].matches(Some(h), path, query))
+                })
                 .min()
-                .copied()
         });
-        self.ordered
+        self.any_host
             .iter()
             .copied()
             .take_while(|&i| by_domain.is_none_or(|b| i < b))
@@ -498,30 +495,21 @@ impl TagRules {
     /// category is denied: for resource hints, which name only a host.
     pub fn match_host(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
         let host = url_parts(url.trim()).host?;
-        let acting = |&i: &usize| {
-            let r = &self.urls[i];
-            acts(granted, exempt, r.category, r.consent_mode)
-        };
-        let by_domain = domains_of(&host)
+        domains_of(&host)
             .filter_map(|d| self.by_domain.get(d))
-            .flat_map(|v| v.iter().copied().find(acting))
-            .min();
-        self.ordered
-            .iter()
-            .copied()
-            .take_while(|&i| by_domain.is_none_or(|b| i < b))
-            .find(|i| {
-                matches!(self.urls[*i].host, HostPattern::Domain(_))
-                    && host_matches(&self.urls[*i].host, Some(&host))
-                    && acting(i)
+            .filter_map(|rules| {
+                rules.iter().copied().find(|&i| {
+                    let r = &self.urls[i];
+                    acts(granted, exempt, r.category, r.consent_mode)
+                })
             })
-            .or(by_domain)
+            .min()
             .map(|i| &self.urls[i])
     }
 
     /// Whether a rule names `host` or one of its parent domains.
     fn names_host(&self, host: &str) -> bool {
-        domains_of(host).any(|d| self.named.contains(d))
+        domains_of(host).any(|d| self.by_domain.contains_key(d))
     }
 
     /// Every URL that `text` names and a rule whose category is denied matches, with the rule.
