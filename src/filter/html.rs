@@ -337,10 +337,8 @@ struct Shared {
     report: TagReport,
     /// The inline script being held: its start tag's attributes and its text so far.
     script: Option<(Vec<(String, String)>, Held)>,
-    /// The text of the `<noscript>` being held.
-    noscript: Option<Held>,
-    /// The text of the `<style>` being held.
-    style: Option<Held>,
+    /// The text of the `<noscript>` or `<style>` being held.
+    raw: Option<(RawText, Held)>,
     /// Whether the `<head>` block has been written.
     injected: bool,
     /// How many `<template>` elements are open: their content is inert.
@@ -599,9 +597,11 @@ impl Ctx<'_> {
         handlers.push(handler);
     }
 
-    /// A `<noscript>`: its text is held and written at its end tag, its pixels judged.
-    fn noscript(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
-        self.shared.lock().unwrap().noscript = Some(Held::default());
+    /// An HTML `<noscript>` or `<style>`: its raw text is held and written at its end tag,
+    /// rewritten: a `<noscript>`'s pixels judged, a style sheet's tracker URLs (`url(…)`,
+    /// `@import`) emptied.
+    fn raw_text(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, kind: RawText) {
+        self.shared.lock().unwrap().raw = Some((kind, Held::default()));
         let (rules, shared) = (self.rules.clone(), self.shared.clone());
         let (granted, enforce) = (self.granted, self.enforce);
         let Some(handlers) = el.end_tag_handlers() else {
@@ -610,50 +610,37 @@ impl Ctx<'_> {
         let handler: lol_html::send::EndTagHandler<'static> =
             Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
                 let mut sh = shared.lock().unwrap();
-                let Some(Held { text, unreadable }) = sh.noscript.take() else {
+                let Some((kind, Held { text, unreadable })) = sh.raw.take() else {
                     return Ok(());
                 };
-                let out = if unreadable {
+                let out: std::borrow::Cow<'_, str> = if unreadable {
                     // Too long to judge: dropped (fail closed).
-                    sh.report.record("unreadable noscript");
-                    String::new()
+                    sh.report.record(match kind {
+                        RawText::Noscript => "unreadable noscript",
+                        RawText::Style => "unreadable style",
+                    });
+                    "".into()
                 } else {
-                    rewrite_noscript(&text, &rules, granted, enforce, &mut sh.report)
+                    match kind {
+                        RawText::Noscript => {
+                            rewrite_noscript(&text, &rules, granted, enforce, &mut sh.report).into()
+                        }
+                        RawText::Style => rewrite_css(&text, &rules, granted, &mut sh.report)
+                            .map_or(text.as_str().into(), Into::into),
+                    }
                 };
                 end.before(if enforce { &out } else { &text }, ContentType::Html);
                 Ok(())
             });
         handlers.push(handler);
     }
+}
 
-    /// An HTML `<style>`: its text is held and written at its end tag, with the URLs of
-    /// trackers it names (`url(…)`, `@import`) emptied.
-    fn style(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
-        self.shared.lock().unwrap().style = Some(Held::default());
-        let (rules, shared) = (self.rules.clone(), self.shared.clone());
-        let (granted, enforce) = (self.granted, self.enforce);
-        let Some(handlers) = el.end_tag_handlers() else {
-            return;
-        };
-        let handler: lol_html::send::EndTagHandler<'static> =
-            Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
-                let mut sh = shared.lock().unwrap();
-                let Some(Held { text, unreadable }) = sh.style.take() else {
-                    return Ok(());
-                };
-                let out = if unreadable {
-                    // Too long to judge: dropped (fail closed).
-                    sh.report.record("unreadable style");
-                    String::new()
-                } else {
-                    rewrite_css(&text, &rules, granted, &mut sh.report).unwrap_or_default()
-                };
-                let keep = !enforce || (!unreadable && out.is_empty());
-                end.before(if keep { &text } else { &out }, ContentType::Html);
-                Ok(())
-            });
-        handlers.push(handler);
-    }
+/// An element whose content the parser gives as raw text, held whole to be rewritten.
+#[derive(Clone, Copy)]
+enum RawText {
+    Noscript,
+    Style,
 }
 
 /// The value CSS `text` becomes with every URL of a tracker whose category is denied replaced
@@ -856,8 +843,10 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                 "link" => ctx.link(el),
                 // Only an HTML <noscript> holds raw text; in SVG or MathML its children are elements,
                 // which the handlers judge one by one.
-                "noscript" if el.namespace_uri() == HTML_NAMESPACE => ctx.noscript(el),
-                "style" if el.namespace_uri() == HTML_NAMESPACE => ctx.style(el),
+                "noscript" if el.namespace_uri() == HTML_NAMESPACE => {
+                    ctx.raw_text(el, RawText::Noscript)
+                }
+                "style" if el.namespace_uri() == HTML_NAMESPACE => ctx.raw_text(el, RawText::Style),
                 _ => {}
             }
             Ok(())
@@ -873,10 +862,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
     handlers.push(text!("script, noscript, style", move |t| {
         let mut sh = s2.lock().unwrap();
         // A <script> inside a <noscript> is text, and the other way round: one is held at most.
-        if let Some(held) = sh.noscript.as_mut() {
-            held.push(t.as_str());
-            t.remove();
-        } else if let Some(held) = sh.style.as_mut() {
+        if let Some((_, held)) = sh.raw.as_mut() {
             held.push(t.as_str());
             t.remove();
         } else if let Some((_, held)) = sh.script.as_mut() {
