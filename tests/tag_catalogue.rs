@@ -9,7 +9,7 @@
 //! read the diff before committing it.
 
 use consent_proxy::category::CategorySet;
-use consent_proxy::filter::html::{TagReport, document_encoding, rewriter};
+use consent_proxy::filter::html::{Kinds, Params, TagReport, document_encoding, rewriter};
 use consent_proxy::policy;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,15 +42,34 @@ fn rewrite(
     html: &[u8],
     cuts: &[usize],
 ) -> (String, TagReport) {
+    let streamed = rewrite_kinds(rules, html, cuts, Kinds::ALL);
+    // The proxy reads a whole page with only the kinds of tag its bytes hold: the same output.
+    let whole = rewrite_kinds(rules, html, cuts, Kinds::of(html));
+    assert_eq!(
+        streamed, whole,
+        "selecting only the kinds present changed the rewrite"
+    );
+    streamed
+}
+
+fn rewrite_kinds(
+    rules: &Arc<consent_proxy::filter::html::TagRules>,
+    html: &[u8],
+    cuts: &[usize],
+    kinds: Kinds,
+) -> (String, TagReport) {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
     let (mut rw, report) = rewriter(
-        rules.clone(),
-        NONE,
-        true,
-        16 << 20,
-        document_encoding(None).unwrap(),
-        None,
+        Params {
+            rules: rules.clone(),
+            granted: NONE,
+            enforce: true,
+            max_memory: 16 << 20,
+            encoding: document_encoding(None).unwrap(),
+            consent_mode: None,
+            kinds,
+        },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
     let mut start = 0;

@@ -4,11 +4,12 @@
 pub mod model;
 pub mod pattern;
 pub mod sources;
+pub mod tags;
+pub mod text_urls;
 
 use crate::category::{Category, CategorySet};
 use crate::consent::reader::Reader;
 use crate::filter::path::canonical;
-use crate::filter::tags::TagRules;
 use crate::filter::withheld::Placeholder;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
@@ -17,6 +18,7 @@ use sources::{Country, Format, TkMode};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tags::TagRules;
 
 /// The built-in policy: a catalogue of well-known cookies and tracking endpoints.
 pub const BUILTIN_YAML: &str = include_str!("../../policies/default.yaml");

@@ -2,8 +2,8 @@
 //! the file happens here, during deserialization, so that errors carry a line and a column.
 
 use super::pattern::Pattern;
+use super::tags::{InlineRule, TagAction, UrlRule};
 use crate::category::{Category, CategorySet};
-use crate::filter::tags::{InlineRule, TagAction, UrlRule};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

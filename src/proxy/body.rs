@@ -2,7 +2,7 @@
 //! the record is written exactly once, when the body ends, fails, or is dropped.
 
 use crate::audit::{Decision, LogSink};
-use crate::filter::html::TagReportHandle;
+use crate::filter::html::{Kinds, Params, TagReportHandle};
 use crate::filter::memo::{self, Memo};
 use crate::proxy::admission::{Admission, ConnShare};
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type InnerBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -235,24 +235,24 @@ type Output = Arc<std::sync::Mutex<Vec<u8>>>;
 /// Where the rewriter writes.
 type Sink = Box<dyn FnMut(&[u8]) + Send>;
 
-/// What a rewriter is built from, when it is needed.
-struct Setup {
-    rules: Arc<crate::filter::html::TagRules>,
-    granted: crate::category::CategorySet,
-    max_memory: usize,
-    encoding: (lol_html::AsciiCompatibleEncoding, bool),
-    head: Option<String>,
-}
+/// How long a document being gathered waits for the upstream's next bytes before it streams:
+/// a page that arrives in pieces close together is still read whole. The first bytes of a page
+/// whose upstream pauses longer (an early-flushed `<head>`) are held this long at most.
+pub const GATHER_WAIT: Duration = Duration::from_millis(5);
 
-/// Where the body is.
+/// The largest document read whole.
+const MAX_GATHERED: usize = Memo::MAX_DOCUMENT;
+
+/// What a rewriter is built from, when it is needed.
 enum Phase {
-    /// Collecting a document that may be remembered: as long as the upstream has more ready at
-    /// once and the document stays small enough. Once the upstream makes the client wait, the
-    /// document streams instead, so remembering never delays a byte.
+    /// Collecting a document to read whole (only the kinds of tag it holds are parsed for) and,
+    /// with a memo, to answer from it or remember: as long as the document stays small enough
+    /// and the upstream sends its next bytes within [`GATHER_WAIT`]. Otherwise it streams.
     Gather {
-        memo: Arc<Memo>,
-        params: memo::Params,
+        memo: Option<(Arc<Memo>, memo::Params)>,
         input: Vec<u8>,
+        /// Set when the upstream first keeps the gathered bytes waiting.
+        wait: Option<Pin<Box<tokio::time::Sleep>>>,
     },
     Stream(Box<lol_html::send::HtmlRewriter<'static, Sink>>),
     Done,
@@ -265,8 +265,7 @@ enum Phase {
 pub struct RewriteBody {
     inner: InnerBody,
     /// In report-only mode the rewriter only counts: the client gets the original bytes.
-    enforce: bool,
-    setup: Setup,
+    params: Params,
     phase: Phase,
     report: TagReportHandle,
     out: Output,
@@ -275,68 +274,55 @@ pub struct RewriteBody {
 }
 
 impl RewriteBody {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         inner: InnerBody,
-        rules: Arc<crate::filter::html::TagRules>,
-        granted: crate::category::CategorySet,
-        enforce: bool,
-        max_memory: usize,
-        encoding: (lol_html::AsciiCompatibleEncoding, bool),
-        head: Option<String>,
+        params: Params,
         memo: Option<Arc<Memo>>,
     ) -> (RewriteBody, TagReportHandle) {
-        let setup = Setup {
-            rules,
-            granted,
-            max_memory,
-            encoding,
-            head,
-        };
         let mut body = RewriteBody {
             inner,
-            enforce,
             phase: Phase::Done,
-            setup,
             report: TagReportHandle::default(),
             out: Output::default(),
             failed: None,
+            params,
         };
-        body.phase = match memo.filter(|_| enforce) {
-            Some(memo) => Phase::Gather {
-                params: memo::Params {
-                    granted,
-                    encoding: <&encoding_rs::Encoding>::from(encoding.0).name(),
-                    adjustable: encoding.1,
-                    head: body.setup.head.as_deref().map(Arc::from),
-                },
-                memo,
+        let p = &body.params;
+        body.phase = if p.enforce {
+            Phase::Gather {
+                memo: memo.map(|memo| {
+                    let params = memo::Params {
+                        granted: p.granted,
+                        encoding: <&encoding_rs::Encoding>::from(p.encoding.0).name(),
+                        adjustable: p.encoding.1,
+                        head: p.consent_mode.as_deref().map(Arc::from),
+                    };
+                    (memo, params)
+                }),
                 input: Vec::new(),
-            },
-            None => Phase::Stream(Box::new(body.build())),
+                wait: None,
+            }
+        } else {
+            Phase::Stream(Box::new(body.build(Kinds::ALL)))
         };
         let report = body.report.clone();
         (body, report)
     }
 
-    fn build(&self) -> lol_html::send::HtmlRewriter<'static, Sink> {
+    /// A rewriter that stops at the tags `kinds` lists: [`Kinds::ALL`] for a body read in
+    /// pieces, those its bytes hold for a whole one.
+    fn build(&self, kinds: Kinds) -> lol_html::send::HtmlRewriter<'static, Sink> {
         let sink = self.out.clone();
         let write: Sink = Box::new(move |c: &[u8]| {
             sink.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .extend_from_slice(c)
         });
-        let s = &self.setup;
-        crate::filter::html::rewriter_reporting_to(
-            &self.report,
-            s.rules.clone(),
-            s.granted,
-            self.enforce,
-            s.max_memory,
-            s.encoding,
-            s.head.clone(),
-            write,
-        )
+        let params = Params {
+            kinds,
+            ..self.params.clone()
+        };
+        crate::filter::html::rewriter_reporting_to(&self.report, params, write)
     }
 
     fn take_output(&self) -> Option<Bytes> {
@@ -351,27 +337,36 @@ impl RewriteBody {
 
     /// Leaves gathering: what was collected goes through a rewriter, and the rest streams.
     fn stream(&mut self, input: &[u8]) {
-        let mut rw = self.build();
+        let mut rw = self.build(Kinds::ALL);
         match rw.write(input) {
             Ok(()) => self.phase = Phase::Stream(Box::new(rw)),
             Err(e) => self.fail(e),
         }
     }
 
-    /// The whole document is in: answer it from the memo, or rewrite it and remember it.
-    fn complete(&mut self, memo: &Memo, params: &memo::Params, input: Vec<u8>) -> Option<Bytes> {
+    /// The whole document is in: answer it from the memo, or rewrite it (and remember it).
+    fn complete(
+        &mut self,
+        memo: Option<(Arc<Memo>, memo::Params)>,
+        input: Vec<u8>,
+    ) -> Option<Bytes> {
         self.phase = Phase::Done;
-        if let Some(hit) = memo.get(params, &input) {
+        if let Some((memo, params)) = &memo
+            && let Some(hit) = memo.get(params, &input)
+        {
             self.report.set(hit.report.clone());
             return Some(hit.output.clone());
         }
-        let mut rw = self.build();
+        // The whole document is here: lol_html stops only at the kinds of tag it holds.
+        let mut rw = self.build(Kinds::of(&input));
         if let Err(e) = rw.write(&input).and_then(|()| rw.end()) {
             self.fail(e);
             return self.take_output();
         }
         let output = self.take_output().unwrap_or_default();
-        memo.insert(params, input.into(), output.clone(), self.report.report());
+        if let Some((memo, params)) = &memo {
+            memo.insert(params, input.into(), output.clone(), self.report.report());
+        }
         (!output.is_empty()).then_some(output)
     }
 }
@@ -412,35 +407,41 @@ impl Body for RewriteBody {
             match (&mut this.phase, next) {
                 (Phase::Done, _) => return Poll::Ready(None),
                 (Phase::Gather { input, .. }, None) if input.is_empty() => return Poll::Pending,
-                (Phase::Gather { input, .. }, None) => {
+                (Phase::Gather { input, wait, .. }, None) => {
+                    let wait =
+                        wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(GATHER_WAIT)));
+                    if wait.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                     let input = std::mem::take(input);
                     this.stream(&input);
                 }
-                (Phase::Gather { memo, input, .. }, Some(Some(data))) => {
+                (Phase::Gather { input, .. }, Some(Some(data))) => {
                     input.extend_from_slice(&data);
-                    if input.len() > memo.max_document() {
+                    let limit = match &this.phase {
+                        Phase::Gather {
+                            memo: Some((memo, _)),
+                            ..
+                        } => memo.max_document(),
+                        _ => MAX_GATHERED,
+                    };
+                    if let Phase::Gather { input, .. } = &mut this.phase
+                        && input.len() > limit
+                    {
                         let input = std::mem::take(input);
                         this.stream(&input);
                     }
                 }
-                (
-                    Phase::Gather {
-                        memo,
-                        params,
-                        input,
-                    },
-                    Some(None),
-                ) => {
-                    let (memo, params, input) =
-                        (memo.clone(), params.clone(), std::mem::take(input));
-                    if let Some(bytes) = this.complete(&memo, &params, input) {
+                (Phase::Gather { memo, input, .. }, Some(None)) => {
+                    let (memo, input) = (memo.take(), std::mem::take(input));
+                    if let Some(bytes) = this.complete(memo, input) {
                         return Poll::Ready(Some(Ok(Frame::data(bytes))));
                     }
                 }
                 (Phase::Stream(_), None) => return Poll::Pending,
                 (Phase::Stream(rw), Some(Some(data))) => {
                     let written = rw.write(&data);
-                    if !this.enforce {
+                    if !this.params.enforce {
                         // Counting only: whatever happens to the rewriter, pass the original.
                         this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
                         if written.is_err() {
@@ -455,7 +456,7 @@ impl Body for RewriteBody {
                 (Phase::Stream(_), Some(None)) => {
                     if let Phase::Stream(rw) = std::mem::replace(&mut this.phase, Phase::Done) {
                         let ended = rw.end();
-                        if !this.enforce {
+                        if !this.params.enforce {
                             this.out.lock().unwrap_or_else(|e| e.into_inner()).clear();
                             return Poll::Ready(None);
                         }

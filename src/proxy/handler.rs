@@ -518,16 +518,17 @@ async fn journey(
                 }
                 None => None,
             };
-            let (rewritten, report) = RewriteBody::new(
-                upstream_body,
-                policy.tags.clone(),
-                consent.granted,
+            let params = crate::filter::html::Params {
+                rules: policy.tags.clone(),
+                granted: consent.granted,
                 enforce,
-                settings.limits.rewrite_memory,
+                max_memory: settings.limits.rewrite_memory,
                 encoding,
-                block,
-                snapshot.memo.clone(),
-            );
+                consent_mode: block,
+                kinds: crate::filter::html::Kinds::ALL,
+            };
+            let (rewritten, report) =
+                RewriteBody::new(upstream_body, params, snapshot.memo.clone());
             guard.tags = Some(report);
             // Sent in the coding the site chose (from codings the client accepts), so that
             // the proxy adds no compression the site did not do.

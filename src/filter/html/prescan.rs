@@ -1,0 +1,185 @@
+//! Which kinds of element a whole document can hold, read from its bytes before it is parsed, so
+//! that the rewriter asks lol_html to stop only at those: every kind it selects costs lol_html
+//! work on every element of the document, and a `style` attribute selector makes it read the
+//! attributes of every tag.
+//!
+//! The reading is a superset of the parser's. A start tag of kind `k` is, in the bytes, `<`,
+//! then `k` in any case (tag names are ASCII-lowercased; character references and percent
+//! escapes mean nothing in a tag name; a NUL makes another name), then white space, `/` or `>`
+//! (or the end of the document). An attribute named `style` is `style` in any case, after white
+//! space, `/` or a quote, and before white space, `/`, `>` or `=`. In every ASCII-compatible
+//! encoding (the only ones the rewriter parses) these ASCII bytes stand for themselves and are
+//! never part of a multibyte character, so a document whose bytes hold no such sequence holds no
+//! such element, wherever the parser would put it (raw text, comments and attribute values
+//! included: a false match only costs time).
+
+/// A set of element kinds, and whether some tag may have a `style` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kinds {
+    tags: u32,
+    style_attribute: bool,
+}
+
+/// The tag names the rewriter selects, each a bit of [`Kinds`].
+const NAMES: [&str; 16] = [
+    "script", "img", "iframe", "link", "noscript", "style", "embed", "object", "image", "source",
+    "video", "audio", "track", "input", "head", "template",
+];
+
+impl Kinds {
+    /// Every kind: what a document read in pieces may hold.
+    pub const ALL: Kinds = Kinds {
+        tags: (1 << NAMES.len()) - 1,
+        style_attribute: true,
+    };
+
+    /// The kinds the bytes of a whole document can hold.
+    pub fn of(doc: &[u8]) -> Kinds {
+        let mut tags = 0u32;
+        for at in memchr::memchr_iter(b'<', doc) {
+            let name = &doc[at + 1..];
+            let len = name
+                .iter()
+                .take(NAMES_MAX + 1)
+                .position(|b| !b.is_ascii_alphabetic())
+                .unwrap_or(name.len().min(NAMES_MAX + 1));
+            if len == 0 || len > NAMES_MAX || !ends_tag_name(name.get(len)) {
+                continue;
+            }
+            if let Some(i) = NAMES
+                .iter()
+                .position(|n| n.as_bytes().eq_ignore_ascii_case(&name[..len]))
+            {
+                tags |= 1 << i;
+            }
+        }
+        Kinds {
+            tags,
+            style_attribute: has_style_attribute(doc),
+        }
+    }
+
+    /// Whether a tag of this name may be in the document.
+    pub fn has(&self, name: &str) -> bool {
+        NAMES
+            .iter()
+            .position(|n| *n == name)
+            .is_some_and(|i| self.tags & (1 << i) != 0)
+    }
+
+    /// Whether some tag may have a `style` attribute.
+    pub fn style_attribute(&self) -> bool {
+        self.style_attribute
+    }
+
+    /// A lol_html selector list of those of `names` the document may hold; `None` if none.
+    pub fn selector(&self, names: &[&str]) -> Option<String> {
+        let present: Vec<&str> = names.iter().copied().filter(|n| self.has(n)).collect();
+        (!present.is_empty()).then(|| present.join(", "))
+    }
+}
+
+const NAMES_MAX: usize = 8;
+
+/// White space (CR included: the input stream turns it into LF), `/` or `>` end a tag name, as
+/// does the end of the document.
+fn ends_tag_name(b: Option<&u8>) -> bool {
+    matches!(
+        b,
+        None | Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>')
+    )
+}
+
+/// Whether `style`, in any case, stands in the bytes where an attribute name can.
+fn has_style_attribute(doc: &[u8]) -> bool {
+    memchr::memchr2_iter(b's', b'S', doc).any(|at| {
+        doc.get(at..at + 5)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"style"))
+            && at.checked_sub(1).is_some_and(|p| {
+                matches!(
+                    doc[p],
+                    b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'"' | b'\''
+                )
+            })
+            && matches!(
+                doc.get(at + 5),
+                None | Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>' | b'=')
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_names_are_found_in_any_case_and_ending() {
+        let k = Kinds::of(b"<IMG\nsrc=x><Script>x</script><iframe/><LINK>");
+        for name in ["img", "script", "iframe", "link"] {
+            assert!(k.has(name), "{name}");
+        }
+        for name in ["style", "video", "noscript", "head", "image"] {
+            assert!(!k.has(name), "{name}");
+        }
+        assert!(
+            Kinds::of(b"<video").has("video"),
+            "at the end of the document"
+        );
+        assert!(
+            Kinds::of(b"<p>'<object\t'").has("object"),
+            "inside text too"
+        );
+    }
+
+    #[test]
+    fn longer_names_and_other_names_are_not_the_kind() {
+        let k = Kinds::of(b"<imgx><scripts><link-x><images><iframe2><sourcex>");
+        assert_eq!(k.tags, 0);
+        assert_eq!(Kinds::of(b"<ima\0ge>").tags, 0, "a NUL makes another name");
+    }
+
+    #[test]
+    fn style_attributes_are_found_where_an_attribute_name_can_stand() {
+        for doc in [
+            &b"<p style=\"x\">"[..],
+            b"<p STYLE = x>",
+            b"<p a=\"b\"style=x>",
+            b"<p a='b'style=x>",
+            b"<p/style=x>",
+            b"<p style>",
+            b"<p\nstyle",
+        ] {
+            assert!(
+                Kinds::of(doc).style_attribute(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        for doc in [
+            &b"<link rel=stylesheet href=/s.css>"[..],
+            b"<p data-style=x>",
+            b"<p class=lifestyle>",
+            b"<p xstyle=x>",
+        ] {
+            assert!(
+                !Kinds::of(doc).style_attribute(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+
+    #[test]
+    fn the_selector_lists_what_is_present() {
+        let k = Kinds::of(b"<script></script><img src=x>");
+        assert_eq!(
+            k.selector(&["script", "img", "iframe"]).as_deref(),
+            Some("script, img")
+        );
+        assert_eq!(k.selector(&["iframe", "video"]), None);
+        assert_eq!(
+            Kinds::ALL.selector(&["video", "head"]).as_deref(),
+            Some("video, head")
+        );
+    }
+}
