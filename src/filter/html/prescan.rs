@@ -43,13 +43,13 @@ impl Kinds {
                 .take(NAMES_MAX + 1)
                 .position(|b| !b.is_ascii_alphabetic())
                 .unwrap_or(name.len().min(NAMES_MAX + 1));
-            if len == 0 || len > NAMES_MAX || !ends_tag_name(name.get(len)) {
+            if !(NAMES_MIN..=NAMES_MAX).contains(&len) || !ends_tag_name(name.get(len)) {
                 continue;
             }
-            if let Some(i) = NAMES
-                .iter()
-                .position(|n| n.as_bytes().eq_ignore_ascii_case(&name[..len]))
-            {
+            let mut lower = [0u8; NAMES_MAX];
+            lower[..len].copy_from_slice(&name[..len]);
+            lower.make_ascii_lowercase();
+            if let Some(i) = index_of(&lower[..len]) {
                 tags |= 1 << i;
             }
         }
@@ -79,7 +79,31 @@ impl Kinds {
     }
 }
 
+const NAMES_MIN: usize = 3;
 const NAMES_MAX: usize = 8;
+
+/// The bit of a lowercase tag name in [`NAMES`].
+fn index_of(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b"script" => 0,
+        b"img" => 1,
+        b"iframe" => 2,
+        b"link" => 3,
+        b"noscript" => 4,
+        b"style" => 5,
+        b"embed" => 6,
+        b"object" => 7,
+        b"image" => 8,
+        b"source" => 9,
+        b"video" => 10,
+        b"audio" => 11,
+        b"track" => 12,
+        b"input" => 13,
+        b"head" => 14,
+        b"template" => 15,
+        _ => return None,
+    })
+}
 
 /// White space (CR included: the input stream turns it into LF), `/` or `>` end a tag name, as
 /// does the end of the document.
@@ -165,6 +189,18 @@ mod tests {
                 !Kinds::of(doc).style_attribute(),
                 "{}",
                 String::from_utf8_lossy(doc)
+            );
+        }
+    }
+
+    #[test]
+    fn every_name_has_its_bit() {
+        for (i, name) in NAMES.iter().enumerate() {
+            assert_eq!(index_of(name.as_bytes()), Some(i), "{name}");
+            assert!((NAMES_MIN..=NAMES_MAX).contains(&name.len()), "{name}");
+            assert!(
+                Kinds::of(format!("<{name}>").as_bytes()).has(name),
+                "{name}"
             );
         }
     }
