@@ -311,6 +311,20 @@ async fn ten_thousand_requests_with_faults() {
             ("/reset", _) => Outcome::Cut(200),
             _ => Outcome::Whole(502),
         };
+        // A page whose upstream breaks off is never passed off as whole: cut short if the proxy
+        // had begun to answer (it gathers an HTML page for up to 5 ms before it does), 502 if
+        // it had sent nothing yet, or, if the break comes as the head leaves, a connection
+        // closed without an answer.
+        if path == "/reset" {
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Cut(200) | Outcome::Whole(502) | Outcome::Failed
+                ),
+                "request {i}: /reset came to {outcome:?}"
+            );
+            continue;
+        }
         assert_eq!(*outcome, expected, "request {i}: {path}");
     }
 
@@ -345,7 +359,10 @@ async fn ten_thousand_requests_with_faults() {
     // Per kind, the warm-up's share and the load's (a twentieth more).
     let share = |path: &str| (REQUESTS + WARM_UP) / 100 * plan_share(path);
     assert_eq!(count("/hang", 504, "upstream_timeout"), share("/hang"));
-    assert_eq!(count("/reset", 200, "body_error"), share("/reset"));
+    assert_eq!(
+        count("/reset", 200, "body_error") + count("/reset", 502, "upstream_body_error"),
+        share("/reset")
+    );
     assert_eq!(
         count("/big", 200, "client_disconnected") + count("/big", 499, "client_disconnected"),
         DISCONNECTING + 5

@@ -271,6 +271,10 @@ pub struct RewriteBody {
     out: Output,
     /// An error to give once the output written before it has gone out.
     failed: Option<BoxError>,
+    /// A document read whole, rewritten (or remembered), waiting to go out in one frame.
+    ready: Option<Bytes>,
+    /// The upstream's body failed while the document was being gathered.
+    upstream_failed: bool,
 }
 
 impl RewriteBody {
@@ -285,6 +289,8 @@ impl RewriteBody {
             report: TagReportHandle::default(),
             out: Output::default(),
             failed: None,
+            ready: None,
+            upstream_failed: false,
             params,
         };
         let p = &body.params;
@@ -358,6 +364,10 @@ impl RewriteBody {
             return Some(hit.output.clone());
         }
         // The whole document is here: lol_html stops only at the kinds of tag it holds.
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(input.len() + input.len() / 8);
         let mut rw = self.build(Kinds::of(&input));
         if let Err(e) = rw.write(&input).and_then(|()| rw.end()) {
             self.fail(e);
@@ -368,6 +378,68 @@ impl RewriteBody {
             memo.insert(params, input.into(), output.clone(), self.report.report());
         }
         (!output.is_empty()).then_some(output)
+    }
+
+    /// Waits until the document has been read whole and rewritten (its output is then ready to
+    /// go out in one frame, with its length known), or has begun to stream: so that the
+    /// response's head and its first bytes leave together. An error if the upstream's body
+    /// failed before then: nothing has been sent, and the client can be told so.
+    pub async fn gathered(&mut self) -> Result<(), BoxError> {
+        std::future::poll_fn(|cx| self.poll_gather(cx)).await;
+        let nothing_out =
+            self.ready.is_none() && self.out.lock().map(|o| o.is_empty()).unwrap_or(true);
+        match self.failed.take() {
+            Some(e) if nothing_out && self.upstream_failed => Err(e),
+            failed => {
+                self.failed = failed;
+                Ok(())
+            }
+        }
+    }
+
+    /// Drives the gathering of a document; `Ready` once it is over: read whole and rewritten
+    /// (the output in `ready`), streaming, or failed (the error in `failed`).
+    fn poll_gather(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let Phase::Gather { input, wait, memo } = &mut self.phase else {
+                return Poll::Ready(());
+            };
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending if input.is_empty() => return Poll::Pending,
+                Poll::Pending => {
+                    let wait =
+                        wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(GATHER_WAIT)));
+                    if wait.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let input = std::mem::take(input);
+                    self.stream(&input);
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers of an HTML body are dropped: they would follow rewritten data.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    input.extend_from_slice(&data);
+                    let limit = memo
+                        .as_ref()
+                        .map_or(MAX_GATHERED, |(memo, _)| memo.max_document());
+                    if input.len() > limit {
+                        let input = std::mem::take(input);
+                        self.stream(&input);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.phase = Phase::Done;
+                    self.failed = Some(e);
+                    self.upstream_failed = true;
+                }
+                Poll::Ready(None) => {
+                    let (memo, input) = (memo.take(), std::mem::take(input));
+                    self.ready = self.complete(memo, input);
+                }
+            }
+        }
     }
 }
 
@@ -380,14 +452,19 @@ impl Body for RewriteBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
-            if let Some(bytes) = self.take_output() {
+            if let Some(bytes) = self.ready.take().or_else(|| self.take_output()) {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
             if let Some(e) = self.failed.take() {
                 return Poll::Ready(Some(Err(e)));
             }
-            if matches!(self.phase, Phase::Done) {
-                return Poll::Ready(None);
+            match self.phase {
+                Phase::Done => return Poll::Ready(None),
+                Phase::Gather { .. } => {
+                    std::task::ready!(self.poll_gather(cx));
+                    continue;
+                }
+                Phase::Stream(_) => {}
             }
             let this = &mut *self;
             // `None`: nothing yet; `Some(None)`: the end of the body.
@@ -405,39 +482,7 @@ impl Body for RewriteBody {
                 Poll::Ready(None) => Some(None),
             };
             match (&mut this.phase, next) {
-                (Phase::Done, _) => return Poll::Ready(None),
-                (Phase::Gather { input, .. }, None) if input.is_empty() => return Poll::Pending,
-                (Phase::Gather { input, wait, .. }, None) => {
-                    let wait =
-                        wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(GATHER_WAIT)));
-                    if wait.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let input = std::mem::take(input);
-                    this.stream(&input);
-                }
-                (Phase::Gather { input, .. }, Some(Some(data))) => {
-                    input.extend_from_slice(&data);
-                    let limit = match &this.phase {
-                        Phase::Gather {
-                            memo: Some((memo, _)),
-                            ..
-                        } => memo.max_document(),
-                        _ => MAX_GATHERED,
-                    };
-                    if let Phase::Gather { input, .. } = &mut this.phase
-                        && input.len() > limit
-                    {
-                        let input = std::mem::take(input);
-                        this.stream(&input);
-                    }
-                }
-                (Phase::Gather { memo, input, .. }, Some(None)) => {
-                    let (memo, input) = (memo.take(), std::mem::take(input));
-                    if let Some(bytes) = this.complete(memo, input) {
-                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                    }
-                }
+                (Phase::Done | Phase::Gather { .. }, _) => return Poll::Ready(None),
                 (Phase::Stream(_), None) => return Poll::Pending,
                 (Phase::Stream(rw), Some(Some(data))) => {
                     let written = rw.write(&data);
@@ -472,6 +517,19 @@ impl Body for RewriteBody {
     fn is_end_stream(&self) -> bool {
         matches!(self.phase, Phase::Done)
             && self.failed.is_none()
+            && self.ready.is_none()
             && self.out.lock().map(|o| o.is_empty()).unwrap_or(true)
+    }
+
+    /// Exact once a document read whole has been rewritten: the response then carries its
+    /// `Content-Length`.
+    fn size_hint(&self) -> SizeHint {
+        let pending = self.out.lock().map(|o| o.len()).unwrap_or(0);
+        match (&self.phase, &self.ready, &self.failed) {
+            (Phase::Done, ready, None) => {
+                SizeHint::with_exact((ready.as_ref().map_or(0, Bytes::len) + pending) as u64)
+            }
+            _ => SizeHint::default(),
+        }
     }
 }

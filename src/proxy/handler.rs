@@ -527,9 +527,21 @@ async fn journey(
                 consent_mode: block,
                 kinds: crate::filter::html::Kinds::ALL,
             };
-            let (rewritten, report) =
+            let (mut rewritten, report) =
                 RewriteBody::new(upstream_body, params, snapshot.memo.clone());
             guard.tags = Some(report);
+            // A page that arrives whole is rewritten before the head goes out: head and body
+            // then leave in one write, with a Content-Length. One whose upstream fails before
+            // anything was sent is answered 502.
+            if let Err(e) = rewritten.gathered().await {
+                tracing::debug!("the upstream's HTML body failed: {e}");
+                guard.decision.error = Some("upstream_body_error");
+                return local(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream server's answer broke off\n",
+                    guard,
+                );
+            }
             // Sent in the coding the site chose (from codings the client accepts), so that
             // the proxy adds no compression the site did not do.
             match coding.filter(|c| enforce && client_codings.contains(c)) {
