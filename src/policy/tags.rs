@@ -198,9 +198,16 @@ fn url_parts(url: &str) -> UrlParts<'_> {
         && plain_start(url);
     if plain {
         let (host, path) = split_url(url);
+        // A path relative to the page's directory (`matomo.js`) is read against the root, as
+        // the WHATWG reading below reads it: a `*/matomo.js` pattern matches it wherever the
+        // page is.
+        let path = match path {
+            p if host.is_none() && !p.is_empty() && !p.starts_with('/') => format!("/{p}").into(),
+            p => p.into(),
+        };
         return UrlParts {
             host,
-            path: path.into(),
+            path,
             query: query_of(url).map(Into::into),
         };
     }
@@ -527,9 +534,21 @@ impl TagRules {
         } else {
             &parts.path
         };
-        self.first_match(parts.host.as_deref(), path, parts.query.as_deref())
+        let found = self
+            .first_match(parts.host.as_deref(), path, parts.query.as_deref())
             .map(|i| &self.urls[i])
-            .filter(|r| acts(granted, exempt, r.category, r.consent_mode))
+            .filter(|r| acts(granted, exempt, r.category, r.consent_mode));
+        // `https:matomo.js` (a scheme without `//`) is a path of the page in a page of the same
+        // scheme, and names the host `matomo.js` in one of the other: judged both ways.
+        found.or_else(|| {
+            let (scheme, rest) = url.split_once(':')?;
+            let relative = (scheme.eq_ignore_ascii_case("http")
+                || scheme.eq_ignore_ascii_case("https"))
+                && !rest.starts_with(['/', '\\']);
+            relative
+                .then(|| self.match_url(rest, granted, exempt))
+                .flatten()
+        })
     }
 
     /// The first URL rule for a named tracker host (not `*`) covering `url`'s host, whose
@@ -646,6 +665,38 @@ mod tests {
                 proptest::prop_assert_eq!(parts.query.as_deref(), query);
             }
         }
+    }
+
+    #[test]
+    fn paths_relative_to_the_page_are_read_against_the_root() {
+        assert_eq!(&*url_parts("matomo.js").path, "/matomo.js");
+        assert_eq!(&*url_parts("js/matomo.js?x=1").path, "/js/matomo.js");
+        assert_eq!(&*url_parts("./matomo.js").path, "/matomo.js");
+        assert_eq!(&*url_parts("?q=1").path, "");
+        let rules = TagRules::new(
+            vec![UrlRule::new("*", Some("*/piwik.php"), Category::Analytics, "Matomo").unwrap()],
+            vec![],
+            TagAction::Neutralize,
+        )
+        .unwrap();
+        for url in [
+            "piwik.php",
+            "js/piwik.php?idsite=1",
+            "https:piwik.php",
+            "HTTP:a/piwik.php",
+        ] {
+            assert!(
+                rules
+                    .match_url(url, CategorySet::NECESSARY, false)
+                    .is_some(),
+                "{url}"
+            );
+        }
+        assert!(
+            rules
+                .match_url("piwik.phpx", CategorySet::NECESSARY, false)
+                .is_none()
+        );
     }
 
     #[test]

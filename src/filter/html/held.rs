@@ -12,39 +12,92 @@ use lol_html::element;
 use lol_html::html_content::{ContentType, Element};
 use std::sync::Arc;
 
+/// How deep `<noscript>` elements inside a `<noscript>`'s text are read; deeper text is dropped.
+const MAX_NOSCRIPT_DEPTH: usize = 4;
+
 /// Rewrites the text of a `<noscript>` (which the parser sees as text, since scripting is on)
-/// as a fragment of HTML, for its pixel fallbacks.
+/// as a fragment of HTML, for its pixel fallbacks. A browser reads that text with scripting off,
+/// where a `<noscript>` inside it is an element like any other, whose content is markup too:
+/// the text lol_html gives for one is rewritten the same way, to a depth.
 pub(super) fn rewrite_noscript(
     text: &str,
-    rules: &TagRules,
+    rules: &Arc<TagRules>,
     granted: CategorySet,
     enforce: bool,
     report: &mut TagReport,
 ) -> String {
-    let cell = std::cell::RefCell::new(std::mem::take(report));
+    rewrite_noscript_at(text, rules, granted, enforce, report, 1)
+}
+
+fn rewrite_noscript_at(
+    text: &str,
+    rules: &Arc<TagRules>,
+    granted: CategorySet,
+    enforce: bool,
+    report: &mut TagReport,
+    depth: usize,
+) -> String {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let cell = Rc::new(RefCell::new(std::mem::take(report)));
+    // The text of the `<noscript>` inside being held.
+    let inner: Rc<RefCell<Option<String>>> = Rc::default();
+    let (c1, i1, i2) = (cell.clone(), inner.clone(), inner.clone());
     let result = lol_html::rewrite_str(
         text,
-        lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img, iframe, script, embed, object, image, source, video, audio, track, input",
-            |el| {
-                // Nothing in a <noscript> runs: Consent Mode does not govern it.
-                let tag = el.tag_name();
-                url_element(
-                    el,
-                    &tag,
-                    rules,
-                    granted,
-                    false,
-                    enforce,
-                    &mut cell.borrow_mut(),
-                );
+        lol_html::RewriteStrSettings::new()
+            .append_element_content_handler(element!(
+                "img, iframe, script, embed, object, image, source, video, audio, track, input",
+                move |el| {
+                    // Nothing in a <noscript> runs: Consent Mode does not govern it.
+                    let tag = el.tag_name();
+                    url_element(
+                        el,
+                        &tag,
+                        rules,
+                        granted,
+                        false,
+                        enforce,
+                        &mut c1.borrow_mut(),
+                    );
+                    Ok(())
+                }
+            ))
+            .append_element_content_handler(element!("noscript", move |el| {
+                // Its text runs to the end of this one's: there is no `</noscript>` in it.
+                if el.namespace_uri() == HTML_NAMESPACE {
+                    *i1.borrow_mut() = Some(String::new());
+                }
                 Ok(())
-            }
-        )),
+            }))
+            .append_element_content_handler(lol_html::text!("noscript", move |t| {
+                if let Some(held) = i2.borrow_mut().as_mut() {
+                    held.push_str(t.as_str());
+                    t.remove();
+                }
+                Ok(())
+            })),
     );
-    *report = cell.into_inner();
     // Fallback content that cannot be parsed is dropped rather than passed unjudged.
-    result.unwrap_or_default()
+    let mut out = result.unwrap_or_default();
+    // An inner `<noscript>` is left open at the end of the text (the outer one's text ends at
+    // the first `</noscript>`): its text is the rest, written rewritten there.
+    let unclosed = inner.borrow_mut().take();
+    if let Some(held) = unclosed {
+        let mut report = cell.borrow_mut();
+        if depth < MAX_NOSCRIPT_DEPTH {
+            let rewritten =
+                rewrite_noscript_at(&held, rules, granted, enforce, &mut report, depth + 1);
+            out.push_str(if enforce { &rewritten } else { &held });
+        } else {
+            report.record("unreadable noscript");
+            if !enforce {
+                out.push_str(&held);
+            }
+        }
+    }
+    *report = std::mem::take(&mut cell.borrow_mut());
+    out
 }
 
 /// How a `<script>` runs.

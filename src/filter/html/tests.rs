@@ -831,3 +831,51 @@ fn srcdoc_documents_are_rewritten_to_a_depth_and_dropped_beyond() {
         .unwrap();
     assert!(!out.contains("googletagmanager"));
 }
+
+#[test]
+fn a_noscript_inside_a_noscript_has_its_pixels_judged() {
+    // With scripting off a browser reads the inner <noscript> as an element whose content is
+    // markup: its pixel loads unless it is judged too.
+    let pixel = r#"<img src="https://www.facebook.com/tr?id=1&ev=PageView">"#;
+    let html = format!("<noscript><noscript>{pixel}</noscript><p>after</p>");
+    let (out, report) = rewrite(&html, NONE, TagAction::Neutralize);
+    assert!(
+        !out.contains(r#"<img src="https://www.facebook.com"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"data-src="https://www.facebook.com/tr?id=1"#),
+        "{out}"
+    );
+    assert_eq!(report.neutralized, 1);
+    // Deeper than the rewriter reads, the text is dropped.
+    let deep = format!("<noscript>{}{pixel}", "<noscript>".repeat(6));
+    let (out, _) = rewrite(&deep, NONE, TagAction::Neutralize);
+    assert!(!out.contains("facebook.com"), "{out}");
+}
+
+#[test]
+fn a_breakout_tag_leaves_every_open_svg() {
+    // After `<svg><svg>`, a `<p>` (or `</p>`) is HTML again, as is everything after it: the
+    // iframe loads, and the <title> is an HTML title whose text holds the first <script>.
+    for html in [
+        r#"<svg><svg><p><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe>"#,
+        r#"<svg><svg></p><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe>"#,
+        r#"<math><svg><math><b><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1"></iframe>"#,
+    ] {
+        let (out, report) = rewrite(html, NONE, TagAction::Neutralize);
+        assert!(
+            out.contains(r#"data-src="https://www.googletagmanager.com/ns.html"#),
+            "{out}"
+        );
+        assert_eq!(report.neutralized, 1, "{html}");
+    }
+    let html = r#"<svg><svg><head><title><script></title><script>fbq("init","1")</script>"#;
+    let (out, _) = rewrite(html, NONE, TagAction::Neutralize);
+    assert!(
+        out.ends_with(
+            r#"<script type="text/plain" data-category="marketing">fbq("init","1")</script>"#
+        ),
+        "{out}"
+    );
+}

@@ -149,6 +149,9 @@ impl TreeBuilderSimulator {
 
         if self.current_ns == Namespace::Html {
             self.check_integration_point_exit(tag_name)
+        } else if tag_is_one_of!(tag_name, [P, Br]) {
+            // 13.2.6.5: `</p>` and `</br>` break out of foreign content like a start tag.
+            self.leave_foreign_content()
         } else if self.should_leave_ns(tag_name) {
             self.leave_ns()
         } else {
@@ -200,6 +203,17 @@ impl TreeBuilderSimulator {
         TreeBuilderFeedback::SetAllowCdata(self.current_ns != Namespace::Html)
     }
 
+    /// A breakout from foreign content (13.2.6.5): the tree builder pops elements until the
+    /// current node is in the HTML namespace or is an integration point, however many `<svg>`
+    /// and `<math>` roots are open; in this stack of namespaces, until its top is HTML.
+    fn leave_foreign_content(&mut self) -> TreeBuilderFeedback {
+        let mut feedback = self.leave_ns();
+        while self.current_ns != Namespace::Html {
+            feedback = self.leave_ns();
+        }
+        feedback
+    }
+
     fn is_integration_point_enter(&self, tag_name: LocalNameHash) -> bool {
         self.current_ns == Namespace::Svg && is_html_integration_point_in_svg(tag_name)
             || self.current_ns == Namespace::MathML
@@ -240,7 +254,7 @@ impl TreeBuilderSimulator {
         tag_name: LocalNameHash,
     ) -> TreeBuilderFeedback {
         if causes_foreign_content_exit(tag_name) {
-            return self.leave_ns();
+            return self.leave_foreign_content();
         }
 
         if self.is_integration_point_enter(tag_name) {
@@ -267,7 +281,7 @@ impl TreeBuilderSimulator {
                             || eq_case_insensitive(&name, b"size")
                             || eq_case_insensitive(&name, b"face")
                         {
-                            return this.leave_ns();
+                            return this.leave_foreign_content();
                         }
                     }
                 });
