@@ -275,6 +275,18 @@ pub struct RewriteBody {
     ready: Option<Bytes>,
     /// The upstream's body failed while the document was being gathered.
     upstream_failed: bool,
+    /// The document starts with a UTF-16 byte order mark: a browser reads it as UTF-16, which
+    /// the rewriter cannot.
+    uninspectable: bool,
+}
+
+/// Why a gathered page cannot be answered; nothing has been sent yet.
+#[derive(Debug)]
+pub enum Unanswerable {
+    /// The upstream's body failed.
+    Upstream(BoxError),
+    /// The page is in UTF-16 by its byte order mark.
+    Uninspectable,
 }
 
 impl RewriteBody {
@@ -291,6 +303,7 @@ impl RewriteBody {
             failed: None,
             ready: None,
             upstream_failed: false,
+            uninspectable: false,
             params,
         };
         let p = &body.params;
@@ -343,11 +356,30 @@ impl RewriteBody {
 
     /// Leaves gathering: what was collected goes through a rewriter, and the rest streams.
     fn stream(&mut self, input: &[u8]) {
+        if !self.read_bom(input) {
+            return;
+        }
         let mut rw = self.build(Kinds::ALL);
         match rw.write(input) {
             Ok(()) => self.phase = Phase::Stream(Box::new(rw)),
             Err(e) => self.fail(e),
         }
+    }
+
+    /// A byte order mark decides the encoding before anything else, as it does for a browser
+    /// (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a document in
+    /// UTF-16 cannot be inspected (`false`: failed, closed).
+    fn read_bom(&mut self, input: &[u8]) -> bool {
+        if input.starts_with(b"\xEF\xBB\xBF") {
+            self.params.encoding = (lol_html::AsciiCompatibleEncoding::utf_8(), false);
+        } else if input.starts_with(b"\xFE\xFF") || input.starts_with(b"\xFF\xFE") {
+            self.phase = Phase::Done;
+            self.uninspectable = true;
+            self.failed =
+                Some("the HTML is in UTF-16 (byte order mark): it cannot be inspected".into());
+            return false;
+        }
+        true
     }
 
     /// The whole document is in: answer it from the memo, or rewrite it (and remember it).
@@ -357,6 +389,9 @@ impl RewriteBody {
         input: Vec<u8>,
     ) -> Option<Bytes> {
         self.phase = Phase::Done;
+        if !self.read_bom(&input) {
+            return None;
+        }
         if let Some((memo, params)) = &memo
             && let Some(hit) = memo.get(params, &input)
         {
@@ -384,12 +419,13 @@ impl RewriteBody {
     /// go out in one frame, with its length known), or has begun to stream: so that the
     /// response's head and its first bytes leave together. An error if the upstream's body
     /// failed before then: nothing has been sent, and the client can be told so.
-    pub async fn gathered(&mut self) -> Result<(), BoxError> {
+    pub async fn gathered(&mut self) -> Result<(), Unanswerable> {
         std::future::poll_fn(|cx| self.poll_gather(cx)).await;
         let nothing_out =
             self.ready.is_none() && self.out.lock().map(|o| o.is_empty()).unwrap_or(true);
         match self.failed.take() {
-            Some(e) if nothing_out && self.upstream_failed => Err(e),
+            Some(_) if self.uninspectable => Err(Unanswerable::Uninspectable),
+            Some(e) if nothing_out && self.upstream_failed => Err(Unanswerable::Upstream(e)),
             failed => {
                 self.failed = failed;
                 Ok(())
@@ -531,5 +567,54 @@ impl Body for RewriteBody {
             }
             _ => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::category::CategorySet;
+    use crate::filter::html::Params;
+
+    fn rewrite_body(page: &'static [u8]) -> RewriteBody {
+        let rules = crate::policy::builtin().expect("the built-in policy").tags;
+        let params = Params::new(rules, CategorySet::NECESSARY, 1 << 20);
+        RewriteBody::new(full(page), params, None).0
+    }
+
+    async fn collect(body: RewriteBody) -> Vec<u8> {
+        body.collect().await.expect("a whole body").to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_whole_page_goes_out_in_one_frame_of_known_length() {
+        let mut body = rewrite_body(b"<p>a</p><script>fbq('init','1')</script>");
+        body.gathered().await.unwrap();
+        let len = body.size_hint().exact().expect("known length");
+        let out = collect(body).await;
+        assert_eq!(out.len() as u64, len);
+        assert!(String::from_utf8_lossy(&out).contains("text/plain"));
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_decides_the_encoding() {
+        // The BOM says UTF-8, over the <meta>: a browser reads `\x82` as a character of its own
+        // and runs the Meta Pixel call after it; read as Shift_JIS, `\x82f` would hide the `f`.
+        let mut body = rewrite_body(
+            b"\xEF\xBB\xBF<meta charset=\"shift_jis\"><script>\x82fbq(\"init\",\"1\")</script>",
+        );
+        body.gathered().await.unwrap();
+        let out = collect(body).await;
+        assert!(
+            out.windows(10).any(|w| w == b"text/plain"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        // UTF-16 cannot be read: nothing is sent.
+        let mut body = rewrite_body(b"\xFF\xFE<\0s\0c\0r\0i\0p\0t\0>\0");
+        assert!(matches!(
+            body.gathered().await,
+            Err(Unanswerable::Uninspectable)
+        ));
     }
 }

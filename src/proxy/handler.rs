@@ -2,7 +2,7 @@
 //! response headers, response body, log.
 
 use super::admission::{Admission, ConnShare};
-use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, empty, full};
+use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, Unanswerable, empty, full};
 use super::coding::{decode, encode};
 use super::upstream::{self, Failure};
 use super::{Snapshot, State, conn, framing as stream};
@@ -533,14 +533,26 @@ async fn journey(
             // A page that arrives whole is rewritten before the head goes out: head and body
             // then leave in one write, with a Content-Length. One whose upstream fails before
             // anything was sent is answered 502.
-            if let Err(e) = rewritten.gathered().await {
-                tracing::debug!("the upstream's HTML body failed: {e}");
-                guard.decision.error = Some("upstream_body_error");
-                return local(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream server's answer broke off\n",
-                    guard,
-                );
+            match rewritten.gathered().await {
+                Ok(()) => {}
+                Err(Unanswerable::Upstream(e)) => {
+                    tracing::debug!("the upstream's HTML body failed: {e}");
+                    guard.decision.error = Some("upstream_body_error");
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the upstream server's answer broke off\n",
+                        guard,
+                    );
+                }
+                Err(Unanswerable::Uninspectable) => {
+                    tracing::warn!("the upstream sent HTML in UTF-16, which cannot be inspected");
+                    guard.decision.error = Some("encoded_html_refused");
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the upstream sent HTML that cannot be inspected (UTF-16, by its byte order mark)\n",
+                        guard,
+                    );
+                }
             }
             // Sent in the coding the site chose (from codings the client accepts), so that
             // the proxy adds no compression the site did not do.
