@@ -583,7 +583,11 @@ mod tests {
     }
 
     async fn collect(body: RewriteBody) -> Vec<u8> {
-        body.collect().await.expect("a whole body").to_bytes().to_vec()
+        body.collect()
+            .await
+            .expect("a whole body")
+            .to_bytes()
+            .to_vec()
     }
 
     #[tokio::test]

@@ -6,6 +6,28 @@ use crate::category::CategorySet;
 use crate::policy::tags::{TagRules, TextKind};
 use lol_html::html_content::Element;
 
+/// Whether CSS declarations (a `style` attribute's, character references decoded) can load a
+/// URL: a function whose name ends in `url`, `image`, `image-set`, `cross-fade` or `src`
+/// (`url(`, `-webkit-image-set(`, in any case), or any escape (`u\72l(` is `url(`). A
+/// declaration block cannot `@import`. `rgba(`, `calc(`, `var(` load nothing.
+pub(super) fn declarations_can_load(css: &[u8]) -> bool {
+    const LOADERS: [&[u8]; 5] = [b"url", b"image", b"image-set", b"cross-fade", b"src"];
+    if css.contains(&b'\\') {
+        return true;
+    }
+    memchr::memchr_iter(b'(', css).any(|paren| {
+        let name = &css[..paren];
+        let start = name
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')))
+            .map_or(0, |i| i + 1);
+        let name = &name[start..];
+        LOADERS
+            .iter()
+            .any(|l| name.len() >= l.len() && name[name.len() - l.len()..].eq_ignore_ascii_case(l))
+    })
+}
+
 /// The value CSS `text` becomes with every URL of a tracker whose category is denied replaced
 /// by an empty `data:` URL (which loads nothing), each recorded; `None` if it names none.
 pub(super) fn rewrite_css(
@@ -45,6 +67,11 @@ pub(super) fn style_attribute<H: lol_html::HandlerTypes>(
         return;
     }
     let decoded = html_escape::decode_html_entities(&value);
+    // Declarations that load nothing name no tracker to empty (a host in a custom property,
+    // in `content: "…"`, is text).
+    if !declarations_can_load(decoded.as_bytes()) {
+        return;
+    }
     let Some(css) = rewrite_css(&decoded, rules, granted, report) else {
         return;
     };
@@ -63,5 +90,34 @@ pub(super) fn style_attribute<H: lol_html::HandlerTypes>(
         rewrite_tags(el, &attrs);
     } else {
         let _ = el.set_attribute("style", &css);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declarations_can_load;
+
+    #[test]
+    fn only_declarations_with_a_loading_function_can_load() {
+        for css in [
+            "background:url(https://t.example/p.gif)",
+            "background: URL( 'x' )",
+            "b:-webkit-image-set('a.png' 1x)",
+            "b:image-set(\"a.png\" 1x)",
+            "b:cross-fade(url(a), url(b))",
+            "b:u\\72l(x)",
+            "b:src(\"x\")",
+        ] {
+            assert!(declarations_can_load(css.as_bytes()), "{css}");
+        }
+        for css in [
+            "color:red",
+            "color:rgba(0,0,0,.5);width:calc(100% - var(--gap))",
+            "--tracker: www.google-analytics.com",
+            "content: 'url'",
+            "b:u/**/rl(x)",
+        ] {
+            assert!(!declarations_can_load(css.as_bytes()), "{css}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Which kinds of element a whole document can hold, read from its bytes before it is parsed, so
 //! that the rewriter asks lol_html to stop only at those: every kind it selects costs lol_html
 //! work on every element of the document, and a `style` attribute selector makes it read the
-//! attributes of every tag.
+//! attributes of every tag: so that selector is used only when some `style` attribute can load
+//! a URL (most only set colours and sizes).
 //!
 //! The reading is a superset of the parser's. A start tag of kind `k` is, in the bytes, `<`,
 //! then `k` in any case (tag names are ASCII-lowercased; character references and percent
@@ -13,7 +14,10 @@
 //! such element, wherever the parser would put it (raw text, comments and attribute values
 //! included: a false match only costs time).
 
-/// A set of element kinds, and whether some tag may have a `style` attribute.
+use super::css::declarations_can_load;
+
+/// A set of element kinds, and whether some tag may have a `style` attribute that can load a
+/// URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kinds {
     tags: u32,
@@ -74,7 +78,7 @@ impl Kinds {
             .is_some_and(|i| self.tags & (1 << i) != 0)
     }
 
-    /// Whether some tag may have a `style` attribute.
+    /// Whether some tag may have a `style` attribute that can load a URL.
     pub fn style_attribute(&self) -> bool {
         self.style_attribute
     }
@@ -123,8 +127,12 @@ fn ends_tag_name(b: Option<&u8>) -> bool {
     )
 }
 
-/// Whether `style`, in any case, stands in the bytes where an attribute name can. Found by its
-/// `y`, the rarest of its letters in pages.
+/// Whether `style`, in any case, stands in the bytes where an attribute name can, with a value
+/// that can load a URL (see [`declarations_can_load`]; a character reference could make any
+/// text). The value is read as the tokenizer reads it after an attribute name: white space,
+/// `=`, white space, then a quoted value up to its quote or an unquoted one up to white space
+/// or `>`. Where `style` stands in text rather than in a tag, the value read is garbage that
+/// can only add a match. Found by its `y`, the rarest of its letters in pages.
 fn has_style_attribute(doc: &[u8]) -> bool {
     const BEFORE: &[u8] = b"\t\n\x0c\r /\"'";
     const AFTER: &[u8] = b"\t\n\x0c\r />=";
@@ -136,6 +144,29 @@ fn has_style_attribute(doc: &[u8]) -> bool {
             .is_some_and(|w| w.eq_ignore_ascii_case(b"style"))
             && at.checked_sub(1).is_some_and(|p| BEFORE.contains(&doc[p]))
             && doc.get(at + 5).is_none_or(|b| AFTER.contains(b))
+            && style_value(&doc[at + 5..])
+                .is_some_and(|v| v.contains(&b'&') || declarations_can_load(v))
+    })
+}
+
+/// The value of an attribute whose name has just been read, as the tokenizer reads it; `None`
+/// for an attribute without one.
+fn style_value(rest: &[u8]) -> Option<&[u8]> {
+    let ws = |b: &u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+    let rest = &rest[rest.iter().position(|b| !ws(b))?..];
+    let rest = rest.strip_prefix(b"=")?;
+    let rest = &rest[rest.iter().position(|b| !ws(b)).unwrap_or(rest.len())..];
+    Some(match rest.first() {
+        Some(&q @ (b'"' | b'\'')) => {
+            let value = &rest[1..];
+            &value[..memchr::memchr(q, value).unwrap_or(value.len())]
+        }
+        _ => {
+            &rest[..rest
+                .iter()
+                .position(|b| ws(b) || *b == b'>')
+                .unwrap_or(rest.len())]
+        }
     })
 }
 
@@ -170,15 +201,16 @@ mod tests {
     }
 
     #[test]
-    fn style_attributes_are_found_where_an_attribute_name_can_stand() {
+    fn style_attributes_that_can_load_are_found_where_an_attribute_name_can_stand() {
         for doc in [
-            &b"<p style=\"x\">"[..],
-            b"<p STYLE = x>",
-            b"<p a=\"b\"style=x>",
-            b"<p a='b'style=x>",
-            b"<p/style=x>",
-            b"<p style>",
-            b"<p\nstyle",
+            &b"<p style=\"background:url(/x.png)\">"[..],
+            b"<p STYLE = 'b:URL(x)'>",
+            b"<p a=\"b\"style=b:url(x)>",
+            b"<p a='b'style=\"x:-webkit-image-set('a.png' 1x)\">",
+            b"<p/style=b:u\\72l(x)>",
+            b"<p style=\"b:url&#40;x)\">",
+            b"<p\nstyle\n=\n\"b:image(x)\"",
+            b"<p style=\"b:url(x",
         ] {
             assert!(
                 Kinds::of(doc).style_attribute(),
@@ -188,9 +220,13 @@ mod tests {
         }
         for doc in [
             &b"<link rel=stylesheet href=/s.css>"[..],
-            b"<p data-style=x>",
+            b"<p data-style=\"b:url(x)\">",
             b"<p class=lifestyle>",
-            b"<p xstyle=x>",
+            b"<p xstyle=\"b:url(x)\">",
+            b"<p style=\"color:rgba(0,0,0,.5);width:calc(1px + 2em)\">",
+            b"<p style>url(x)</p>",
+            b"<p style=\"a\" title=\"url(x)\">",
+            b"<p style=a>url(x)",
         ] {
             assert!(
                 !Kinds::of(doc).style_attribute(),
