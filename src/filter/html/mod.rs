@@ -231,6 +231,21 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             Ok(())
         }));
     }
+    // A `<meta>` may switch the encoding mid-document (lol_html follows one that names an
+    // ASCII-compatible encoding); one that names an encoding the rewriter cannot read, which a
+    // browser reads the page in, stops it (fail closed).
+    if encoding.1
+        && let Some(selector) = kinds.selector(&["meta"])
+    {
+        handlers.push(element!(&selector, |el| match encoding::meta_encoding(el) {
+            Some(e) if !e.is_ascii_compatible() && !encoding::is_utf16(e) => Err(format!(
+                "a <meta> declares {}, which cannot be inspected",
+                e.name()
+            )
+            .into()),
+            _ => Ok(()),
+        }));
+    }
     let mut settings = Settings::new_send()
         .with_memory_settings(
             lol_html::MemorySettings::new()

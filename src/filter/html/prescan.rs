@@ -25,9 +25,9 @@ pub struct Kinds {
 }
 
 /// The tag names the rewriter selects, each a bit of [`Kinds`].
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "script", "img", "iframe", "link", "noscript", "style", "embed", "object", "image", "source",
-    "video", "audio", "track", "input", "head", "template",
+    "video", "audio", "track", "input", "head", "template", "meta",
 ];
 
 impl Kinds {
@@ -91,7 +91,7 @@ impl Kinds {
 }
 
 /// The first letters of [`NAMES`].
-const FIRST: &[u8] = b"silneovath";
+const FIRST: &[u8] = b"silneovathm";
 const NAMES_MIN: usize = 3;
 const NAMES_MAX: usize = 8;
 
@@ -114,6 +114,7 @@ fn index_of(name: &[u8]) -> Option<usize> {
         b"input" => 13,
         b"head" => 14,
         b"template" => 15,
+        b"meta" => 16,
         _ => return None,
     })
 }

@@ -879,3 +879,30 @@ fn a_breakout_tag_leaves_every_open_svg() {
         "{out}"
     );
 }
+
+#[test]
+fn a_meta_naming_an_encoding_the_rewriter_cannot_read_stops_it() {
+    // A browser reads ISO-2022-JP: `\x1B$B<!\x1B(B` is one character, and the pixel is markup.
+    // Read as UTF-8 it would open a bogus comment that hides the pixel from the rewriter.
+    let html = b"<meta charset=\"iso-2022-jp\"><p>\x1B$B<!\x1B(B<img src=\"https://www.facebook.com/tr?id=1&ev=PageView\"></p>";
+    for kinds in [Kinds::ALL, Kinds::of(html)] {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let mut params = Params::new(rules(TagAction::Neutralize), NONE, 8 << 20);
+        params.kinds = kinds;
+        let (mut rw, _) = rewriter(params, move |c: &[u8]| {
+            sink.lock().unwrap().extend_from_slice(c)
+        });
+        let result = rw.write(html).and_then(|()| rw.end());
+        assert!(result.is_err(), "the rewriter went on");
+        let out = out.lock().unwrap();
+        assert!(!out.windows(12).any(|w| w == b"facebook.com"));
+    }
+    // UTF-16 in a <meta> is read as UTF-8 by browsers, and by the rewriter.
+    let (out, _) = rewrite(
+        "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-16\"><script>fbq('init','1')</script>",
+        NONE,
+        TagAction::Neutralize,
+    );
+    assert!(out.contains("text/plain"), "{out}");
+}
