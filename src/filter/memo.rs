@@ -47,9 +47,17 @@ impl quick_cache::Weighter<Key, Arc<Entry>> for Weight {
     }
 }
 
-/// A bounded store of rewritten documents (S3-FIFO eviction, by bytes held).
+/// How many documents seen once the memo keeps track of; beyond that it forgets them all.
+const SEEN: usize = 8192;
+
+/// A bounded store of rewritten documents (S3-FIFO eviction, by bytes held). A document is
+/// stored the second time it is rewritten (a doorkeeper, as in TinyLFU): a dynamic page, whose
+/// bytes differ on every request, is never stored, so it neither costs the copy nor pushes out
+/// the pages that are served again.
 pub struct Memo {
     cache: quick_cache::sync::Cache<Key, Arc<Entry>, Weight>,
+    /// Digests of the documents rewritten once and not stored.
+    seen: std::sync::Mutex<rustc_hash::FxHashSet<u64>>,
     max_document: usize,
     hits: Counter,
     misses: Counter,
@@ -71,6 +79,7 @@ impl Memo {
         let estimated = (capacity / (64 << 10)).clamp(16, 4096);
         Some(Memo {
             cache: quick_cache::sync::Cache::with_weighter(estimated, capacity as u64, Weight),
+            seen: Default::default(),
             max_document,
             hits,
             misses,
@@ -106,12 +115,24 @@ impl Memo {
         found
     }
 
-    /// Remembers a completed rewrite.
+    /// Remembers a completed rewrite, the second time it is offered.
     pub fn insert(&self, params: &Params, input: Bytes, output: Bytes, report: TagReport) {
         if input.len() > self.max_document {
             return;
         }
         let key = Self::key(params, &input);
+        {
+            use std::hash::BuildHasher as _;
+            let digest = rustc_hash::FxBuildHasher.hash_one(&key);
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() >= SEEN {
+                seen.clear();
+            }
+            if seen.insert(digest) {
+                return;
+            }
+            seen.remove(&digest);
+        }
         self.cache.insert(
             key,
             Arc::new(Entry {
@@ -153,12 +174,20 @@ mod tests {
         let (hits, misses) = (Counter::default(), Counter::default());
         let memo = Memo::new(1 << 20, (hits.clone(), misses.clone())).unwrap();
         let p = params(CategorySet::NECESSARY);
-        memo.insert(
-            &p,
-            Bytes::from_static(b"<p>page</p>"),
-            Bytes::from_static(b"<p>out</p>"),
-            report(2),
+        let remember = || {
+            memo.insert(
+                &p,
+                Bytes::from_static(b"<p>page</p>"),
+                Bytes::from_static(b"<p>out</p>"),
+                report(2),
+            )
+        };
+        remember();
+        assert!(
+            memo.get(&p, b"<p>page</p>").is_none(),
+            "seen once: not stored"
         );
+        remember();
         let hit = memo.get(&p, b"<p>page</p>").expect("remembered");
         assert_eq!(&hit.output[..], b"<p>out</p>");
         assert_eq!(hit.report, report(2));
@@ -172,7 +201,7 @@ mod tests {
         assert!(memo.get(&other, b"<p>page</p>").is_none());
         let all = CategorySet::NECESSARY.with(crate::category::Category::Analytics);
         assert!(memo.get(&params(all), b"<p>page</p>").is_none());
-        assert_eq!((hits.get(), misses.get()), (1, 5));
+        assert_eq!((hits.get(), misses.get()), (1, 6));
     }
 
     #[test]
@@ -186,6 +215,7 @@ mod tests {
         assert!(memo.get(&p, &big).is_none());
         for i in 0..200u32 {
             let doc = Bytes::from(format!("{i:08}").repeat(4096));
+            memo.insert(&p, doc.clone(), doc.clone(), report(0));
             memo.insert(&p, doc.clone(), doc, report(0));
         }
         assert!(memo.weight() <= 1 << 20, "holds {} bytes", memo.weight());

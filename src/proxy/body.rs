@@ -275,6 +275,8 @@ pub struct RewriteBody {
     ready: Option<Bytes>,
     /// The upstream's body failed while the document was being gathered.
     upstream_failed: bool,
+    /// Output was given out since the body last returned `Pending`.
+    sent_since_pause: bool,
     /// The document starts with a UTF-16 byte order mark: a browser reads it as UTF-16, which
     /// the rewriter cannot.
     uninspectable: bool,
@@ -304,6 +306,7 @@ impl RewriteBody {
             ready: None,
             upstream_failed: false,
             uninspectable: false,
+            sent_since_pause: false,
             params,
         };
         let p = &body.params;
@@ -489,7 +492,15 @@ impl Body for RewriteBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if let Some(bytes) = self.ready.take().or_else(|| self.take_output()) {
+                self.sent_since_pause = true;
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if self.failed.is_some() && self.sent_since_pause {
+                // hyper drops what it has not yet written when a body fails: it writes the
+                // output before the failure when the body pauses, so pause once.
+                self.sent_since_pause = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if let Some(e) = self.failed.take() {
                 return Poll::Ready(Some(Err(e)));
