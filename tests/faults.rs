@@ -389,8 +389,16 @@ async fn ten_thousand_requests_with_faults() {
     // Still serving, never panicked, and back to its memory baseline.
     assert_eq!(fetch(&client, &proxy.url("/ok")).await, Outcome::Whole(200));
     assert!(proxy.is_running() && refusing.is_running());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(proxy.pid());
+    // Freed memory goes back within a few seconds of quiet (the allocator's threads return
+    // their pages as they next run).
+    let mut after = rss_kib(proxy.pid());
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = rss_kib(proxy.pid());
+        if after <= baseline + 6 * 1024 {
+            break;
+        }
+    }
     let peak = proxy.peak_rss_kib();
     println!("RSS: baseline {baseline} KiB, peak {peak} KiB, after {after} KiB");
     assert!(
