@@ -65,7 +65,7 @@ fn element_heavy_page() -> Vec<u8> {
     let mut s = String::from("<!doctype html><html><head><title>t</title></head><body>");
     for i in 0..400 {
         s.push_str(&format!(
-            "<section><a href=\"/p/{i}\">Item {i}</a><img src=\"/i/{i}.jpg\" srcset=\"/i/{i}-2x.jpg 2x, /i/{i}-3x.jpg 3x\" alt=\"\"><link rel=\"stylesheet\" href=\"/c/{i}.css\"><script>window.items.push({i});</script></section>\n"
+            "<section class=\"item\"><a href=\"/products/{i}\">Item {i}</a><img src=\"/images/{i}.jpg\" srcset=\"/images/{i}-2x.jpg 2x, /images/{i}-3x.jpg 3x\" alt=\"Item {i}\"><link rel=\"stylesheet\" href=\"/css/item-{i}.css\"><script>window.items.push({{id: {i}}});</script></section>\n"
         ));
     }
     s.push_str("</body></html>");
