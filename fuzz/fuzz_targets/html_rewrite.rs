@@ -5,37 +5,84 @@
 //! the same hash picks the catalogue's action (`neutralize` or `remove`) and a memory limit.
 //! Checked beyond the absence of panics:
 //!
-//! - no tracker of the catalogue is live in the output, as lol_html parses it again: no
-//!   element that loads a URL a rule matches (`<script src>` that is not `type="text/plain"`,
-//!   `<img src|srcset>`, `<source src|srcset>`, `<iframe src>`, `<embed src>`,
-//!   `<object data>`, `<video src|poster>`, `<audio src>`, `<track src>`, `<input src>`, SVG
-//!   `<script href>` and `<image href>`; every string a browser could take for a `srcset`
-//!   candidate); none in the document of an `<iframe srcdoc>`, checked the same way; no live
-//!   inline `<script>` whose text holds a signature; no resource hint
-//!   (`<link rel=preconnect|dns-prefetch|preload|prefetch|modulepreload>`) to a tracker host; no
-//!   pixel (`<img src>`, `<iframe src>`) in the text of a `<noscript>`, read as a fragment the
-//!   way the rewriter reads it. This holds for the output written before an error (a memory
-//!   limit) too.
+//! - no tracker of the catalogue is live in the output, as a browser parses it: the output is
+//!   read by html5ever's tree builder (the HTML Standard's tree construction, foreign content
+//!   and all, scripting on), and the tree is walked. Live is: an element that loads a URL a
+//!   rule matches (HTML `<script src>` of a type that runs, `<img src|srcset>`,
+//!   `<source src|srcset>`, `<iframe src>`, `<embed src>`, `<object data>`,
+//!   `<video src|poster>`, `<audio src>`, `<track src>`, `<input src>`; SVG `<script href>`
+//!   and `<image href>`, `href` or `xlink:href`; the URL of each `srcset` candidate, split as
+//!   the HTML Standard splits them; each URL as a browser parses it, against a page of either
+//!   scheme,
+//!   `http` or `https`); the same in the document of an `<iframe srcdoc>`; an inline script
+//!   (HTML, or SVG without `href`) whose text holds a signature or names a tracker URL; a
+//!   `<link rel=stylesheet|icon>` to a tracker URL or a resource hint
+//!   (`rel=preconnect|dns-prefetch|preload|prefetch|modulepreload`) to a tracker host; a style
+//!   sheet (`<style>`, HTML or SVG, and a `style` attribute with a function that loads, `url(`
+//!   and the like) naming a tracker URL, CSS escapes decoded; and a pixel
+//!   (the loaders above but scripts) in the text of an HTML `<noscript>`, read as a fragment
+//!   with scripting off, as a browser without scripting would read it. This holds for the
+//!   output written before an error (a memory limit) too.
 //! - the output and the report do not depend on where the chunks were cut, when both runs
-//!   succeed.
+//!   succeed: the document is rewritten again whole, the rewriter told which kinds of element
+//!   it holds ([`Kinds::of`]), as the proxy does for a whole body.
 //!
-//! A script counts as live unless its `type` is `text/plain` or a data type (JSON, structured
-//! data, an import map), which browsers neither run nor load: more than browsers run, which is
-//! sound because the rewriter neutralizes a matching script of any other type. The output is
-//! read by lol_html, as the rewriter reads its input: a misreading of lol_html's that the output
-//! still holds goes unseen here (see fuzz/artifacts-found/html_rewrite/README.md).
+//! Which element is HTML and which SVG or MathML, where an element ends and whether a
+//! `<script>`'s text is raw text or markup is decided by html5ever's tree, as in a browser, not
+//! by lol_html, which the rewriter reads with: lol_html builds no tree, and where it misreads
+//! the output as it misread the input, a check that used it again was as blind as the rewriter
+//! (fuzz/artifacts-found/html_rewrite/README.md, 2 and 5), and where it misread the output
+//! alone it reported trackers no browser runs (15).
+//!
+//! Kept on the safe side: a script counts as live unless its `type` is `text/plain` or a data
+//! type (JSON, structured data, an import map), which browsers neither run nor load; `<input
+//! src>` whatever its type; the contents of every `<template>` as if they were in the page (a
+//! page's code may clone them in). An HTML script that the document ends inside is not run by
+//! a browser (the tree builder marks it "already started"), and is not judged.
+//!
+//! The bytes are decoded as a browser would without a `charset` in `Content-Type` (the target
+//! gives the rewriter none): by a byte order mark (which the target also hands the rewriter as
+//! the proxy does: UTF-8 without `<meta>` switching; a UTF-16 input is skipped, the proxy refuses
+//! it), else by the first `<meta charset>` or `<meta http-equiv=content-type>` the tree has (the
+//! document is then read again in that encoding, as the HTML Standard's "change the encoding"
+//! does), else as UTF-8, the rewriter's default.
+//!
+//! Environment:
+//!
+//! - `FUZZ_HTML_REWRITE_SKIP`, a comma-separated list, leaves out classes of findings recorded
+//!   in fuzz/artifacts-open/html_rewrite, so that a run can look for others:
+//!   - `reference`: a document with a numeric character reference no `;` closes;
+//!   - `svg-style`: the text of an SVG `<style>`;
+//!   - `encoding`: a document a browser may decode otherwise than the rewriter (a byte order
+//!     mark and a `charset`, a `<meta>` of an encoding that is not ASCII-compatible, a byte past
+//!     ASCII before the first `charset`);
+//!   - `css-escape`: CSS read with its escapes left as they are;
+//!   - `scheme-path`: a URL `http:` or `https:` without `//` after the scheme;
+//!   - `foreign-root`: a document with an SVG element named `math` or a MathML one named `svg`;
+//!   - `equals-attribute`: an input with an attribute whose name starts with `=`;
+//!   - `odd-relative`: a relative URL with a `:` before its first `/`, `?` or `#` (`://x`);
+//!   - `unclosed-foreign`: an output with more `<svg`/`<math` than `</svg`/`</math`.
+//! - `FUZZ_HTML_REWRITE_DEBUG`, set, prints the trackers live in the input, and each output
+//!   with the tree html5ever builds from it; `FUZZ_HTML_REWRITE_OUT=FILE` writes the last
+//!   output read to FILE.
 
 #![no_main]
 
 use consent_proxy::category::CategorySet;
 use consent_proxy::filter::html::{
-    TagReport, TagRules, document_encoding, is_inert_type, rewriter,
+    Kinds, Params, TagReport, TagRules, document_encoding, is_inert_type, rewriter,
 };
 use consent_proxy::filter::tags::TextKind;
 use consent_proxy::policy;
+use html5ever::interface::{ElementFlags, NodeOrText, QuirksMode, TreeSink};
+use html5ever::tendril::{StrTendril, TendrilSink};
+use html5ever::tree_builder::TreeBuilderOpts;
+use html5ever::{
+    Attribute, ExpandedName, ParseOpts, QualName, local_name, ns, parse_document, parse_fragment,
+};
 use libfuzzer_sys::fuzz_target;
-use lol_html::html_content::{Element, EndTag, TextChunk};
-use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, element, text};
+use markup5ever_rcdom::{Handle, NodeData, RcDom};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -64,6 +111,38 @@ fn catalogues() -> &'static Catalogues {
     })
 }
 
+/// Classes of findings left out of this run (`FUZZ_HTML_REWRITE_SKIP`).
+struct Skip {
+    svg_style: bool,
+    scheme_path: bool,
+    foreign_root: bool,
+    equals_attribute: bool,
+    odd_relative: bool,
+    unclosed_foreign: bool,
+    encoding: bool,
+    reference: bool,
+    css_escape: bool,
+}
+
+fn skip() -> &'static Skip {
+    static SKIP: OnceLock<Skip> = OnceLock::new();
+    SKIP.get_or_init(|| {
+        let list = std::env::var("FUZZ_HTML_REWRITE_SKIP").unwrap_or_default();
+        let has = |name: &str| list.split(',').any(|s| s.trim() == name);
+        Skip {
+            svg_style: has("svg-style"),
+            scheme_path: has("scheme-path"),
+            foreign_root: has("foreign-root"),
+            equals_attribute: has("equals-attribute"),
+            odd_relative: has("odd-relative"),
+            unclosed_foreign: has("unclosed-foreign"),
+            encoding: has("encoding"),
+            reference: has("reference"),
+            css_escape: has("css-escape"),
+        }
+    })
+}
+
 /// FNV-1a: where to cut, which action, which limit.
 fn hash(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -79,21 +158,26 @@ struct Rewritten {
     report: TagReport,
 }
 
-/// Rewrites `html` fed in pieces cut at `cuts` (ascending), stopping at the first error.
+/// Rewrites `html` fed in pieces cut at `cuts` (ascending), stopping at the first error. In
+/// pieces the rewriter cannot know which kinds of element the document holds
+/// ([`Kinds::ALL`]); whole (no cuts), it is told, as the proxy tells it for a whole body.
 fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize) -> Rewritten {
     let mut output = Vec::new();
     let (ok, report) = {
         let sink = |c: &[u8]| output.extend_from_slice(c);
-        let encoding = document_encoding(None).expect("UTF-8 is readable");
-        let (mut rw, handle) = rewriter(
-            rules.clone(),
-            GRANTED,
-            true,
-            max_memory,
-            encoding,
-            None,
-            sink,
-        );
+        let mut params = Params::new(rules.clone(), GRANTED, max_memory);
+        params.encoding = document_encoding(None).expect("UTF-8 is readable");
+        // As the proxy reads a byte order mark (src/proxy/body.rs, `read_bom`): UTF-8, over any
+        // `<meta charset>`.
+        if html.starts_with(b"\xEF\xBB\xBF") {
+            params.encoding = (params.encoding.0, false);
+        }
+        params.kinds = if cuts.is_empty() {
+            Kinds::of(html)
+        } else {
+            Kinds::ALL
+        };
+        let (mut rw, handle) = rewriter(params, sink);
         let mut start = 0;
         let mut ok = true;
         for &cut in cuts.iter().chain(std::iter::once(&html.len())) {
@@ -109,17 +193,15 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
     Rewritten { output, ok, report }
 }
 
-/// The elements that load a URL by an attribute.
-const LOADERS: &str =
-    "script, img, iframe, source, embed, object, image, video, audio, track, input";
-
 const SVG: &str = "http://www.w3.org/2000/svg";
 const HTML: &str = "http://www.w3.org/1999/xhtml";
+const XLINK: &str = "http://www.w3.org/1999/xlink";
+const MATHML: &str = "http://www.w3.org/1998/Math/MathML";
 
 /// The attributes through which an element loads a URL, by namespace: in SVG only `<script>`
 /// and `<image>` load (by `href` or `xlink:href`; SVG ignores `src`), nothing loads in MathML;
-/// in HTML an `<image>` is read as `<img>`, and `<input src>` loads only as `type=image`
-/// (checked whatever its type).
+/// `<input src>` loads only as `type=image` (checked whatever its type). (The tree builder
+/// turns an HTML `<image>` into `<img>`.)
 fn loading_attributes(tag: &str, namespace: &str) -> &'static [&'static str] {
     match (namespace, tag) {
         (SVG, "script" | "image") => &["href", "xlink:href"],
@@ -132,23 +214,44 @@ fn loading_attributes(tag: &str, namespace: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every string a browser could take for a candidate URL of `srcset` (character references
-/// decoded), and more: each run without white space, and each of its parts after a comma, with
-/// trailing commas cut. A browser's URL is the whole run or starts after a comma that ended the
-/// descriptors before it.
-fn srcset_superset(srcset: &str) -> Vec<String> {
+/// The URL of each image candidate of a `srcset`, as the HTML Standard's "parse a srcset
+/// attribute" splits them: after white space and commas, a URL runs to the next white space
+/// (trailing commas cut; then it has no descriptors), and its descriptors to the next comma
+/// outside parentheses. Candidates whose descriptors a browser rejects are kept: any may load.
+fn srcset_urls(srcset: &str) -> Vec<String> {
     let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c');
+    let chars: Vec<char> = srcset.chars().collect();
     let mut urls = Vec::new();
-    for run in srcset.split(ws).filter(|r| !r.is_empty()) {
-        let starts = std::iter::once(0).chain(run.match_indices(',').map(|(i, _)| i + 1));
-        for start in starts {
-            let url = run[start..].trim_end_matches(',');
-            if !url.is_empty() && !url.starts_with(',') {
-                urls.push(url.to_string());
+    let mut i = 0;
+    loop {
+        while i < chars.len() && (ws(chars[i]) || chars[i] == ',') {
+            i += 1;
+        }
+        if i == chars.len() {
+            return urls;
+        }
+        let start = i;
+        while i < chars.len() && !ws(chars[i]) {
+            i += 1;
+        }
+        let url: String = chars[start..i].iter().collect();
+        if url.ends_with(',') {
+            urls.push(url.trim_end_matches(',').to_string());
+            continue;
+        }
+        urls.push(url);
+        let mut parens = false;
+        while i < chars.len() {
+            let c = chars[i];
+            i += 1;
+            match c {
+                ')' if parens => parens = false,
+                '(' if !parens => parens = true,
+                ',' if !parens => break,
+                _ => {}
             }
         }
     }
-    urls
 }
 
 /// Whether a script with this `type` attribute runs (over-approximated: see the module doc).
@@ -156,229 +259,646 @@ fn live_script(ty: Option<&str>) -> bool {
     ty.is_none_or(|t| !is_inert_type(t))
 }
 
-/// An element whose text is judged at its end tag.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Held {
-    Noscript,
-    /// A live inline script.
-    Script,
-    Style,
+/// CSS text with its escapes decoded (`\2e ` is `.`, `\/` is `/`), as the CSS tokenizer reads
+/// names, strings and URLs; an escaped newline is dropped.
+fn css_unescape(css: &str) -> Cow<'_, str> {
+    if !css.contains('\\') || skip().css_escape {
+        return Cow::Borrowed(css);
+    }
+    let mut out = String::with_capacity(css.len());
+    let mut chars = css.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let mut hex = String::new();
+        while hex.len() < 6
+            && let Some(h) = chars.peek().filter(|h| h.is_ascii_hexdigit())
+        {
+            hex.push(*h);
+            chars.next();
+        }
+        if hex.is_empty() {
+            match chars.next() {
+                Some('\n' | '\x0c') | None => {}
+                Some('\r') => {
+                    chars.next_if_eq(&'\n');
+                }
+                Some(other) => out.push(other),
+            }
+            continue;
+        }
+        let code = u32::from_str_radix(&hex, 16).unwrap_or(0);
+        out.push(match char::from_u32(code) {
+            Some(ch) if code != 0 => ch,
+            _ => '\u{FFFD}',
+        });
+        // One white space after a hex escape belongs to it.
+        match chars.peek() {
+            Some(' ' | '\t' | '\n' | '\x0c') => {
+                chars.next();
+            }
+            Some('\r') => {
+                chars.next();
+                chars.next_if_eq(&'\n');
+            }
+            _ => {}
+        }
+    }
+    Cow::Owned(out)
 }
 
-/// Every tracker URL a style sheet names, as the rewriter finds them.
+/// Whether CSS declarations (a `style` attribute's) can load anything: only through a function
+/// that takes a URL or an image (`url(`, `src(`, `image(`, `image-set(`, `cross-fade(`, with
+/// or without a vendor prefix, in any case); a declaration block cannot `@import`. Read after
+/// [`css_unescape`], so that an escaped name counts.
+fn declarations_load(css: &str) -> bool {
+    const LOADERS: [&str; 5] = ["url", "src", "image", "image-set", "cross-fade"];
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii();
+    css.match_indices('(').any(|(paren, _)| {
+        let name = &css[..paren];
+        let start = name
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !ident(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let name = name[start..].to_ascii_lowercase();
+        let name = ["-webkit-", "-moz-", "-o-", "-ms-"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .unwrap_or(&name);
+        LOADERS.contains(&name)
+    })
+}
+
+/// Every tracker URL a style sheet names (its escapes decoded), as the rewriter finds them.
 fn css_trackers(rules: &TagRules, css: &str, what: &str) -> Vec<String> {
+    let css = css_unescape(css);
     rules
-        .named_trackers(css, TextKind::Style, GRANTED, false)
+        .named_trackers(&css, TextKind::Style, GRANTED, false)
         .map(|(m, rule)| format!("{what} {:?} ({})", &css[m.start..m.end], rule.vendor))
         .collect()
 }
 
-/// What the checks found, and the inline script and `<noscript>` being read.
-#[derive(Default)]
-struct Findings {
-    live: Vec<String>,
-    /// Text of the innermost open inline script, `<noscript>` or `<style>`.
-    open: Vec<(Held, String)>,
+/// html5ever's reference DOM, which also records the HTML scripts the tree builder marks
+/// "already started" (those the document ends inside, which a browser does not run).
+struct Dom {
+    dom: RcDom,
+    not_run: RefCell<Vec<Handle>>,
 }
 
-/// Every live tracker in `output`, as lol_html parses it with the rewriter's settings.
-fn live_trackers(rules: &Arc<TagRules>, output: &[u8]) -> Vec<String> {
-    let found = Rc::new(RefCell::new(Findings::default()));
-    let (f1, f2, f3, f4) = (found.clone(), found.clone(), found.clone(), found.clone());
-    let f5 = found.clone();
-    let (r1, r2, r5) = (rules.clone(), rules.clone(), rules.clone());
-    let settings = Settings::new()
-        .with_encoding(AsciiCompatibleEncoding::utf_8())
-        .with_adjust_charset_on_meta_tag(true)
-        .with_strict(false)
-        .with_memory_settings(MemorySettings::new())
-        .append_element_content_handler(element!(LOADERS, move |el| {
-            let tag = el.tag_name();
-            let live = tag != "script" || live_script(el.get_attribute("type").as_deref());
-            let namespace = el.namespace_uri();
-            for attr in loading_attributes(&tag, &namespace).iter().filter(|_| live) {
-                let Some(value) = el.get_attribute(attr) else {
-                    continue;
-                };
-                let urls = if *attr == "srcset" {
-                    srcset_superset(&html_escape::decode_html_entities(&value))
-                } else {
-                    vec![value]
-                };
-                for url in urls {
-                    if let Some(rule) = r1.match_url(&url, GRANTED, false) {
-                        f1.borrow_mut()
-                            .live
-                            .push(format!("<{tag} {attr}={url:?}> ({})", rule.vendor));
-                    }
-                }
-            }
-            if tag == "iframe"
-                && namespace == HTML
-                && let Some(doc) = el.get_attribute("srcdoc")
-            {
-                let doc = html_escape::decode_html_entities(&doc);
-                let inner = live_trackers(&r1, doc.as_bytes());
-                f1.borrow_mut()
-                    .live
-                    .extend(inner.into_iter().map(|t| format!("<iframe srcdoc> {t}")));
-            }
-            Ok(())
-        }))
-        .append_element_content_handler(element!("link[href]", move |el| {
-            // Only an HTML `<link>` hints.
-            if el.namespace_uri() != HTML {
-                return Ok(());
-            }
-            let rel = el
-                .get_attribute("rel")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let hint = rel.split_ascii_whitespace().any(|t| {
-                matches!(
-                    t,
-                    "preconnect" | "dns-prefetch" | "preload" | "prefetch" | "modulepreload"
-                )
-            });
-            let href = el.get_attribute("href").unwrap_or_default();
-            let loads = rel
-                .split_ascii_whitespace()
-                .any(|t| matches!(t, "stylesheet" | "icon"));
-            if loads && let Some(rule) = r2.match_url(&href, GRANTED, false) {
-                f2.borrow_mut().live.push(format!(
-                    "<link rel={rel:?} href={href:?}> ({})",
-                    rule.vendor
-                ));
-            } else if hint && let Some(rule) = r2.match_host(&href, GRANTED, false) {
-                f2.borrow_mut().live.push(format!(
-                    "<link rel={rel:?} href={href:?}> ({})",
-                    rule.vendor
-                ));
-            }
-            Ok(())
-        }))
-        .append_element_content_handler(element!("script, noscript, style", move |el| {
-            opened(el, &f3, rules);
-            Ok(())
-        }))
-        .append_element_content_handler(element!("[style]", move |el| {
-            let css = html_escape::decode_html_entities(&el.get_attribute("style").unwrap_or_default())
-                .into_owned();
-            let found = css_trackers(&r5, &css, "style attribute");
-            f5.borrow_mut().live.extend(found);
-            Ok(())
-        }))
-        .append_element_content_handler(text!("script, noscript, style", move |t: &mut TextChunk| {
-            if let Some((_, text)) = f4.borrow_mut().open.last_mut() {
-                text.push_str(t.as_str());
-            }
-            Ok(())
-        }));
-    let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
-    // The output of a rewriter that stopped may end anywhere: an error here only ends the
-    // reading.
-    if rw.write(output).is_ok() {
-        let _ = rw.end();
+impl TreeSink for Dom {
+    type Handle = Handle;
+    type Output = Self;
+    type ElemName<'a>
+        = ExpandedName<'a>
+    where
+        Self: 'a;
+
+    fn finish(self) -> Self {
+        self
     }
-    std::mem::take(&mut found.borrow_mut().live)
+    fn parse_error(&self, _msg: Cow<'static, str>) {}
+    fn get_document(&self) -> Handle {
+        self.dom.get_document()
+    }
+    fn elem_name<'a>(&'a self, target: &'a Handle) -> ExpandedName<'a> {
+        self.dom.elem_name(target)
+    }
+    fn create_element(&self, name: QualName, attrs: Vec<Attribute>, flags: ElementFlags) -> Handle {
+        self.dom.create_element(name, attrs, flags)
+    }
+    fn create_comment(&self, text: StrTendril) -> Handle {
+        self.dom.create_comment(text)
+    }
+    fn create_pi(&self, target: StrTendril, data: StrTendril) -> Handle {
+        self.dom.create_pi(target, data)
+    }
+    fn append(&self, parent: &Handle, child: NodeOrText<Handle>) {
+        self.dom.append(parent, child)
+    }
+    fn append_based_on_parent_node(
+        &self,
+        element: &Handle,
+        prev_element: &Handle,
+        child: NodeOrText<Handle>,
+    ) {
+        self.dom
+            .append_based_on_parent_node(element, prev_element, child)
+    }
+    fn append_doctype_to_document(
+        &self,
+        name: StrTendril,
+        public_id: StrTendril,
+        system_id: StrTendril,
+    ) {
+        self.dom
+            .append_doctype_to_document(name, public_id, system_id)
+    }
+    fn mark_script_already_started(&self, node: &Handle) {
+        self.not_run.borrow_mut().push(node.clone());
+    }
+    fn get_template_contents(&self, target: &Handle) -> Handle {
+        self.dom.get_template_contents(target)
+    }
+    fn same_node(&self, x: &Handle, y: &Handle) -> bool {
+        self.dom.same_node(x, y)
+    }
+    fn set_quirks_mode(&self, mode: QuirksMode) {
+        self.dom.set_quirks_mode(mode)
+    }
+    fn append_before_sibling(&self, sibling: &Handle, new_node: NodeOrText<Handle>) {
+        self.dom.append_before_sibling(sibling, new_node)
+    }
+    fn add_attrs_if_missing(&self, target: &Handle, attrs: Vec<Attribute>) {
+        self.dom.add_attrs_if_missing(target, attrs)
+    }
+    fn remove_from_parent(&self, target: &Handle) {
+        self.dom.remove_from_parent(target)
+    }
+    fn reparent_children(&self, node: &Handle, new_parent: &Handle) {
+        self.dom.reparent_children(node, new_parent)
+    }
+    fn is_mathml_annotation_xml_integration_point(&self, handle: &Handle) -> bool {
+        self.dom.is_mathml_annotation_xml_integration_point(handle)
+    }
+    fn maybe_clone_an_option_into_selectedcontent(&self, option: &Handle) {
+        self.dom.maybe_clone_an_option_into_selectedcontent(option)
+    }
 }
 
-/// An inline script or a `<noscript>` starts: its text is judged at its end tag. One never
-/// closed is not judged: a browser does not run a script cut off by the end of the document.
-fn opened(el: &mut Element<'_, '_>, found: &Rc<RefCell<Findings>>, rules: &Arc<TagRules>) {
-    let held = match el.tag_name().as_str() {
-        // Only an HTML `<noscript>` or `<style>` holds raw text; in SVG or MathML the
-        // children of a `<noscript>` are elements, judged one by one.
-        "noscript" if el.namespace_uri() == HTML => Held::Noscript,
-        "style" if el.namespace_uri() == HTML => Held::Style,
-        "script" => {
-            // A script runs its own text without `src` in HTML, without `href` in SVG (which
-            // ignores `src`); a MathML `<script>` runs nothing.
-            let external = match el.namespace_uri() {
-                SVG => el.has_attribute("href") || el.has_attribute("xlink:href"),
-                HTML => el.has_attribute("src"),
-                _ => true,
-            };
-            let ty = el.get_attribute("type");
-            if external || !live_script(ty.as_deref()) {
+impl Dom {
+    fn new() -> Self {
+        Dom {
+            dom: RcDom::default(),
+            not_run: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// Parses a document, scripting on.
+fn parse(text: &str, srcdoc: bool) -> Dom {
+    let opts = ParseOpts {
+        tree_builder: TreeBuilderOpts {
+            scripting_enabled: true,
+            iframe_srcdoc: srcdoc,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    parse_document(Dom::new(), opts).one(text)
+}
+
+/// Parses the text of a `<noscript>` as a browser without scripting parses it in `<body>`.
+fn parse_noscript(text: &str) -> Dom {
+    let opts = ParseOpts {
+        tree_builder: TreeBuilderOpts {
+            scripting_enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let body = QualName::new(None, ns!(html), local_name!("body"));
+    parse_fragment(Dom::new(), opts, body, Vec::new(), false).one(text)
+}
+
+/// Every node of the tree under `root` (`<template>` contents included) in document order.
+fn nodes(root: &Handle) -> Vec<Handle> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(node) = stack.pop() {
+        if let NodeData::Element {
+            template_contents, ..
+        } = &node.data
+            && let Some(contents) = template_contents.borrow().as_ref()
+        {
+            stack.push(contents.clone());
+        }
+        stack.extend(node.children.borrow().iter().rev().cloned());
+        out.push(node);
+    }
+    out
+}
+
+/// The value of an attribute by the name it is written with: `xlink:href` on an SVG element
+/// is `href` in the XLink namespace (the tree builder adjusts foreign attributes).
+fn attr(attrs: &[Attribute], namespace: &str, name: &str) -> Option<String> {
+    let (ns, local) = match name.split_once(':') {
+        Some(("xlink", local)) if namespace != HTML => (XLINK, local),
+        _ => ("", name),
+    };
+    attrs
+        .iter()
+        .find(|a| &*a.name.ns == ns && &*a.name.local == local)
+        .map(|a| a.value.to_string())
+}
+
+/// An element's child text content: the text a `<script>` runs, a `<style>` applies.
+fn child_text(node: &Handle) -> String {
+    let mut text = String::new();
+    for child in node.children.borrow().iter() {
+        if let NodeData::Text { contents } = &child.data {
+            text.push_str(&contents.borrow());
+        }
+    }
+    text
+}
+
+/// The encoding a `<meta>` declares (the HTML Standard's "extracting a character encoding from
+/// a meta element" for `http-equiv=content-type`).
+fn meta_encoding(attrs: &[Attribute]) -> Option<&'static encoding_rs::Encoding> {
+    if let Some(label) = attr(attrs, HTML, "charset") {
+        return encoding_rs::Encoding::for_label(label.as_bytes());
+    }
+    let equiv = attr(attrs, HTML, "http-equiv")?;
+    if !equiv.eq_ignore_ascii_case("content-type") {
+        return None;
+    }
+    let content = attr(attrs, HTML, "content")?;
+    let lower = content.to_ascii_lowercase();
+    let mut from = 0;
+    loop {
+        let at = from + lower[from..].find("charset")?;
+        let rest = lower[at + 7..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+        let Some(rest) = rest.strip_prefix('=') else {
+            from = at + 7;
+            continue;
+        };
+        let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        let value = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => &rest[1..rest[1..].find(q)? + 1],
+            _ => rest
+                .split(|c: char| c.is_ascii_whitespace() || c == ';')
+                .next()
+                .unwrap_or(""),
+        };
+        return encoding_rs::Encoding::for_label(value.as_bytes());
+    }
+}
+
+/// The document a browser reads from `bytes` (see the module doc for the encoding); `None`
+/// when the `encoding` class is left out and the browser may decode it otherwise than the
+/// rewriter.
+fn decode_and_parse(bytes: &[u8]) -> Option<Dom> {
+    let charset = bytes
+        .windows(7)
+        .position(|w| w.eq_ignore_ascii_case(b"charset"));
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        if skip().encoding && charset.is_some() {
+            return None;
+        }
+        let (text, _) = encoding.decode_without_bom_handling(&bytes[bom..]);
+        return Some(parse(&text, false));
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let dom = parse(&text, false);
+    let Some(charset) = charset else {
+        return Some(dom);
+    };
+    let declared = nodes(&dom.dom.document)
+        .into_iter()
+        .find_map(|n| match &n.data {
+            NodeData::Element { name, attrs, .. }
+                if &*name.ns == HTML && &*name.local == "meta" =>
+            {
+                meta_encoding(&attrs.borrow())
+            }
+            _ => None,
+        });
+    if skip().encoding
+        && declared.is_some_and(|e| {
+            e != encoding_rs::UTF_8 && (!e.is_ascii_compatible() || !bytes[..charset].is_ascii())
+        })
+    {
+        return None;
+    }
+    let encoding = match declared {
+        None => return Some(dom),
+        Some(e) if e == encoding_rs::UTF_16BE || e == encoding_rs::UTF_16LE => return Some(dom),
+        Some(e) if e == encoding_rs::X_USER_DEFINED => encoding_rs::WINDOWS_1252,
+        Some(e) => e,
+    };
+    if encoding == encoding_rs::UTF_8 {
+        return Some(dom);
+    }
+    let (text, _) = encoding.decode_without_bom_handling(bytes);
+    Some(parse(&text, false))
+}
+
+/// Walks a parsed document (or a `<noscript>` fragment) and gathers what is live in it.
+struct Walk<'a> {
+    rules: &'a TagRules,
+    live: Vec<String>,
+}
+
+/// The URLs a browser fetches for an attribute value: parsed (WHATWG URL) against a page of
+/// each scheme, as http or https (`https:host` is absolute in an `http:` page). A value that is
+/// no such URL loads nothing, whatever a rule makes of its text.
+fn fetched(value: &str) -> Vec<url::Url> {
+    static BASES: OnceLock<[url::Url; 2]> = OnceLock::new();
+    let bases = BASES.get_or_init(|| {
+        [
+            "https://page.invalid/dir/page",
+            "http://page.invalid/dir/page",
+        ]
+        .map(|b| url::Url::parse(b).expect("a valid base"))
+    });
+    bases
+        .iter()
+        .filter_map(|base| base.join(value).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .collect()
+}
+
+/// A URL of `http:` or `https:` without `//` after the scheme (`https:/matomo.js`): a path of
+/// the page in a page of that scheme.
+fn scheme_path(value: &str) -> bool {
+    let v = value.trim_start_matches(|c: char| c <= ' ');
+    let Some((scheme, rest)) = v.split_once(':') else {
+        return false;
+    };
+    let slashes = rest
+        .chars()
+        .take(2)
+        .filter(|c| matches!(c, '/' | '\\'))
+        .count();
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) && slashes < 2
+}
+
+/// A URL that has no scheme for a browser but a `:` before its first `/`, `?` or `#`.
+fn odd_relative(value: &str) -> bool {
+    let head = &value[..value.find(['/', '\\', '?', '#']).unwrap_or(value.len())];
+    head.contains(':')
+        && matches!(
+            url::Url::parse(value),
+            Err(url::ParseError::RelativeUrlWithoutBase)
+        )
+}
+
+impl Walk<'_> {
+    /// An attribute that loads `value`: live if what a browser fetches matches a rule.
+    fn url(&mut self, what: &str, value: &str) {
+        if skip().scheme_path && scheme_path(value) || skip().odd_relative && odd_relative(value) {
+            return;
+        }
+        for url in fetched(value) {
+            if let Some(rule) = self.rules.match_url(url.as_str(), GRANTED, false) {
+                self.live
+                    .push(format!("{what}={value:?}> fetches {url} ({})", rule.vendor));
                 return;
             }
-            Held::Script
         }
-        _ => return,
-    };
-    let Some(handlers) = el.end_tag_handlers() else {
-        return;
-    };
-    found.borrow_mut().open.push((held, String::new()));
-    let (found, rules) = (found.clone(), rules.clone());
-    handlers.push(Box::new(move |_: &mut EndTag<'_>| {
-        let mut f = found.borrow_mut();
-        let Some((held, text)) = f.open.pop() else {
-            return Ok(());
-        };
-        match held {
-            Held::Noscript => {
-                let pixels = noscript_pixels(&rules, &text);
-                f.live.extend(pixels);
-            }
-            Held::Style => {
-                let urls = css_trackers(&rules, &text, "<style>");
-                f.live.extend(urls);
-            }
-            Held::Script => {
-                if let Some(hit) = rules.match_script(&text, GRANTED, false) {
-                    f.live
-                        .push(format!("inline script {text:?} ({})", hit.vendor));
-                }
-            }
-        }
-        Ok(())
-    }));
-}
+    }
 
-/// Pixels in the text of a `<noscript>`, read as an HTML fragment as the rewriter reads it. The
-/// selector is the rewriter's: lol_html tokenizes a tag no selector names by a faster scanner,
-/// which reads `<script a=>` differently (what follows it is markup, not script text).
-fn noscript_pixels(rules: &TagRules, text: &str) -> Vec<String> {
-    let found = RefCell::new(Vec::new());
-    let _ = lol_html::rewrite_str(
-        text,
-        lol_html::RewriteStrSettings::new().append_element_content_handler(element!(
-            "img, iframe, script, embed, object, image, source, video, audio, track, input",
-            |el| {
-                let tag = el.tag_name();
-                // Scripts do not run where `<noscript>` content shows.
-                if tag == "script" {
-                    return Ok(());
-                }
-                let namespace = el.namespace_uri();
-                for attr in loading_attributes(&tag, &namespace) {
-                    let Some(value) = el.get_attribute(attr) else {
-                        continue;
-                    };
-                    let urls = if *attr == "srcset" {
-                        srcset_superset(&html_escape::decode_html_entities(&value))
-                    } else {
-                        vec![value]
-                    };
-                    for url in urls {
-                        if let Some(rule) = rules.match_url(&url, GRANTED, false) {
-                            found.borrow_mut().push(format!(
-                                "<noscript><{tag} {attr}={url:?}> ({})",
-                                rule.vendor
-                            ));
+    /// `scripting`: whether scripts run (off in a `<noscript>` fragment, where only its pixels
+    /// are judged, as the rewriter judges them).
+    fn tree(&mut self, dom: &Dom, scripting: bool, prefix: &str) {
+        let not_run = dom.not_run.borrow();
+        let all = nodes(&dom.dom.document);
+        if skip().foreign_root
+            && all.iter().any(|n| {
+                matches!(&n.data, NodeData::Element { name, .. }
+                    if (&*name.ns == SVG && &*name.local == "math")
+                        || (&*name.ns == MATHML && &*name.local == "svg"))
+            })
+        {
+            return;
+        }
+        for node in all {
+            let NodeData::Element { name, attrs, .. } = &node.data else {
+                continue;
+            };
+            let attrs = attrs.borrow();
+            let (namespace, tag) = (&*name.ns, &*name.local);
+            let is_script = tag == "script" && (namespace == HTML || namespace == SVG);
+            if is_script && !scripting {
+                continue;
+            }
+            let get = |n: &str| attr(&attrs, namespace, n);
+            let live = !is_script || live_script(get("type").as_deref());
+            let ns_name = match namespace {
+                HTML => "",
+                SVG => "svg ",
+                _ => "math ",
+            };
+            if live {
+                for a in loading_attributes(tag, namespace) {
+                    let Some(value) = get(a) else { continue };
+                    let what = format!("{prefix}<{ns_name}{tag} {a}");
+                    if *a == "srcset" {
+                        for url in srcset_urls(&value) {
+                            self.url(&what, &url);
                         }
+                    } else {
+                        self.url(&what, &value);
                     }
                 }
-                Ok(())
             }
-        )),
-    );
-    found.into_inner()
+            // An inline script: HTML without `src`, SVG without `href` (SVG ignores `src`).
+            let inline = match namespace {
+                HTML => get("src").is_none() && !not_run.iter().any(|n| Rc::ptr_eq(n, &node)),
+                _ => get("href").is_none() && get("xlink:href").is_none(),
+            };
+            if is_script && live && inline {
+                let text = child_text(&node);
+                if let Some(hit) = self.rules.match_script(&text, GRANTED, false) {
+                    self.live.push(format!(
+                        "{prefix}inline <{ns_name}script> {text:?} ({})",
+                        hit.vendor
+                    ));
+                }
+            }
+            if !scripting {
+                continue;
+            }
+            let html = namespace == HTML;
+            if let Some(css) = get("style") {
+                let what = format!("{prefix}<{ns_name}{tag} style>");
+                if declarations_load(&css_unescape(&css)) {
+                    self.live.extend(css_trackers(self.rules, &css, &what));
+                }
+            }
+            match tag {
+                "style" if html || (namespace == SVG && !skip().svg_style) => {
+                    let what = format!("{prefix}<{ns_name}style>");
+                    self.live
+                        .extend(css_trackers(self.rules, &child_text(&node), &what));
+                }
+                "noscript" if html => {
+                    let fragment = parse_noscript(&child_text(&node));
+                    self.tree(&fragment, false, &format!("{prefix}<noscript> "));
+                }
+                "iframe" if html => {
+                    if let Some(doc) = get("srcdoc") {
+                        let inner = parse(&doc, true);
+                        self.tree(&inner, true, &format!("{prefix}<iframe srcdoc> "));
+                    }
+                }
+                "link" if html => self.link(&get("rel"), &get("href"), prefix),
+                _ => {}
+            }
+        }
+    }
+
+    /// A `<link>`: a style sheet or an icon loads its URL; a resource hint names a host.
+    fn link(&mut self, rel: &Option<String>, href: &Option<String>, prefix: &str) {
+        let (Some(rel), Some(href)) = (rel, href) else {
+            return;
+        };
+        let rel = rel.to_ascii_lowercase();
+        let tokens = || rel.split_ascii_whitespace();
+        let loads = tokens().any(|t| matches!(t, "stylesheet" | "icon"));
+        let hint = tokens().any(|t| {
+            matches!(
+                t,
+                "preconnect" | "dns-prefetch" | "preload" | "prefetch" | "modulepreload"
+            )
+        });
+        for url in fetched(href) {
+            let rule = if loads {
+                self.rules.match_url(url.as_str(), GRANTED, false)
+            } else {
+                None
+            };
+            let rule = rule.or_else(|| {
+                hint.then(|| self.rules.match_host(url.as_str(), GRANTED, false))
+                    .flatten()
+            });
+            if let Some(rule) = rule {
+                self.live.push(format!(
+                    "{prefix}<link rel={rel:?} href={href:?}> fetches {url} ({})",
+                    rule.vendor
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// The tree as an outline, one node a line, for `FUZZ_HTML_REWRITE_DEBUG`.
+fn outline(dom: &Dom) -> String {
+    let mut out = String::new();
+    let mut stack = vec![(dom.dom.document.clone(), 0)];
+    while let Some((node, depth)) = stack.pop() {
+        let pad = "  ".repeat(depth);
+        match &node.data {
+            NodeData::Element {
+                name,
+                attrs,
+                template_contents,
+                ..
+            } => {
+                let ns = match &*name.ns {
+                    HTML => "",
+                    SVG => "svg ",
+                    _ => "math ",
+                };
+                let attrs: Vec<String> = attrs
+                    .borrow()
+                    .iter()
+                    .map(|a| {
+                        let prefix = if a.name.ns.is_empty() { "" } else { "xlink:" };
+                        format!(" {prefix}{}={:?}", &*a.name.local, &*a.value)
+                    })
+                    .collect();
+                out.push_str(&format!("{pad}<{ns}{}{}>\n", &*name.local, attrs.concat()));
+                if let Some(contents) = template_contents.borrow().as_ref() {
+                    stack.push((contents.clone(), depth + 1));
+                }
+            }
+            NodeData::Text { contents } => {
+                out.push_str(&format!("{pad}{:?}\n", &**contents.borrow()));
+            }
+            NodeData::Comment { contents } => {
+                out.push_str(&format!("{pad}<!--{:?}-->\n", &**contents));
+            }
+            _ => {}
+        }
+        for child in node.children.borrow().iter().rev() {
+            stack.push((child.clone(), depth + 1));
+        }
+    }
+    out
+}
+
+/// Whether `bytes` hold a numeric character reference that no `;` closes (`&#47tr`).
+fn open_numeric_reference(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        if w != b"&#" {
+            return false;
+        }
+        let rest = &bytes[i + 2..];
+        let (hex, rest) = match rest.first() {
+            Some(b'x' | b'X') => (true, &rest[1..]),
+            _ => (false, rest),
+        };
+        let digit = |b: &u8| {
+            if hex {
+                b.is_ascii_hexdigit()
+            } else {
+                b.is_ascii_digit()
+            }
+        };
+        let n = rest.iter().take_while(|b| digit(b)).count();
+        n > 0 && rest.get(n) != Some(&b';')
+    })
+}
+
+/// Every live tracker in `output`, as a browser parses it.
+fn live_trackers(rules: &TagRules, output: &[u8]) -> Vec<String> {
+    if skip().reference && open_numeric_reference(output) {
+        return Vec::new();
+    }
+    if skip().unclosed_foreign {
+        let count = |what: &[u8]| {
+            output
+                .windows(what.len())
+                .filter(|w| w.eq_ignore_ascii_case(what))
+                .count()
+        };
+        if count(b"<svg") + count(b"<math") > count(b"</svg") + count(b"</math") {
+            return Vec::new();
+        }
+    }
+    let Some(dom) = decode_and_parse(output) else {
+        return Vec::new();
+    };
+    if std::env::var_os("FUZZ_HTML_REWRITE_DEBUG").is_some() {
+        eprintln!(
+            "== output\n{}\n== as a browser reads it\n{}",
+            String::from_utf8_lossy(output),
+            outline(&dom)
+        );
+    }
+    if let Some(path) = std::env::var_os("FUZZ_HTML_REWRITE_OUT") {
+        let _ = std::fs::write(path, output);
+    }
+    let mut walk = Walk {
+        rules,
+        live: Vec::new(),
+    };
+    walk.tree(&dom, true, "");
+    walk.live
+}
+
+/// Whether a browser reads an attribute whose name starts with `=` in `html` (`<img a="1"=x>`).
+fn has_equals_attribute(html: &[u8]) -> bool {
+    let dom = parse(&String::from_utf8_lossy(html), false);
+    nodes(&dom.dom.document).iter().any(|n| {
+        matches!(&n.data, NodeData::Element { attrs, .. }
+            if attrs.borrow().iter().any(|a| a.name.local.starts_with('=')))
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
+    if skip().equals_attribute && has_equals_attribute(data) {
+        return;
+    }
+    // The proxy answers a page in UTF-16 (by its byte order mark) with an error, unread.
+    if data.starts_with(b"\xFE\xFF") || data.starts_with(b"\xFF\xFE") {
+        return;
+    }
     let h = hash(data);
     let len = data.len() as u64;
     let mut cuts = [(h % (len + 1)) as usize, ((h >> 24) % (len + 1)) as usize];
@@ -391,15 +911,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let max_memory = MEMORY_LIMITS[((h >> 49) % MEMORY_LIMITS.len() as u64) as usize];
 
+    if std::env::var_os("FUZZ_HTML_REWRITE_DEBUG").is_some() {
+        let live = live_trackers(rules, data);
+        eprintln!("== live in the input, as a browser reads it: {live:#?}");
+    }
     let split = rewrite(rules, data, &cuts, max_memory);
     let live = live_trackers(rules, &split.output);
     assert!(
         live.is_empty(),
-        "trackers live in the output ({}): {live:#?}\noutput: {:?}",
+        "trackers live in the output ({}, {}, {max_memory} B): {live:#?}\noutput: {:?}",
         if split.ok {
             "complete"
         } else {
             "cut short by an error"
+        },
+        if Arc::ptr_eq(rules, &c.neutralize) {
+            "neutralize"
+        } else {
+            "remove"
         },
         String::from_utf8_lossy(&split.output)
     );
@@ -422,6 +951,10 @@ fuzz_target!(|data: &[u8]| {
     } else if whole.ok {
         // Whole, the document was rewritten: the output must be clean too.
         let live = live_trackers(rules, &whole.output);
-        assert!(live.is_empty(), "trackers live in the output: {live:#?}");
+        assert!(
+            live.is_empty(),
+            "trackers live in the output: {live:#?}\noutput: {:?}",
+            String::from_utf8_lossy(&whole.output)
+        );
     }
 });
