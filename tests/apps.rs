@@ -193,57 +193,12 @@ async fn webdriver(method: &str, url: &str, body: Option<Value>) -> Result<Value
     }
 }
 
-fn tool(env: &str, default: &str) -> String {
-    std::env::var(env).unwrap_or_else(|_| default.to_string())
-}
-
 /// A ChromeDriver process.
-struct Driver {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct Driver(ChromeDriver);
 
 impl Driver {
     fn start() -> Driver {
-        let chromedriver = tool("CHROMEDRIVER", "chromedriver");
-        let mut child = Command::new(&chromedriver)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {chromedriver} ({e}). These tests need Chromium and \
-                     ChromeDriver: apt-get install chromium chromium-driver, or set \
-                     CONSENT_PROXY_SKIP_BROWSER=1 to skip them"
-                )
-            });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("ChromeDriver did not report its port");
-        Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
+        Driver(ChromeDriver::start())
     }
 
     /// A new headless Chromium with an empty profile: no cookie of an earlier run (cookies
@@ -274,14 +229,14 @@ impl Driver {
                 }
             }
         });
-        let created = webdriver("POST", &format!("{}/session", self.base), Some(caps))
+        let created = webdriver("POST", &format!("{}/session", self.0.base), Some(caps))
             .await
             .unwrap_or_else(|e| panic!("no browser session: {e}"));
         let id = created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {created}"));
         Browser {
-            at: format!("{}/session/{id}", self.base),
+            at: format!("{}/session/{id}", self.0.base),
             _profile: profile,
         }
     }

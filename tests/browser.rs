@@ -16,9 +16,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -167,17 +166,11 @@ impl Trackers {
 
 /// A ChromeDriver process and one browser session.
 struct Browser {
-    driver: Child,
+    /// Stopped when the browser is dropped, after its session.
+    _driver: ChromeDriver,
     base: String,
     session: String,
     _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 async fn webdriver(method: &str, url: &str, body: Option<Value>) -> Value {
@@ -205,50 +198,13 @@ async fn webdriver(method: &str, url: &str, body: Option<Value>) -> Value {
     v["value"].clone()
 }
 
-fn boxed_json(v: &Value) -> ClientBody {
-    Full::new(Bytes::from(v.to_string()))
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-fn tool(env: &str, default: &str) -> String {
-    std::env::var(env).unwrap_or_else(|_| default.to_string())
-}
-
 impl Browser {
     /// Starts ChromeDriver on a random port and opens a headless Chromium session whose host
     /// names all resolve to `127.0.0.1:resolve_port`.
     async fn start(resolve_port: u16) -> Browser {
-        let chromedriver = tool("CHROMEDRIVER", "chromedriver");
+        let driver = ChromeDriver::start();
+        let base = driver.base.clone();
         let chromium = tool("CHROMIUM", "/usr/bin/chromium");
-        let mut driver = Command::new(&chromedriver)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {chromedriver} ({e}). The browser test needs Chromium and \
-                     ChromeDriver: apt-get install chromium chromium-driver, or set \
-                     CONSENT_PROXY_SKIP_BROWSER=1 to skip it"
-                )
-            });
-        let stdout = driver.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("ChromeDriver did not report its port");
-        let base = format!("http://127.0.0.1:{port}");
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
             "--headless".to_string(),
@@ -278,7 +234,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session id in {created}"))
             .to_string();
         Browser {
-            driver,
+            _driver: driver,
             base,
             session,
             _profile: profile,

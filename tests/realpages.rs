@@ -40,7 +40,7 @@
 
 mod common;
 use bytes::Bytes;
-use common::{ClientBody, Proxy, empty_body, get, http1};
+use common::{ChromeDriver, Proxy, boxed_json, empty_body, get, http1, tool};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -48,9 +48,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -715,7 +713,8 @@ async fn serve_recorded<I>(
 // The browser: ChromeDriver and one headless Chromium session, over raw WebDriver HTTP.
 
 struct Browser {
-    driver: Child,
+    /// Stopped when the browser is dropped, after its session.
+    _driver: ChromeDriver,
     base: String,
     session: String,
     _profile: tempfile::TempDir,
@@ -735,15 +734,8 @@ impl Drop for Browser {
             );
             let _ = s.read_to_end(&mut Vec::new());
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Then `driver` stops ChromeDriver.
     }
-}
-
-fn boxed_json(v: &Value) -> ClientBody {
-    Full::new(Bytes::from(v.to_string()))
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 /// One WebDriver command: its `value`, or the error it answered.
@@ -780,42 +772,11 @@ async fn webdriver(method: &str, url: &str, body: Option<Value>) -> Result<Value
     }
 }
 
-fn tool(env: &str, default: &str) -> String {
-    std::env::var(env).unwrap_or_else(|_| default.to_string())
-}
-
 impl Browser {
     async fn start(resolve_port: u16) -> Browser {
-        let chromedriver = tool("CHROMEDRIVER", "chromedriver");
+        let driver = ChromeDriver::start();
+        let base = driver.base.clone();
         let chromium = tool("CHROMIUM", "/usr/bin/chromium");
-        let mut driver = Command::new(&chromedriver)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {chromedriver} ({e}). This test needs Chromium and \
-                     ChromeDriver: apt-get install chromium chromium-driver, or set \
-                     CONSENT_PROXY_SKIP_BROWSER=1 to skip it"
-                )
-            });
-        let stdout = driver.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("ChromeDriver did not report its port");
-        let base = format!("http://127.0.0.1:{port}");
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
             "--headless".to_string(),
@@ -855,7 +816,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session id in {created}"))
             .to_string();
         Browser {
-            driver,
+            _driver: driver,
             base,
             session,
             _profile: profile,

@@ -522,13 +522,14 @@ impl TagRules {
     /// match: the page carries the Consent Mode default, which governs them.
     pub fn match_url(&self, url: &str, granted: CategorySet, exempt: bool) -> Option<&UrlRule> {
         let url = url.trim();
-        if let Some((path, query)) = plain_path(url) {
-            return self
-                .first_match(None, path, query)
-                .map(|i| &self.urls[i])
-                .filter(|r| acts(granted, exempt, r.category, r.consent_mode));
-        }
-        let parts = url_parts(url);
+        let parts = match plain_path(url) {
+            Some((path, query)) => UrlParts {
+                host: None,
+                path: path.into(),
+                query: query.map(Into::into),
+            },
+            None => url_parts(url),
+        };
         let path = if parts.path.is_empty() {
             "/"
         } else {

@@ -460,10 +460,7 @@ impl RewriteBody {
                         continue;
                     };
                     input.extend_from_slice(&data);
-                    let limit = memo
-                        .as_ref()
-                        .map_or(MAX_GATHERED, |(memo, _)| memo.max_document());
-                    if input.len() > limit {
+                    if input.len() > MAX_GATHERED {
                         let input = std::mem::take(input);
                         self.stream(&input);
                     }
@@ -606,9 +603,11 @@ mod tests {
         let mut body = rewrite_body(b"<p>a</p><script>fbq('init','1')</script>");
         body.gathered().await.unwrap();
         let len = body.size_hint().exact().expect("known length");
-        let out = collect(body).await;
+        let frame = body.frame().await.expect("a frame").expect("data");
+        let out = frame.into_data().expect("data");
         assert_eq!(out.len() as u64, len);
         assert!(String::from_utf8_lossy(&out).contains("text/plain"));
+        assert!(body.frame().await.is_none(), "more than one frame");
     }
 
     #[tokio::test]

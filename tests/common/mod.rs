@@ -710,3 +710,66 @@ pub async fn websocket(addr: SocketAddr) -> (tokio::net::TcpStream, String) {
     }
     (s, String::from_utf8(head).unwrap())
 }
+
+/// A tool's path: from the environment variable `env`, else `default`.
+pub fn tool(env: &str, default: &str) -> String {
+    std::env::var(env).unwrap_or_else(|_| default.to_string())
+}
+
+/// A JSON value as a request body.
+pub fn boxed_json(v: &Value) -> ClientBody {
+    Full::new(Bytes::from(v.to_string()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A ChromeDriver process on a port of its own (`CHROMEDRIVER`, default `chromedriver`),
+/// stopped when dropped. `base` is its WebDriver URL.
+pub struct ChromeDriver {
+    child: Child,
+    pub base: String,
+}
+
+impl ChromeDriver {
+    pub fn start() -> ChromeDriver {
+        let chromedriver = tool("CHROMEDRIVER", "chromedriver");
+        let mut child = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {chromedriver} ({e}). The browser tests need Chromium and \
+                     ChromeDriver: apt-get install chromium chromium-driver, or set \
+                     CONSENT_PROXY_SKIP_BROWSER=1 to skip them"
+                )
+            });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .flatten()
+            .expect("ChromeDriver did not report its port");
+        ChromeDriver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

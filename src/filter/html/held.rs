@@ -21,7 +21,7 @@ const MAX_NOSCRIPT_DEPTH: usize = 4;
 /// the text lol_html gives for one is rewritten the same way, to a depth.
 pub(super) fn rewrite_noscript(
     text: &str,
-    rules: &Arc<TagRules>,
+    rules: &TagRules,
     granted: CategorySet,
     enforce: bool,
     report: &mut TagReport,
@@ -31,63 +31,51 @@ pub(super) fn rewrite_noscript(
 
 fn rewrite_noscript_at(
     text: &str,
-    rules: &Arc<TagRules>,
+    rules: &TagRules,
     granted: CategorySet,
     enforce: bool,
     report: &mut TagReport,
     depth: usize,
 ) -> String {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    let cell = Rc::new(RefCell::new(std::mem::take(report)));
+    let found = std::cell::RefCell::new(std::mem::take(report));
     // The text of the `<noscript>` inside being held.
-    let inner: Rc<RefCell<Option<String>>> = Rc::default();
-    let (c1, i1, i2) = (cell.clone(), inner.clone(), inner.clone());
+    let inner: std::cell::RefCell<Option<String>> = Default::default();
     let result = lol_html::rewrite_str(
         text,
         lol_html::RewriteStrSettings::new()
             .append_element_content_handler(element!(
                 "img, iframe, script, embed, object, image, source, video, audio, track, input",
-                move |el| {
+                |el| {
                     // Nothing in a <noscript> runs: Consent Mode does not govern it.
                     let tag = el.tag_name();
-                    url_element(
-                        el,
-                        &tag,
-                        rules,
-                        granted,
-                        false,
-                        enforce,
-                        &mut c1.borrow_mut(),
-                    );
+                    let mut found = found.borrow_mut();
+                    url_element(el, &tag, rules, granted, false, enforce, &mut found);
                     Ok(())
                 }
             ))
-            .append_element_content_handler(element!("noscript", move |el| {
+            .append_element_content_handler(element!("noscript", |el| {
                 // Its text runs to the end of this one's: there is no `</noscript>` in it.
                 if el.namespace_uri() == HTML_NAMESPACE {
-                    *i1.borrow_mut() = Some(String::new());
+                    *inner.borrow_mut() = Some(String::new());
                 }
                 Ok(())
             }))
-            .append_element_content_handler(lol_html::text!("noscript", move |t| {
-                if let Some(held) = i2.borrow_mut().as_mut() {
+            .append_element_content_handler(lol_html::text!("noscript", |t| {
+                if let Some(held) = inner.borrow_mut().as_mut() {
                     held.push_str(t.as_str());
                     t.remove();
                 }
                 Ok(())
             })),
     );
+    *report = found.into_inner();
     // Fallback content that cannot be parsed is dropped rather than passed unjudged.
     let mut out = result.unwrap_or_default();
     // An inner `<noscript>` is left open at the end of the text (the outer one's text ends at
     // the first `</noscript>`): its text is the rest, written rewritten there.
-    let unclosed = inner.borrow_mut().take();
-    if let Some(held) = unclosed {
-        let mut report = cell.borrow_mut();
+    if let Some(held) = inner.into_inner() {
         if depth < MAX_NOSCRIPT_DEPTH {
-            let rewritten =
-                rewrite_noscript_at(&held, rules, granted, enforce, &mut report, depth + 1);
+            let rewritten = rewrite_noscript_at(&held, rules, granted, enforce, report, depth + 1);
             out.push_str(if enforce { &rewritten } else { &held });
         } else {
             report.record("unreadable noscript");
@@ -96,7 +84,6 @@ fn rewrite_noscript_at(
             }
         }
     }
-    *report = std::mem::take(&mut cell.borrow_mut());
     out
 }
 
