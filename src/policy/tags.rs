@@ -178,8 +178,9 @@ struct UrlParts<'a> {
 }
 
 /// Reads an attribute's URL as a browser does. Most URLs are plain and are split as they are;
-/// any other goes through the WHATWG URL parser after its character references are decoded
-/// (lol_html gives attribute values raw), so that `gtag&#47;js`, `https:\\host`, `https:/host`,
+/// any other goes through the WHATWG URL parser after its character references are decoded as
+/// the HTML Standard decodes them in an attribute value (lol_html gives values raw; `&#47tr`
+/// with no `;` is `/tr` too), so that `gtag&#47;js`, `https:\\host`, `https:/host`,
 /// tabs or newlines inside the URL, `/./` segments, a percent-encoded or trailing-dot host, or
 /// percent-encoded path bytes name the same resource to the rules as to the browser.
 fn url_parts(url: &str) -> UrlParts<'_> {
@@ -216,7 +217,7 @@ fn url_parts(url: &str) -> UrlParts<'_> {
     // absolute, as they do in a page of the other scheme (in a page of the same scheme they
     // name a path of the site; taking them as absolute can only neutralize more).
     let base = BASE.get_or_init(|| url::Url::parse("ws://relative.invalid/").unwrap());
-    let decoded = html_escape::decode_html_entities(url);
+    let decoded = htmlize::unescape_attribute(url);
     // Browsers read any run of slashes (or backslashes) before a host as `//`, which the url
     // crate refuses for `///host`.
     let text: String = decoded
@@ -310,12 +311,15 @@ fn split_url(url: &str) -> (Option<String>, &str) {
         .find("://")
         .filter(|&i| !url[..i].contains(['/', '?', '#']));
     let rest = if let Some(i) = scheme_end {
-        let scheme = &url[..i];
-        if !scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        {
-            return (None, url);
+        let scheme = url[..i].as_bytes();
+        let valid = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b));
+        if !valid {
+            // No scheme (`://matomo.js`, `tt"hsp://…`): a path relative to the page.
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            return (None, &url[..end]);
         }
         &url[i + 3..]
     } else if let Some(r) = url.strip_prefix("//") {
@@ -539,13 +543,19 @@ impl TagRules {
             .first_match(parts.host.as_deref(), path, parts.query.as_deref())
             .map(|i| &self.urls[i])
             .filter(|r| acts(granted, exempt, r.category, r.consent_mode));
-        // `https:matomo.js` (a scheme without `//`) is a path of the page in a page of the same
-        // scheme, and names the host `matomo.js` in one of the other: judged both ways.
+        // `https:matomo.js` or `https:/matomo.js` (a scheme without `//`) is a path of the page
+        // in a page of the same scheme, and names the host `matomo.js` in one of the other:
+        // judged both ways. (A backslash is a slash in these schemes.)
         found.or_else(|| {
             let (scheme, rest) = url.split_once(':')?;
+            let slashes = rest
+                .bytes()
+                .take(2)
+                .filter(|b| matches!(b, b'/' | b'\\'))
+                .count();
             let relative = (scheme.eq_ignore_ascii_case("http")
                 || scheme.eq_ignore_ascii_case("https"))
-                && !rest.starts_with(['/', '\\']);
+                && slashes < 2;
             relative
                 .then(|| self.match_url(rest, granted, exempt))
                 .flatten()
@@ -685,6 +695,13 @@ mod tests {
             "js/piwik.php?idsite=1",
             "https:piwik.php",
             "HTTP:a/piwik.php",
+            // One slash (or backslash) after the scheme: a path of a page of that scheme.
+            "http:/piwik.php?",
+            "https:\\piwik.php",
+            "https:/\tpiwik.php",
+            // No scheme before `://`: a path relative to the page.
+            "://piwik.php",
+            "tt\"hsp://connect.facebook.net/e/piwik.php#s.js",
         ] {
             assert!(
                 rules
@@ -698,6 +715,31 @@ mod tests {
                 .match_url("piwik.phpx", CategorySet::NECESSARY, false)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn character_references_are_decoded_as_in_an_attribute() {
+        // A numeric reference ends at its last digit, `;` or not; 0x80-0x9F are windows-1252.
+        for (url, host, path) in [
+            (
+                "https://www.facebook.com&#47tr?id=1",
+                "www.facebook.com",
+                "/tr",
+            ),
+            ("https://www.facebook.com&#x2Ftr", "www.facebook.com", "/tr"),
+            ("https://www.facebook.com&#47;tr", "www.facebook.com", "/tr"),
+            ("//a&#46b.example/x", "a.b.example", "/x"),
+        ] {
+            let parts = url_parts(url);
+            assert_eq!(parts.host.as_deref(), Some(host), "{url}");
+            assert_eq!(&*parts.path, path, "{url}");
+        }
+        // U+0005 is stripped by URL parsing: `&#5/piwik.js` is the path `/piwik.js`.
+        assert_eq!(&*url_parts("&#5/piwik.js").path, "/piwik.js");
+        // A legacy named reference without `;` followed by an alphanumeric stays as written.
+        let parts = url_parts("/a&#47;p?a=1&copy=2&amp/");
+        assert_eq!(&*parts.path, "/a/p");
+        assert_eq!(parts.query.as_deref(), Some("a=1&copy=2&/"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Ctx<'_> {
             }
             return;
         }
-        let doc = html_escape::decode_html_entities(&doc);
+        let doc = htmlize::unescape_attribute(&*doc);
         let mut out = Vec::new();
         let report = TagReportHandle::default();
         report.0.lock().unwrap().srcdoc_depth = depth;

@@ -1,6 +1,7 @@
 //! Element surgery: an element neutralized in place, removed, or its start tag written anew.
 
 use super::HTML_NAMESPACE;
+use super::css::declarations_can_load;
 use crate::category::Category;
 use lol_html::html_content::{ContentType, Element};
 
@@ -19,6 +20,11 @@ pub(super) fn neutralize<H: lol_html::HandlerTypes>(
                 attrs.push((format!("data-{}", name.replace(':', "-")), value));
             } else if script && name == "type" {
                 attrs.push(("data-type".to_string(), value));
+            } else if name == "style"
+                && declarations_can_load(htmlize::unescape_attribute(&*value).as_bytes())
+            {
+                // This copy is the only one written: the `style` handler leaves an element
+                // already written anew, so a style that could load a URL is dropped here.
             } else if name != "data-category" {
                 attrs.push((name, value));
             }

@@ -731,6 +731,40 @@ fn a_changed_tag_reads_as_it_did() {
 }
 
 #[test]
+fn a_tag_written_anew_is_written_once() {
+    // A tag a browser reads with an attribute named `=` (after a quoted value) is written anew
+    // when changed; both its element handler and the `style` one would change this one.
+    // fuzz/artifacts-found/html_rewrite/equals-attribute-*.
+    let page = r#"<img src="https://www.facebook.com/tr?id=1"= style="background:url(https://www.facebook.com/tr?id=2)"><p>t</p>"#;
+    assert_eq!(
+        rewrite(page, NONE, TagAction::Remove).0,
+        "<span></span><p>t</p>"
+    );
+    assert_eq!(
+        rewrite(page, NONE, TagAction::Neutralize).0,
+        r#"<img data-src="https://www.facebook.com/tr?id=1" data-category="marketing"><p>t</p>"#
+    );
+    // A style that loads nothing is kept in the copy.
+    let page = r#"<img src="https://www.facebook.com/tr?id=1"= style="color:red"><p>t</p>"#;
+    assert_eq!(
+        rewrite(page, NONE, TagAction::Neutralize).0,
+        r#"<img data-src="https://www.facebook.com/tr?id=1" style="color:red" data-category="marketing"><p>t</p>"#
+    );
+}
+
+#[test]
+fn css_escapes_hide_no_tracker() {
+    // fuzz/artifacts-found/html_rewrite/css-escape-hides-host
+    let page = r#"<p style="background:url(https://www\2e facebook\2e com/tr?id=1)">x</p><style>p{background:url(https://www\2e facebook\2e com/tr?id=2)} a{color:red}</style><p style="background:url(https://www&#46;facebook&#46;com/tr?id=3)">y</p>"#;
+    let (out, report) = rewrite(page, NONE, TagAction::Neutralize);
+    assert_eq!(
+        out,
+        r#"<p style="background:url(data:,)">x</p><style>p{background:url(data:,)} a{color:red}</style><p style="background:url(data:,)">y</p>"#
+    );
+    assert_eq!(report.neutralized, 3, "{report:?}");
+}
+
+#[test]
 fn foreign_elements_are_never_removed_with_their_content() {
     // A <link> in MathML hints nothing, and is not void: removed with what lol_html took
     // for its content, a later part of the page would be read otherwise.

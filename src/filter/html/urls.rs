@@ -86,7 +86,7 @@ pub(super) fn url_element<H: lol_html::HandlerTypes>(
     let rule = attrs.iter().find_map(|attr| {
         let value = el.get_attribute(attr)?;
         if *attr == "srcset" {
-            let value = html_escape::decode_html_entities(&value);
+            let value = htmlize::unescape_attribute(&*value);
             srcset_urls(&value).find_map(|url| rules.match_url(url, granted, exempt))
         } else {
             rules.match_url(&value, granted, exempt)
