@@ -51,16 +51,11 @@
 //!
 //! - `FUZZ_HTML_REWRITE_SKIP`, a comma-separated list, leaves out classes of findings recorded
 //!   in fuzz/artifacts-open/html_rewrite, so that a run can look for others:
-//!   - `reference`: a document with a numeric character reference no `;` closes;
 //!   - `svg-style`: the text of an SVG `<style>`;
 //!   - `encoding`: a document a browser may decode otherwise than the rewriter (a byte order
 //!     mark and a `charset`, a `<meta>` of an encoding that is not ASCII-compatible, a byte past
-//!     ASCII before the first `charset`);
-//!   - `css-escape`: CSS read with its escapes left as they are;
-//!   - `scheme-path`: a URL `http:` or `https:` without `//` after the scheme;
+//!     ASCII before a `<meta>` that the prescan of the first 1024 bytes does not find);
 //!   - `foreign-root`: a document with an SVG element named `math` or a MathML one named `svg`;
-//!   - `equals-attribute`: an input with an attribute whose name starts with `=`;
-//!   - `odd-relative`: a relative URL with a `:` before its first `/`, `?` or `#` (`://x`);
 //!   - `unclosed-foreign`: an output with more `<svg`/`<math` than `</svg`/`</math`.
 //! - `FUZZ_HTML_REWRITE_DEBUG`, set, prints the trackers live in the input, and each output
 //!   with the tree html5ever builds from it; `FUZZ_HTML_REWRITE_OUT=FILE` writes the last
@@ -70,7 +65,7 @@
 
 use consent_proxy::category::CategorySet;
 use consent_proxy::filter::html::{
-    Kinds, Params, TagReport, TagRules, document_encoding, is_inert_type, rewriter,
+    Kinds, Params, TagReport, TagRules, document_encoding, is_inert_type, prescan, rewriter, sniffed,
 };
 use consent_proxy::filter::tags::TextKind;
 use consent_proxy::policy;
@@ -114,14 +109,9 @@ fn catalogues() -> &'static Catalogues {
 /// Classes of findings left out of this run (`FUZZ_HTML_REWRITE_SKIP`).
 struct Skip {
     svg_style: bool,
-    scheme_path: bool,
     foreign_root: bool,
-    equals_attribute: bool,
-    odd_relative: bool,
     unclosed_foreign: bool,
     encoding: bool,
-    reference: bool,
-    css_escape: bool,
 }
 
 fn skip() -> &'static Skip {
@@ -131,14 +121,9 @@ fn skip() -> &'static Skip {
         let has = |name: &str| list.split(',').any(|s| s.trim() == name);
         Skip {
             svg_style: has("svg-style"),
-            scheme_path: has("scheme-path"),
             foreign_root: has("foreign-root"),
-            equals_attribute: has("equals-attribute"),
-            odd_relative: has("odd-relative"),
             unclosed_foreign: has("unclosed-foreign"),
             encoding: has("encoding"),
-            reference: has("reference"),
-            css_escape: has("css-escape"),
         }
     })
 }
@@ -167,10 +152,13 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
         let sink = |c: &[u8]| output.extend_from_slice(c);
         let mut params = Params::new(rules.clone(), GRANTED, max_memory);
         params.encoding = document_encoding(None).expect("UTF-8 is readable");
-        // As the proxy reads a byte order mark (src/proxy/body.rs, `read_bom`): UTF-8, over any
-        // `<meta charset>`.
+        // As the proxy decides the encoding (src/proxy/body.rs, `read_encoding`): a byte order
+        // mark says UTF-8, over any `<meta charset>`; without one, the prescan of the first
+        // 1024 bytes.
         if html.starts_with(b"\xEF\xBB\xBF") {
             params.encoding = (params.encoding.0, false);
+        } else {
+            params.encoding = sniffed(params.encoding, html);
         }
         params.kinds = if cuts.is_empty() {
             Kinds::of(html)
@@ -262,7 +250,7 @@ fn live_script(ty: Option<&str>) -> bool {
 /// CSS text with its escapes decoded (`\2e ` is `.`, `\/` is `/`), as the CSS tokenizer reads
 /// names, strings and URLs; an escaped newline is dropped.
 fn css_unescape(css: &str) -> Cow<'_, str> {
-    if !css.contains('\\') || skip().css_escape {
+    if !css.contains('\\') {
         return Cow::Borrowed(css);
     }
     let mut out = String::with_capacity(css.len());
@@ -566,9 +554,14 @@ fn decode_and_parse(bytes: &[u8]) -> Option<Dom> {
             }
             _ => None,
         });
+    // The rewriter reads what precedes a `<meta>` in its encoding only when the prescan of the
+    // first 1024 bytes finds it.
     if skip().encoding
         && declared.is_some_and(|e| {
-            e != encoding_rs::UTF_8 && (!e.is_ascii_compatible() || !bytes[..charset].is_ascii())
+            e != encoding_rs::UTF_8
+                && (!e.is_ascii_compatible()
+                    || (!bytes[..charset].is_ascii()
+                        && prescan(&bytes[..bytes.len().min(1024)]) != Some(e)))
         })
     {
         return None;
@@ -611,37 +604,9 @@ fn fetched(value: &str) -> Vec<url::Url> {
         .collect()
 }
 
-/// A URL of `http:` or `https:` without `//` after the scheme (`https:/matomo.js`): a path of
-/// the page in a page of that scheme.
-fn scheme_path(value: &str) -> bool {
-    let v = value.trim_start_matches(|c: char| c <= ' ');
-    let Some((scheme, rest)) = v.split_once(':') else {
-        return false;
-    };
-    let slashes = rest
-        .chars()
-        .take(2)
-        .filter(|c| matches!(c, '/' | '\\'))
-        .count();
-    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) && slashes < 2
-}
-
-/// A URL that has no scheme for a browser but a `:` before its first `/`, `?` or `#`.
-fn odd_relative(value: &str) -> bool {
-    let head = &value[..value.find(['/', '\\', '?', '#']).unwrap_or(value.len())];
-    head.contains(':')
-        && matches!(
-            url::Url::parse(value),
-            Err(url::ParseError::RelativeUrlWithoutBase)
-        )
-}
-
 impl Walk<'_> {
     /// An attribute that loads `value`: live if what a browser fetches matches a rule.
     fn url(&mut self, what: &str, value: &str) {
-        if skip().scheme_path && scheme_path(value) || skip().odd_relative && odd_relative(value) {
-            return;
-        }
         for url in fetched(value) {
             if let Some(rule) = self.rules.match_url(url.as_str(), GRANTED, false) {
                 self.live
@@ -822,34 +787,8 @@ fn outline(dom: &Dom) -> String {
     out
 }
 
-/// Whether `bytes` hold a numeric character reference that no `;` closes (`&#47tr`).
-fn open_numeric_reference(bytes: &[u8]) -> bool {
-    bytes.windows(2).enumerate().any(|(i, w)| {
-        if w != b"&#" {
-            return false;
-        }
-        let rest = &bytes[i + 2..];
-        let (hex, rest) = match rest.first() {
-            Some(b'x' | b'X') => (true, &rest[1..]),
-            _ => (false, rest),
-        };
-        let digit = |b: &u8| {
-            if hex {
-                b.is_ascii_hexdigit()
-            } else {
-                b.is_ascii_digit()
-            }
-        };
-        let n = rest.iter().take_while(|b| digit(b)).count();
-        n > 0 && rest.get(n) != Some(&b';')
-    })
-}
-
 /// Every live tracker in `output`, as a browser parses it.
 fn live_trackers(rules: &TagRules, output: &[u8]) -> Vec<String> {
-    if skip().reference && open_numeric_reference(output) {
-        return Vec::new();
-    }
     if skip().unclosed_foreign {
         let count = |what: &[u8]| {
             output
@@ -882,19 +821,7 @@ fn live_trackers(rules: &TagRules, output: &[u8]) -> Vec<String> {
     walk.live
 }
 
-/// Whether a browser reads an attribute whose name starts with `=` in `html` (`<img a="1"=x>`).
-fn has_equals_attribute(html: &[u8]) -> bool {
-    let dom = parse(&String::from_utf8_lossy(html), false);
-    nodes(&dom.dom.document).iter().any(|n| {
-        matches!(&n.data, NodeData::Element { attrs, .. }
-            if attrs.borrow().iter().any(|a| a.name.local.starts_with('=')))
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
-    if skip().equals_attribute && has_equals_attribute(data) {
-        return;
-    }
     // The proxy answers a page in UTF-16 (by its byte order mark) with an error, unread.
     if data.starts_with(b"\xFE\xFF") || data.starts_with(b"\xFF\xFE") {
         return;

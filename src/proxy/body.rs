@@ -359,7 +359,7 @@ impl RewriteBody {
 
     /// Leaves gathering: what was collected goes through a rewriter, and the rest streams.
     fn stream(&mut self, input: &[u8]) {
-        if !self.read_bom(input) {
+        if !self.read_encoding(input) {
             return;
         }
         let mut rw = self.build(Kinds::ALL);
@@ -369,10 +369,11 @@ impl RewriteBody {
         }
     }
 
-    /// A byte order mark decides the encoding before anything else, as it does for a browser
-    /// (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a document in
-    /// UTF-16 cannot be inspected (`false`: failed, closed).
-    fn read_bom(&mut self, input: &[u8]) -> bool {
+    /// The encoding is decided from the first bytes, as a browser decides it: a byte order mark
+    /// first (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a
+    /// document in UTF-16 cannot be inspected (`false`: failed, closed); then, without a
+    /// `Content-Type` charset, a `<meta>` in the first 1024 bytes ([`crate::filter::html::sniffed`]).
+    fn read_encoding(&mut self, input: &[u8]) -> bool {
         if input.starts_with(b"\xEF\xBB\xBF") {
             self.params.encoding = (lol_html::AsciiCompatibleEncoding::utf_8(), false);
         } else if input.starts_with(b"\xFE\xFF") || input.starts_with(b"\xFF\xFE") {
@@ -381,6 +382,8 @@ impl RewriteBody {
             self.failed =
                 Some("the HTML is in UTF-16 (byte order mark): it cannot be inspected".into());
             return false;
+        } else {
+            self.params.encoding = crate::filter::html::sniffed(self.params.encoding, input);
         }
         true
     }
@@ -392,7 +395,7 @@ impl RewriteBody {
         input: Vec<u8>,
     ) -> Option<Bytes> {
         self.phase = Phase::Done;
-        if !self.read_bom(&input) {
+        if !self.read_encoding(&input) {
             return None;
         }
         if let Some((memo, params)) = &memo
@@ -630,5 +633,22 @@ mod tests {
             body.gathered().await,
             Err(Unanswerable::Uninspectable)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_meta_in_the_first_bytes_decides_the_encoding_of_what_precedes_it() {
+        // A browser's prescan finds the <meta> and reads the whole page in windows-1252, where
+        // `\xA6` is `¦`: the host is an IDN under bing.com, Bing Ads. Read as UTF-8 up to the
+        // <meta>, it was U+FFFD, an invalid host.
+        // fuzz/artifacts-found/html_rewrite/crash-957f515d-minimized
+        let mut body =
+            rewrite_body(b"<img src=\"//\xA6t.bing.com\"><meta charset=\"windows-1252\">1");
+        body.gathered().await.unwrap();
+        let out = collect(body).await;
+        assert!(
+            out.windows(8).any(|w| w == b"data-src"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 }

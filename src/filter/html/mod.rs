@@ -26,7 +26,7 @@ mod tests;
 mod urls;
 
 pub use crate::policy::tags::{HostPattern, InlineRule, PathPattern, TagAction, TagRules, UrlRule};
-pub use encoding::{charset_of, document_encoding};
+pub use encoding::{charset_of, document_encoding, prescan, sniffed};
 pub use held::is_inert_type;
 pub use prescan::Kinds;
 pub use state::{MAX_INLINE_SCRIPT, TagReport, TagReportHandle};
