@@ -51,7 +51,8 @@
 //!
 //! - `FUZZ_HTML_REWRITE_SKIP`, a comma-separated list, leaves out classes of findings recorded
 //!   in fuzz/artifacts-open/html_rewrite, so that a run can look for others:
-//!   - `svg-style`: the text of an SVG `<style>`;
+//!   - `svg-style`: the text of an SVG `<style>` that holds more than one node (text split by
+//!     a comment or an element);
 //!   - `encoding`: a document a browser may decode otherwise than the rewriter (a byte order
 //!     mark and a `charset`, a `<meta>` of an encoding that is not ASCII-compatible, a byte past
 //!     ASCII before a `<meta>` that the prescan of the first 1024 bytes does not find);
@@ -685,7 +686,12 @@ impl Walk<'_> {
                 }
             }
             match tag {
-                "style" if html || (namespace == SVG && !skip().svg_style) => {
+                // The rewriter reads an SVG style sheet text node by text node.
+                "style"
+                    if html
+                        || (namespace == SVG
+                            && !(skip().svg_style && node.children.borrow().len() > 1)) =>
+                {
                     let what = format!("{prefix}<{ns_name}style>");
                     self.live
                         .extend(css_trackers(self.rules, &child_text(&node), &what));

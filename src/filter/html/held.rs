@@ -249,6 +249,46 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// An SVG `<style>`: a style sheet of the page, whose content is markup. Each of its text
+    /// nodes is held to its end and written back in place with its tracker URLs emptied
+    /// ([`svg_style_text`]); text is never joined across markup, which could make a tag of it.
+    pub(super) fn svg_style(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+        self.shared.lock().unwrap().svg_styles += 1;
+        let shared = self.shared.clone();
+        if let Some(handlers) = el.end_tag_handlers() {
+            handlers.push(Box::new(move |_| {
+                let mut sh = shared.lock().unwrap();
+                sh.svg_styles = sh.svg_styles.saturating_sub(1);
+                Ok(())
+            }));
+        }
+    }
+}
+
+/// A text node of an SVG `<style>`, whole (raw: character references as written): what is
+/// written in its place. Its CSS is read with references decoded; if that names a tracker URL,
+/// the node is written back decoded, the URLs emptied, and escaped as text.
+pub(super) fn svg_style_text(
+    held: Held,
+    rules: &TagRules,
+    granted: CategorySet,
+    enforce: bool,
+    report: &mut TagReport,
+) -> String {
+    let Held { text, unreadable } = held;
+    if unreadable {
+        // Too long to judge: dropped (fail closed).
+        report.record("unreadable style");
+        return String::new();
+    }
+    let decoded = htmlize::unescape(&*text);
+    match rewrite_css(&decoded, rules, granted, report) {
+        Some(css) if enforce => html_escape::encode_text(&css).into_owned(),
+        _ => text,
+    }
+}
+
 /// An element whose content the parser gives as raw text, held whole to be rewritten.
 #[derive(Clone, Copy)]
 pub(super) enum RawText {

@@ -33,7 +33,7 @@ pub use state::{MAX_INLINE_SCRIPT, TagReport, TagReportHandle};
 
 use crate::category::CategorySet;
 use css::style_attribute;
-use held::{RawText, ScriptKind, script_kind};
+use held::{RawText, ScriptKind, script_kind, svg_style_text};
 use lol_html::html_content::ContentType;
 use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{element, text};
@@ -203,6 +203,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
                     ctx.raw_text(el, RawText::Noscript)
                 }
                 "style" if el.namespace_uri() == HTML_NAMESPACE => ctx.raw_text(el, RawText::Style),
+                "style" if el.namespace_uri() == SVG_NAMESPACE => ctx.svg_style(el),
                 _ => {}
             }
             Ok(())
@@ -216,7 +217,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             Ok(())
         }));
     }
-    let s2 = shared;
+    let (r2, s2) = (rules, shared);
     if let Some(selector) = kinds.selector(&["script", "noscript", "style"]) {
         handlers.push(text!(&selector, move |t| {
             let mut sh = s2.lock().unwrap();
@@ -227,6 +228,15 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             } else if let Some((_, held)) = sh.script.as_mut() {
                 held.push(t.as_str());
                 t.remove();
+            } else if sh.svg_styles > 0 {
+                sh.svg_text.push(t.as_str());
+                if t.last_in_text_node() {
+                    let held = std::mem::take(&mut sh.svg_text);
+                    let out = svg_style_text(held, &r2, granted, enforce, &mut sh.report);
+                    t.replace(&out, ContentType::Html);
+                } else {
+                    t.remove();
+                }
             }
             Ok(())
         }));

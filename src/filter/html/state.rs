@@ -63,6 +63,9 @@ pub(super) struct Shared {
     pub(super) script: Option<(Vec<(String, String)>, Held)>,
     /// The text of the `<noscript>` or `<style>` being held.
     pub(super) raw: Option<(RawText, Held)>,
+    /// How many SVG `<style>` elements are open, and the text node of theirs being held.
+    pub(super) svg_styles: usize,
+    pub(super) svg_text: Held,
     /// Whether the `<head>` block has been written.
     pub(super) injected: bool,
     /// How many `<template>` elements are open: their content is inert.

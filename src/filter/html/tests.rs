@@ -765,6 +765,28 @@ fn css_escapes_hide_no_tracker() {
 }
 
 #[test]
+fn an_svg_style_sheet_is_read_text_node_by_text_node() {
+    // fuzz/artifacts-found/html_rewrite/svg-style-sheet-unread
+    let page = r#"<svg><style>@import url(https://www.facebook.com/tr?id=1);.a{fill:red}</style><path class="a"/></svg>"#;
+    let (out, report) = rewrite(page, NONE, TagAction::Neutralize);
+    assert_eq!(
+        out,
+        r#"<svg><style>@import url(data:,);.a{fill:red}</style><path class="a"/></svg>"#
+    );
+    assert_eq!(report.neutralized, 1);
+    // Character references are decoded in SVG; what is written back is escaped as text.
+    let page = "<svg><style>.a{background:url(https://www&#46;facebook&#46;com/tr)} .b::after{content:'<&amp;>'}</style></svg>";
+    let (out, _) = rewrite(page, NONE, TagAction::Neutralize);
+    assert_eq!(
+        out,
+        "<svg><style>.a{background:url(data:,)} .b::after{content:'&lt;&amp;&gt;'}</style></svg>"
+    );
+    // A style sheet that names no tracker is left as written, its text nodes in place.
+    let page = "<svg><style>.a{fill:red}<!-- x -->.b{fill:&#x62;lue}</style></svg>";
+    assert_eq!(rewrite(page, NONE, TagAction::Neutralize).0, page);
+}
+
+#[test]
 fn foreign_elements_are_never_removed_with_their_content() {
     // A <link> in MathML hints nothing, and is not void: removed with what lol_html took
     // for its content, a later part of the page would be read otherwise.
