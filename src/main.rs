@@ -96,10 +96,16 @@ fn tune_mimalloc() {
     // mimalloc.h (v2): `mi_option_arena_eager_commit` and `mi_option_purge_delay`.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // mimalloc's own variables (`MIMALLOC_PURGE_DELAY`, …) override these.
+    let unset = |name: &str| std::env::var_os(name).is_none();
     // SAFETY: setting an option of the allocator, before any thread starts.
     unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        if unset("MIMALLOC_ARENA_EAGER_COMMIT") {
+            libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+        }
+        if unset("MIMALLOC_PURGE_DELAY") {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        }
     }
 }
 

@@ -56,27 +56,28 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, including every header named in `Connection`. When `upgrade` is
 /// set, `Connection: upgrade` and `Upgrade` are kept so the upgrade reaches the other side.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
+    // Every `Proxy-*` header concerns the hop, not the site.
+    let hop = |k: &HeaderName| {
+        let k = k.as_str();
+        HOP_BY_HOP.contains(&k) || k.starts_with("proxy-")
+    };
+    // Most messages hold none, or only `Connection`: the names present are looked at once, and
+    // only those are removed.
+    let mut doomed: Vec<HeaderName> = headers.keys().filter(|k| hop(k)).cloned().collect();
+    if doomed.is_empty() {
+        return;
+    }
+    doomed.extend(
+        connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !hop(n) && headers.contains_key(n)),
+    );
     let upgrade_value = if upgrade {
         headers.get(UPGRADE).cloned()
     } else {
         None
     };
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    // Every `Proxy-*` header concerns the hop, not the site.
-    let proxy_named: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy_named {
+    for name in doomed {
         headers.remove(name);
     }
     if let Some(v) = upgrade_value {
