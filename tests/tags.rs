@@ -486,3 +486,34 @@ async fn embeds_loaders_and_styles_are_held_back_and_share_links_are_not() {
     .await;
     assert!(got.body.contains("<title>upstream</title>"), "{}", got.body);
 }
+
+#[tokio::test]
+async fn a_meta_charset_in_the_first_bytes_decides_the_encoding_and_is_told_in_the_head() {
+    // `\xA6` before the `<meta>` is `¦` in windows-1252, the encoding a browser's prescan finds:
+    // the image's host is an IDN under bing.com (Bing Ads). Read as UTF-8 it would be U+FFFD,
+    // an invalid host, and the pixel would pass.
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let direct = get(
+        &http1(),
+        &format!("{}/fixtures/meta-charset-windows-1252.html", up.url()),
+        &[],
+    )
+    .await;
+    assert_eq!(direct.header("content-type"), vec!["text/html"]);
+    let got = get(
+        &http1(),
+        &proxy.url("/fixtures/meta-charset-windows-1252.html"),
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    // The head names the encoding the page was read in, so that a browser reads the rewritten
+    // bytes the same way whatever became of the `<meta>`.
+    assert_eq!(
+        got.header("content-type"),
+        vec!["text/html; charset=windows-1252"]
+    );
+    assert!(got.body.contains(r#"data-src="//"#), "{}", got.body);
+    assert_eq!(names(&proxy.log(1)["tag_vendors"]), vec!["Bing Ads"]);
+}

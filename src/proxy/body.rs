@@ -280,6 +280,9 @@ pub struct RewriteBody {
     /// The document starts with a UTF-16 byte order mark: a browser reads it as UTF-16, which
     /// the rewriter cannot.
     uninspectable: bool,
+    /// The encoding a `<meta>` in the document's first bytes declared, which the rewriter read
+    /// it in.
+    sniffed: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Why a gathered page cannot be answered; nothing has been sent yet.
@@ -307,6 +310,7 @@ impl RewriteBody {
             upstream_failed: false,
             uninspectable: false,
             sent_since_pause: false,
+            sniffed: None,
             params,
         };
         let p = &body.params;
@@ -372,7 +376,8 @@ impl RewriteBody {
     /// The encoding is decided from the first bytes, as a browser decides it: a byte order mark
     /// first (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a
     /// document in UTF-16 cannot be inspected (`false`: failed, closed); then, without a
-    /// `Content-Type` charset, a `<meta>` in the first 1024 bytes ([`crate::filter::html::sniffed`]).
+    /// `Content-Type` charset, a `<meta>` in the first 1024 bytes, as the HTML Standard's
+    /// prescan finds it ([`crate::filter::html::prescan`]).
     fn read_encoding(&mut self, input: &[u8]) -> bool {
         if input.starts_with(b"\xEF\xBB\xBF") {
             self.params.encoding = (lol_html::AsciiCompatibleEncoding::utf_8(), false);
@@ -382,10 +387,23 @@ impl RewriteBody {
             self.failed =
                 Some("the HTML is in UTF-16 (byte order mark): it cannot be inspected".into());
             return false;
-        } else {
-            self.params.encoding = crate::filter::html::sniffed(self.params.encoding, input);
+        } else if self.params.encoding.1
+            && let Some(e) = crate::filter::html::prescan(&input[..input.len().min(1024)])
+                .and_then(lol_html::AsciiCompatibleEncoding::new)
+        {
+            // A `<meta>` naming an encoding the rewriter cannot read stops it where it stands.
+            self.params.encoding = (e, true);
+            self.sniffed = Some(e.into());
         }
         true
+    }
+
+    /// The encoding a `<meta>` in the document's first bytes declared, which the document was
+    /// read in (`None`: the one it was given). Known once [`RewriteBody::gathered`] is over. The
+    /// response says it in its `Content-Type`, so that a browser reads the rewritten document
+    /// in that encoding whatever the rewriting left of the `<meta>`.
+    pub fn sniffed(&self) -> Option<&'static encoding_rs::Encoding> {
+        self.sniffed
     }
 
     /// The whole document is in: answer it from the memo, or rewrite it (and remember it).

@@ -554,6 +554,20 @@ async fn journey(
                     );
                 }
             }
+            // The encoding the rewriter read the page in, from a `<meta>`, is told in the
+            // head: a browser then reads the output in it, `<meta>` or not.
+            if let Some(e) = rewritten.sniffed()
+                && body::charset(&parts.headers).is_none()
+                && let Some(v) = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        http::HeaderValue::from_str(&format!("{v}; charset={}", e.name())).ok()
+                    })
+            {
+                parts.headers.insert(http::header::CONTENT_TYPE, v);
+            }
             // Sent in the coding the site chose (from codings the client accepts), so that
             // the proxy adds no compression the site did not do.
             match coding.filter(|c| enforce && client_codings.contains(c)) {

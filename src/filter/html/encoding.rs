@@ -26,22 +26,6 @@ pub fn document_encoding(
     }
 }
 
-/// The encoding a document without a `Content-Type` charset (`encoding.1`: it may change) is
-/// read in, given its first bytes: the one a `<meta>` in the first 1024 bytes declares, as a
-/// browser's prescan finds it, when the rewriter can read it; otherwise `encoding` as it is (a
-/// `<meta>` naming one it cannot read stops the rewriter when it is met).
-pub fn sniffed(
-    encoding: (lol_html::AsciiCompatibleEncoding, bool),
-    head: &[u8],
-) -> (lol_html::AsciiCompatibleEncoding, bool) {
-    if !encoding.1 {
-        return encoding;
-    }
-    prescan(&head[..head.len().min(1024)])
-        .and_then(lol_html::AsciiCompatibleEncoding::new)
-        .map_or(encoding, |e| (e, true))
-}
-
 /// The HTML Standard's "prescan a byte stream to determine its encoding" over `b`: the encoding
 /// the first `<meta>` that declares one names, outside comments and other tags; `None` when
 /// the bytes run out first. UTF-16 is read as UTF-8 and x-user-defined as windows-1252.

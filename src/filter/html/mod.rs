@@ -26,8 +26,10 @@ mod tests;
 mod urls;
 
 pub use crate::policy::tags::{HostPattern, InlineRule, PathPattern, TagAction, TagRules, UrlRule};
-pub use encoding::{charset_of, document_encoding, prescan, sniffed};
+pub use encoding::{charset_of, document_encoding, prescan};
 pub use held::is_inert_type;
+/// The encodings the rewriter reads ([`Params::encoding`]).
+pub use lol_html::AsciiCompatibleEncoding;
 pub use prescan::Kinds;
 pub use state::{MAX_INLINE_SCRIPT, TagReport, TagReportHandle};
 

@@ -45,6 +45,13 @@ impl LocalNameHash {
         Self(0)
     }
 
+    /// The hash as a number, to match it against constants (the tree builder simulator).
+    #[inline]
+    #[must_use]
+    pub(crate) const fn raw(&self) -> u64 {
+        self.0
+    }
+
     #[inline]
     #[must_use]
     pub const fn is_empty(&self) -> bool {

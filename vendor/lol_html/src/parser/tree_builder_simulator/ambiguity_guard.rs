@@ -69,11 +69,34 @@ use thiserror::Error;
 #[derive(Error, Debug, Eq, PartialEq)]
 pub struct ParsingAmbiguityError {
     on_tag_name: Box<str>,
+    /// Patch 4: the stack of open elements the simulator follows is full in foreign content.
+    too_deep: bool,
+}
+
+impl ParsingAmbiguityError {
+    #[cold]
+    pub(crate) fn too_deep(tag_name: LocalNameHash) -> Self {
+        Self {
+            on_tag_name: format!("{tag_name:?}").into_boxed_str(),
+            too_deep: true,
+        }
+    }
 }
 
 impl Display for ParsingAmbiguityError {
     #[cold]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.too_deep {
+            return write!(
+                f,
+                concat!(
+                    "The parser has encountered a tag (`<{}>`) in or into SVG or MathML content ",
+                    "with more elements open than it follows, and cannot tell where that ",
+                    "content ends."
+                ),
+                self.on_tag_name
+            );
+        }
         write!(
             f,
             concat!(
@@ -112,7 +135,8 @@ macro_rules! create_assert_for_tags {
         ) -> Result<(), ParsingAmbiguityError> {
             if tag_is_one_of!(tag_name, [ $($tag),+ ]) {
                 Err(ParsingAmbiguityError {
-                    on_tag_name: tag_hash_to_string(tag_name)
+                    on_tag_name: tag_hash_to_string(tag_name),
+                    too_deep: false,
                 })
             } else {
                 Ok(())
