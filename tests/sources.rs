@@ -320,7 +320,8 @@ async fn gpc_and_dnt_declarations_are_served_and_tk_is_sent() {
     // Without declarations the site's own resources are proxied.
     let bare = Proxy::start(&up.url(), &[]);
     let got = get(&http1(), &bare.url("/.well-known/gpc.json"), &[]).await;
-    assert_eq!(got.header("content-type"), vec!["text/html"]);
+    // The site's page, read as HTML: the head names the encoding it was read in.
+    assert_eq!(got.header("content-type"), vec!["text/html; charset=UTF-8"]);
     assert_eq!(up.last_seen().path, "/.well-known/gpc.json");
 }
 

@@ -488,6 +488,26 @@ async fn embeds_loaders_and_styles_are_held_back_and_share_links_are_not() {
 }
 
 #[tokio::test]
+async fn the_encoding_a_page_was_read_in_is_named_in_the_head() {
+    // A page whose Content-Type names no charset and that declares none in its first bytes is
+    // read as UTF-8 throughout, and the head says so: a `<meta>` further on, which a browser
+    // would otherwise follow, changes neither.
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http1(),
+        &proxy.url("/fixtures/meta-late-windows-1252.html"),
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), vec!["text/html; charset=UTF-8"]);
+    // With a charset in the Content-Type the head is left as it is.
+    let got = get(&http1(), &proxy.url("/tracked"), &[]).await;
+    assert_eq!(got.header("content-type"), vec!["text/html; charset=utf-8"]);
+}
+
+#[tokio::test]
 async fn a_meta_charset_in_the_first_bytes_decides_the_encoding_and_is_told_in_the_head() {
     // `\xA6` before the `<meta>` is `¦` in windows-1252, the encoding a browser's prescan finds:
     // the image's host is an IDN under bing.com (Bing Ads). Read as UTF-8 it would be U+FFFD,

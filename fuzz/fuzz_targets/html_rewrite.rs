@@ -40,13 +40,15 @@
 //! page's code may clone them in). An HTML script that the document ends inside is not run by
 //! a browser (the tree builder marks it "already started"), and is not judged.
 //!
-//! The bytes are decoded as a browser would without a `charset` in `Content-Type` (the target
-//! gives the rewriter none): by a byte order mark (which the target also hands the rewriter as
-//! the proxy does: UTF-8 without `<meta>` switching; a UTF-16 input is skipped, the proxy refuses
-//! it), else by the `<meta>` the prescan of the first 1024 bytes finds, else by the first
-//! `<meta charset>` or `<meta http-equiv=content-type>` the tree has (the document is then read
-//! again in that encoding, as the HTML Standard's "change the encoding" does), else as UTF-8,
-//! the rewriter's default.
+//! The encoding is decided as the proxy decides it for a page whose `Content-Type` names none
+//! (src/proxy/body.rs, `read_encoding`): a byte order mark (UTF-8; a UTF-16 input is skipped, the
+//! proxy refuses it), else the `<meta>` the prescan of the first 1024 bytes finds (an input whose
+//! `<meta>` names an encoding that is not ASCII-compatible is skipped: the proxy refuses it),
+//! else UTF-8; the rewriter reads the whole document in it. The output is decoded as a browser
+//! decodes the proxy's response, which names that encoding in its `Content-Type`: by a byte
+//! order mark, else by that charset. (Without either, as in the input seen alone: the prescan,
+//! else the first `<meta charset>` or `<meta http-equiv=content-type>` the tree has, the
+//! document read again in it as the HTML Standard's "change the encoding" does, else UTF-8.)
 //!
 //! Environment:
 //!
@@ -140,14 +142,19 @@ struct Rewritten {
     report: TagReport,
 }
 
-/// The encoding a `<meta>` in the first 1024 bytes of `html` declares, as the proxy reads it
-/// (src/proxy/body.rs, `read_encoding`): when there is no byte order mark, and the rewriter can
-/// read it. The proxy names it in the response's `Content-Type`.
-fn declared(html: &[u8]) -> Option<AsciiCompatibleEncoding> {
+/// How the proxy decides the encoding (src/proxy/body.rs, `read_encoding`): `Ok(None)` for a
+/// byte order mark (UTF-8, which a browser follows too); else the encoding a `<meta>` in the
+/// first 1024 bytes declares, or UTF-8, which the proxy then names in the response's
+/// `Content-Type`; `Err` for a `<meta>` naming one the rewriter cannot read (the proxy answers
+/// 502, sending nothing).
+fn declared(html: &[u8]) -> Result<Option<AsciiCompatibleEncoding>, ()> {
     if encoding_rs::Encoding::for_bom(html).is_some() {
-        return None;
+        return Ok(None);
     }
-    prescan(&html[..html.len().min(1024)]).and_then(AsciiCompatibleEncoding::new)
+    match prescan(&html[..html.len().min(1024)]) {
+        None => Ok(Some(AsciiCompatibleEncoding::utf_8())),
+        Some(e) => AsciiCompatibleEncoding::new(e).map(Some).ok_or(()),
+    }
 }
 
 /// Rewrites `html` fed in pieces cut at `cuts` (ascending), stopping at the first error. In
@@ -162,10 +169,9 @@ fn rewrite(rules: &Arc<TagRules>, html: &[u8], cuts: &[usize], max_memory: usize
         // As the proxy decides the encoding (src/proxy/body.rs, `read_encoding`): a byte order
         // mark says UTF-8, over any `<meta charset>`; without one, the prescan of the first
         // 1024 bytes.
-        if html.starts_with(b"\xEF\xBB\xBF") {
-            params.encoding = (params.encoding.0, false);
-        } else if let Some(e) = declared(html) {
-            params.encoding = (e, true);
+        match declared(html) {
+            Ok(Some(e)) => params.encoding = (e, false),
+            _ => params.encoding = (params.encoding.0, false),
         }
         params.kinds = if cuts.is_empty() {
             Kinds::of(html)
@@ -845,7 +851,11 @@ fuzz_target!(|data: &[u8]| {
         &c.remove
     };
     let max_memory = MEMORY_LIMITS[((h >> 49) % MEMORY_LIMITS.len() as u64) as usize];
-    let header = declared(data).map(<&encoding_rs::Encoding>::from);
+    // The proxy answers a page declaring an encoding it cannot read with an error, unread.
+    let Ok(declared) = declared(data) else {
+        return;
+    };
+    let header = declared.map(<&encoding_rs::Encoding>::from);
 
     if std::env::var_os("FUZZ_HTML_REWRITE_DEBUG").is_some() {
         let live = live_trackers(rules, data, None);

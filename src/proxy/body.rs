@@ -280,9 +280,8 @@ pub struct RewriteBody {
     /// The document starts with a UTF-16 byte order mark: a browser reads it as UTF-16, which
     /// the rewriter cannot.
     uninspectable: bool,
-    /// The encoding a `<meta>` in the document's first bytes declared, which the rewriter read
-    /// it in.
-    sniffed: Option<&'static encoding_rs::Encoding>,
+    /// The encoding the document was read in, when the `Content-Type` named none.
+    decided: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Why a gathered page cannot be answered; nothing has been sent yet.
@@ -290,7 +289,8 @@ pub struct RewriteBody {
 pub enum Unanswerable {
     /// The upstream's body failed.
     Upstream(BoxError),
-    /// The page is in UTF-16 by its byte order mark.
+    /// The page is in UTF-16 by its byte order mark, or declares an encoding that is not
+    /// ASCII-compatible.
     Uninspectable,
 }
 
@@ -310,7 +310,7 @@ impl RewriteBody {
             upstream_failed: false,
             uninspectable: false,
             sent_since_pause: false,
-            sniffed: None,
+            decided: None,
             params,
         };
         let p = &body.params;
@@ -373,37 +373,53 @@ impl RewriteBody {
         }
     }
 
-    /// The encoding is decided from the first bytes, as a browser decides it: a byte order mark
-    /// first (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a
-    /// document in UTF-16 cannot be inspected (`false`: failed, closed); then, without a
-    /// `Content-Type` charset, a `<meta>` in the first 1024 bytes, as the HTML Standard's
-    /// prescan finds it ([`crate::filter::html::prescan`]).
+    /// The encoding is decided once, from the first bytes, as a browser decides it: a byte order
+    /// mark first (over the `Content-Type` charset and `<meta charset>`): UTF-8 for one, and a
+    /// document in UTF-16 cannot be inspected (`false`: failed, closed); then the `Content-Type`
+    /// charset; then a `<meta>` in the first 1024 bytes, as the HTML Standard's prescan finds it
+    /// ([`crate::filter::html::prescan`]); else UTF-8. A `<meta>` further on changes nothing:
+    /// the response names the encoding in its `Content-Type` ([`RewriteBody::decided`]), which
+    /// a browser follows over any `<meta>`, so that it reads the output as the rewriter read
+    /// the input, wherever the rewriting moved a `<meta>` (a removed tag brings a later one into
+    /// the first 1024 bytes) and whether or not it kept it. A `<meta>` naming an encoding the
+    /// rewriter cannot read (ISO-2022-JP, …) makes the page uninspectable.
     fn read_encoding(&mut self, input: &[u8]) -> bool {
+        let uninspectable = |this: &mut Self, why: &str| {
+            this.phase = Phase::Done;
+            this.uninspectable = true;
+            this.failed = Some(why.to_string().into());
+            false
+        };
         if input.starts_with(b"\xEF\xBB\xBF") {
             self.params.encoding = (lol_html::AsciiCompatibleEncoding::utf_8(), false);
         } else if input.starts_with(b"\xFE\xFF") || input.starts_with(b"\xFF\xFE") {
-            self.phase = Phase::Done;
-            self.uninspectable = true;
-            self.failed =
-                Some("the HTML is in UTF-16 (byte order mark): it cannot be inspected".into());
-            return false;
-        } else if self.params.encoding.1
-            && let Some(e) = crate::filter::html::prescan(&input[..input.len().min(1024)])
-                .and_then(lol_html::AsciiCompatibleEncoding::new)
-        {
-            // A `<meta>` naming an encoding the rewriter cannot read stops it where it stands.
-            self.params.encoding = (e, true);
-            self.sniffed = Some(e.into());
+            return uninspectable(
+                self,
+                "the HTML is in UTF-16 (byte order mark): it cannot be inspected",
+            );
+        } else if self.params.encoding.1 {
+            let declared = crate::filter::html::prescan(&input[..input.len().min(1024)]);
+            let e = match declared.map(lol_html::AsciiCompatibleEncoding::new) {
+                None => lol_html::AsciiCompatibleEncoding::utf_8(),
+                Some(Some(e)) => e,
+                Some(None) => {
+                    return uninspectable(
+                        self,
+                        "the HTML declares an encoding that is not ASCII-compatible: it cannot be inspected",
+                    );
+                }
+            };
+            self.params.encoding = (e, false);
+            self.decided = Some(e.into());
         }
         true
     }
 
-    /// The encoding a `<meta>` in the document's first bytes declared, which the document was
-    /// read in (`None`: the one it was given). Known once [`RewriteBody::gathered`] is over. The
-    /// response says it in its `Content-Type`, so that a browser reads the rewritten document
-    /// in that encoding whatever the rewriting left of the `<meta>`.
-    pub fn sniffed(&self) -> Option<&'static encoding_rs::Encoding> {
-        self.sniffed
+    /// The encoding the document was read in, when the `Content-Type` did not name one: from
+    /// a `<meta>` in its first bytes, else UTF-8. Known once [`RewriteBody::gathered`] is over.
+    /// The response names it in its `Content-Type`.
+    pub fn decided(&self) -> Option<&'static encoding_rs::Encoding> {
+        self.decided
     }
 
     /// The whole document is in: answer it from the memo, or rewrite it (and remember it).

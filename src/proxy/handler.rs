@@ -545,18 +545,20 @@ async fn journey(
                     );
                 }
                 Err(Unanswerable::Uninspectable) => {
-                    tracing::warn!("the upstream sent HTML in UTF-16, which cannot be inspected");
+                    tracing::warn!(
+                        "the upstream sent HTML in UTF-16 or another encoding that is not ASCII-compatible, which cannot be inspected"
+                    );
                     guard.decision.error = Some("encoded_html_refused");
                     return local(
                         StatusCode::BAD_GATEWAY,
-                        "502 Bad Gateway: the upstream sent HTML that cannot be inspected (UTF-16, by its byte order mark)\n",
+                        "502 Bad Gateway: the upstream sent HTML that cannot be inspected (UTF-16, or another encoding that is not ASCII-compatible)\n",
                         guard,
                     );
                 }
             }
-            // The encoding the rewriter read the page in, from a `<meta>`, is told in the
-            // head: a browser then reads the output in it, `<meta>` or not.
-            if let Some(e) = rewritten.sniffed()
+            // The encoding the rewriter read the page in is told in the head: a browser then
+            // reads the output in it, whatever became of a `<meta>`.
+            if let Some(e) = rewritten.decided()
                 && body::charset(&parts.headers).is_none()
                 && let Some(v) = parts
                     .headers
