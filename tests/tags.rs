@@ -537,3 +537,20 @@ async fn a_meta_charset_in_the_first_bytes_decides_the_encoding_and_is_told_in_t
     assert!(got.body.contains(r#"data-src="//"#), "{}", got.body);
     assert_eq!(names(&proxy.log(1)["tag_vendors"]), vec!["Bing Ads"]);
 }
+
+#[tokio::test]
+async fn a_page_declaring_an_encoding_that_cannot_be_read_is_refused() {
+    // ISO-2022-JP escapes can hide or show any tag (`\x1b$B<!\x1b(B` is one kanji to a browser,
+    // a bogus comment to a UTF-8 reader): nothing of the page is sent.
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&up.url(), &[]);
+    let got = get(
+        &http1(),
+        &proxy.url("/fixtures/meta-charset-iso-2022-jp.html"),
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 502);
+    assert!(!got.body.contains("facebook"), "{}", got.body);
+    assert_eq!(proxy.log(1)["error"], "encoded_html_refused");
+}
