@@ -311,7 +311,7 @@ fn split_url(url: &str) -> (Option<String>, &str) {
         .find("://")
         .filter(|&i| !url[..i].contains(['/', '?', '#']));
     let rest = if let Some(i) = scheme_end {
-        let scheme = url[..i].as_bytes();
+        let scheme = &url.as_bytes()[..i];
         let valid = scheme.first().is_some_and(u8::is_ascii_alphabetic)
             && scheme
                 .iter()
