@@ -558,15 +558,14 @@ async fn journey(
             }
             // The encoding the rewriter read the page in is told in the head: a browser then
             // reads the output in it, whatever became of a `<meta>`.
+            // (It was decided when the `Content-Type` named no charset, or one no browser
+            // knows, which a browser ignores: that one is replaced.)
             if let Some(e) = rewritten.decided()
-                && body::charset(&parts.headers).is_none()
                 && let Some(v) = parts
                     .headers
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        http::HeaderValue::from_str(&format!("{v}; charset={}", e.name())).ok()
-                    })
+                    .and_then(|v| http::HeaderValue::from_str(&with_charset(v, e.name())).ok())
             {
                 parts.headers.insert(http::header::CONTENT_TYPE, v);
             }
@@ -590,6 +589,21 @@ async fn journey(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
     Response::from_parts(parts, LoggedBody::new(body, guard).with_length(length))
+}
+
+/// A `Content-Type` value with its `charset` parameter, if any, replaced by `charset`.
+fn with_charset(content_type: &str, charset: &str) -> String {
+    let mut out: String = content_type
+        .split(';')
+        .filter(|p| {
+            p.split_once('=')
+                .is_none_or(|(k, _)| !k.trim().eq_ignore_ascii_case("charset"))
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    out.push_str("; charset=");
+    out.push_str(charset);
+    out
 }
 
 fn upstream_failure(failure: Failure, mut guard: RecordGuard) -> Response<LoggedBody> {
@@ -618,5 +632,26 @@ fn upstream_failure(failure: Failure, mut guard: RecordGuard) -> Response<Logged
                 guard,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_charset;
+
+    #[test]
+    fn a_charset_is_added_or_replaces_one_no_browser_knows() {
+        assert_eq!(
+            with_charset("text/html", "UTF-8"),
+            "text/html; charset=UTF-8"
+        );
+        assert_eq!(
+            with_charset("text/html; charset=x-no-such; q=1", "Shift_JIS"),
+            "text/html; q=1; charset=Shift_JIS"
+        );
+        assert_eq!(
+            with_charset("text/html;CHARSET=\"bogus\"", "windows-1252"),
+            "text/html; charset=windows-1252"
+        );
     }
 }
