@@ -1031,11 +1031,11 @@ impl TreeBuilderSimulator {
         }
 
         // Patch 3: `<svg>` and `<math>` here are elements of the current namespace (an SVG
-        // `math`, a MathML `svg`), followed so that their end tag pops them alone.
-        if name == n::SVG
-            || name == n::MATH
-            || !matches!(html_class(name), HtmlClass::Untracked | HtmlClass::Unknown)
-        {
+        // `math`, a MathML `svg`), followed so that their end tag pops them alone. So are the
+        // foreign elements named like an HTML element (an SVG `<script>`, `<style>`, `<a>`):
+        // their end tag pops them, with any integration point open inside them, where the HTML
+        // rules would ignore it.
+        if name == n::SVG || name == n::MATH || html_class(name) != HtmlClass::Unknown {
             return self.foreign_element(name);
         }
 
@@ -1129,6 +1129,19 @@ mod tests {
     }
 
     // Patch 4: an HTML ancestor's end tag closes the <svg> or <math> in it.
+
+    #[test]
+    fn an_svg_script_end_tag_closes_the_integration_point_inside_it() {
+        // `</script>` at the SVG `<title>` (an integration point, nothing open in it) follows
+        // the rules for foreign content: it pops to the SVG `<script>`, the title with it, and
+        // the next `<script>` is an SVG one.
+        let html = "<svg><script><title>t<img></script><script src=x></script></svg>";
+        assert_eq!(namespaces(html, "script"), ["svg", "svg"]);
+        assert_eq!(namespaces(html, "img"), ["html"]);
+        // A self-closing one pops nothing.
+        let html = "<svg><g><script/><title>t</script><p title=x></p></svg>";
+        assert_eq!(namespaces(html, "p"), ["html"]);
+    }
 
     #[test]
     fn an_html_end_tag_closes_the_svg_inside_its_element() {
