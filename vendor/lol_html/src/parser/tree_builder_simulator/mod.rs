@@ -461,6 +461,9 @@ pub(crate) struct TreeBuilderSimulator {
     /// The namespace to give the start tag just read, when it differs from `current_ns` (a
     /// self-closing `<svg/>` is an SVG element, and what follows it HTML).
     reported_ns: Option<Namespace>,
+    /// The HTML element whose content the tokenizer now reads as text (`<title>`, `<style>`,
+    /// `<script>` …): the next end tag is its own, which ends it and nothing else.
+    text_element: Option<u64>,
     /// The stack went past [`MAX_OPEN_ELEMENTS`]: what it holds is no longer the whole story.
     overflowed: bool,
     ambiguity_guard: AmbiguityGuard,
@@ -482,6 +485,7 @@ impl TreeBuilderSimulator {
             levels,
             current_ns: Namespace::Html,
             reported_ns: None,
+            text_element: None,
             overflowed: false,
             ambiguity_guard: AmbiguityGuard::default(),
             strict,
@@ -520,7 +524,11 @@ impl TreeBuilderSimulator {
             self.get_feedback_for_start_tag_in_foreign_content(tag_name)
         } else {
             self.html_start_tag(name);
-            get_text_type_adjustment(tag_name)
+            let feedback = get_text_type_adjustment(tag_name);
+            if !matches!(feedback, TreeBuilderFeedback::None) {
+                self.text_element = Some(name);
+            }
+            feedback
         })
     }
 
@@ -531,6 +539,11 @@ impl TreeBuilderSimulator {
         self.reported_ns = None;
 
         let name = tag_name.raw();
+        // The end of an HTML element read as text (in an integration point, `</title>` ends
+        // the HTML `<title>`, not the SVG one around it).
+        if self.text_element.take() == Some(name) {
+            return TreeBuilderFeedback::None;
+        }
 
         match self.open.last() {
             // The current node is foreign: an element of an `<svg>` or `<math>` root, or an
@@ -1129,6 +1142,14 @@ mod tests {
     }
 
     // Patch 4: an HTML ancestor's end tag closes the <svg> or <math> in it.
+
+    #[test]
+    fn the_end_of_an_html_title_in_an_svg_title_leaves_the_svg_title_open() {
+        // In the SVG `<title>` (an integration point) the inner `<title>` is HTML, read as
+        // RCDATA: its `</title>` ends it alone, and the `<style>` after it is HTML.
+        let html = "<svg><title><title>t</title><style>a{}</style></title></svg><style></style>";
+        assert_eq!(namespaces(html, "style"), ["html", "html"]);
+    }
 
     #[test]
     fn an_svg_script_end_tag_closes_the_integration_point_inside_it() {
