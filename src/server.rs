@@ -112,21 +112,22 @@ pub async fn run(
 
 /// Requests in flight at most, for the proxy to count as quiet.
 const QUIET: i64 = 8;
-/// Requests started within 10 s that make a burst.
-const BURST: u64 = 10_000;
+/// Requests started since memory was last given back that make a burst worth giving back after.
+const BURST: u64 = 5_000;
 
-/// Every 10 s: if a burst has ended (many requests started since the last look, few in flight
-/// now), gives the memory the burst left free back to the system.
+/// Every 10 s: if a burst has ended (many requests started since memory was last given back, few
+/// in flight now), gives the memory the burst left free back to the system. Counting since the
+/// last trim rather than per tick, a burst that straddles ticks counts whole.
 async fn trim_when_quiet(state: Arc<State>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
-    let mut seen = state.metrics.started();
+    let mut trimmed_at = state.metrics.started();
     loop {
         tick.tick().await;
         let started = state.metrics.started();
-        if state.metrics.in_flight() <= QUIET && started - seen >= BURST {
+        if state.metrics.in_flight() <= QUIET && started - trimmed_at >= BURST {
             let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            trimmed_at = started;
         }
-        seen = started;
     }
 }
 
