@@ -1,6 +1,7 @@
 //! What the proxy does about the decision: block tracking endpoints, filter cookies both ways,
 //! set forwarding headers. Pure functions over headers.
 
+pub mod banner;
 pub mod body;
 pub mod consent_mode;
 pub mod cookies;

@@ -1,6 +1,7 @@
 //! What the site declares: cookie and endpoint classifications, the consent cookie, signal
 //! rules and defaults. Loaded from YAML, validated, and compiled once into matchers.
 
+pub mod banner;
 pub mod model;
 pub mod pattern;
 pub mod sources;
@@ -67,6 +68,8 @@ pub struct CompiledPolicy {
     pub dnt_policy: Option<bytes::Bytes>,
     pub tk: TkMode,
     pub google_consent_mode: bool,
+    /// The proxy's own consent banner and preference centre, if switched on.
+    pub banner: Option<banner::Banner>,
     /// The files it was read from (the policy file and the DNT policy it names): a reload
     /// watches them.
     pub files: Vec<PathBuf>,
@@ -381,7 +384,20 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
     tags.withheld_frames = placeholder.is_some();
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
     let sources = readers(&file);
-    let consent_cookies = sources
+    let banner = file
+        .banner
+        .as_ref()
+        .map(|b| banner::Banner::compile(b, &file.consent_cookie.0))
+        .transpose()
+        .map_err(|m| PolicyError::whole(name, m))?
+        .flatten();
+    if banner.is_some() && !file.consent.sources.contains(&Format::Native) {
+        return Err(PolicyError::whole(
+            name,
+            "banner: the banner records a choice in the proxy's own consent cookie, so consent.sources must list `native`",
+        ));
+    }
+    let mut consent_cookies: HashSet<String> = sources
         .iter()
         .flat_map(|r| {
             let mut names = r.cookie_names();
@@ -390,6 +406,10 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         })
         .map(str::to_string)
         .collect();
+    if let Some(b) = &banner {
+        consent_cookies.insert(b.id_cookie.clone());
+        consent_cookies.insert(banner::CSRF_COOKIE.to_string());
+    }
     let regions = file.regions.as_ref().map(|r| CompiledRegions {
         header: r.header.0.clone(),
         defaults: r
@@ -454,6 +474,7 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         dnt_policy,
         tk: file.declarations.tk,
         google_consent_mode: file.google_consent_mode,
+        banner,
         files: dnt_policy_file.into_iter().collect(),
         digest,
     })

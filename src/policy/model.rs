@@ -543,4 +543,7 @@ pub struct PolicyFile {
     /// `gtag('consent', 'default', …)` block, instead of neutralizing them.
     #[serde(default)]
     pub google_consent_mode: bool,
+    /// The proxy's own consent banner and preference centre.
+    #[serde(default)]
+    pub banner: Option<super::banner::BannerFile>,
 }
