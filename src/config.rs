@@ -256,6 +256,206 @@ impl Default for LogSettings {
     }
 }
 
+/// Where the records of visitors' consent choices are kept: each banner choice is stored
+/// durably before it is answered, as proof of consent (GDPR Art. 7(1)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStore {
+    pub backend: RecordBackend,
+    /// Records older than this are deleted (checked at start and every hour).
+    pub retention: Duration,
+}
+
+/// The database that holds consent records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordBackend {
+    /// A SQLite file, created if missing.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL database; the table is created if missing.
+    Postgres { url: PostgresUrl },
+}
+
+/// A PostgreSQL connection URL (or `key=value` string), given inline or in a file. It may hold a
+/// password, so it is never printed: `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PostgresUrl {
+    Inline(String),
+    /// A file holding the URL (surrounding whitespace is trimmed), e.g. a mounted secret. Read
+    /// when the store is opened.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostgresUrl::Inline(_) => f.write_str("Inline(<redacted>)"),
+            PostgresUrl::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+impl RecordStore {
+    /// The SQLite file when none is configured, relative to the working directory.
+    pub const DEFAULT_SQLITE_PATH: &str = "consent-records.db";
+
+    /// Three years (of 365.25 days): the usual limitation period for civil claims (e.g. the
+    /// regular period of § 195 BGB), during which the site may have to prove that a visitor
+    /// consented.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3 * 31_557_600);
+}
+
+impl Default for RecordStore {
+    fn default() -> Self {
+        RecordStore {
+            backend: RecordBackend::Sqlite {
+                path: PathBuf::from(RecordStore::DEFAULT_SQLITE_PATH),
+            },
+            retention: RecordStore::DEFAULT_RETENTION,
+        }
+    }
+}
+
+/// Which database `consent_records` uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKind {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// The `consent_records` section as written, checked: a path only for SQLite, exactly one of
+/// `url` and `url_file` for PostgreSQL. The default path is filled in by [`resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStoreFile {
+    pub backend: RecordBackendFile,
+    pub retention: Duration,
+}
+
+/// [`RecordBackend`] before defaults: a relative `path` given in the file is relative to the
+/// file's directory (like every path of the file); the default is relative to the working
+/// directory, since the config's own directory is often a read-only mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordBackendFile {
+    Sqlite { path: Option<PathBuf> },
+    Postgres { url: PostgresUrl },
+}
+
+impl Default for RecordStoreFile {
+    fn default() -> Self {
+        RecordStoreFile {
+            backend: RecordBackendFile::Sqlite { path: None },
+            retention: RecordStore::DEFAULT_RETENTION,
+        }
+    }
+}
+
+impl RecordStoreFile {
+    fn resolve(self) -> RecordStore {
+        RecordStore {
+            backend: match self.backend {
+                RecordBackendFile::Sqlite { path } => RecordBackend::Sqlite {
+                    path: path.unwrap_or_else(|| RecordStore::DEFAULT_SQLITE_PATH.into()),
+                },
+                RecordBackendFile::Postgres { url } => RecordBackend::Postgres { url },
+            },
+            retention: self.retention,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordStoreFile {
+    /// Checked inside the section's own deserialization (not with `try_from`), so that an error
+    /// points at the section rather than at the top of the file.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Section;
+        impl<'de> serde::de::Visitor<'de> for Section {
+            type Value = RecordStoreFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the consent_records settings (store, path, url, url_file, retention)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RecordStoreFile, A::Error> {
+                let fields = RecordStoreFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                RecordStoreFile::try_from(fields).map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_map(Section)
+    }
+}
+
+/// `consent_records` exactly as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordStoreFields {
+    #[serde(default)]
+    store: StoreKind,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde", default = "RecordStoreFields::retention")]
+    retention: Duration,
+}
+
+impl RecordStoreFields {
+    fn retention() -> Duration {
+        RecordStore::DEFAULT_RETENTION
+    }
+}
+
+impl TryFrom<RecordStoreFields> for RecordStoreFile {
+    type Error = String;
+
+    fn try_from(f: RecordStoreFields) -> Result<Self, String> {
+        if f.retention.is_zero() {
+            return Err("retention must be longer than 0".into());
+        }
+        let backend = match f.store {
+            StoreKind::Sqlite => {
+                if f.url.is_some() || f.url_file.is_some() {
+                    return Err("`url` and `url_file` are for `store: postgres`; \
+                         with `store: sqlite` (the default) give `path`"
+                        .into());
+                }
+                if f.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                    return Err("path is empty".into());
+                }
+                RecordBackendFile::Sqlite { path: f.path }
+            }
+            StoreKind::Postgres => {
+                if f.path.is_some() {
+                    return Err("`path` is for `store: sqlite`; \
+                         with `store: postgres` give `url` or `url_file`"
+                        .into());
+                }
+                let url = match (f.url, f.url_file) {
+                    (Some(_), Some(_)) => {
+                        return Err("give `url` or `url_file`, not both".into());
+                    }
+                    (None, None) => {
+                        return Err("`store: postgres` needs `url` \
+                             (postgres://user@host:5432/db) or `url_file` (a file holding it)"
+                            .into());
+                    }
+                    (Some(u), None) if u.trim().is_empty() => {
+                        return Err("url is empty".into());
+                    }
+                    (Some(u), None) => PostgresUrl::Inline(u.trim().to_string()),
+                    (None, Some(p)) => PostgresUrl::File(p),
+                };
+                RecordBackendFile::Postgres { url }
+            }
+        };
+        Ok(RecordStoreFile {
+            backend,
+            retention: f.retention,
+        })
+    }
+}
+
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +487,9 @@ pub struct ConfigFile {
     /// Request header names with `_`: dropped (the default) or passed to the site.
     #[serde(default)]
     pub underscores_in_headers: Underscores,
+    /// Where consent records are stored (SQLite by default).
+    #[serde(default)]
+    pub consent_records: RecordStoreFile,
 }
 
 /// The upstream origin: where every request goes.
@@ -340,6 +543,7 @@ pub struct Settings {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub underscores_in_headers: Underscores,
+    pub consent_records: RecordStore,
 }
 
 /// Command-line values that override the file.
@@ -369,6 +573,13 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
         file.policy.iter_mut().for_each(relative);
         file.upstream_ca.iter_mut().for_each(relative);
         file.log.file.iter_mut().for_each(relative);
+        match &mut file.consent_records.backend {
+            RecordBackendFile::Sqlite { path } => path.iter_mut().for_each(relative),
+            RecordBackendFile::Postgres {
+                url: PostgresUrl::File(p),
+            } => relative(p),
+            RecordBackendFile::Postgres { .. } => {}
+        }
         for c in file.tls.iter_mut().flat_map(|t| t.certificates.iter_mut()) {
             relative(&mut c.cert);
             relative(&mut c.key);
@@ -412,6 +623,7 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
         timeouts: file.timeouts,
         limits: file.limits,
         underscores_in_headers: file.underscores_in_headers,
+        consent_records: file.consent_records.resolve(),
     })
 }
 
@@ -501,6 +713,135 @@ mod tests {
             resolve(None, Overrides::default())
                 .unwrap_err()
                 .contains("no upstream")
+        );
+    }
+
+    fn records(yaml: &str) -> Result<RecordStore, LocatedError> {
+        let file: ConfigFile = read_yaml("c.yaml", &format!("upstream: http://a\n{yaml}"))?;
+        Ok(resolve(Some(file), Overrides::default())
+            .unwrap()
+            .consent_records)
+    }
+
+    #[test]
+    fn consent_records_default_to_sqlite_for_three_years() {
+        let r = records("").unwrap();
+        assert_eq!(r, RecordStore::default());
+        assert_eq!(
+            r.backend,
+            RecordBackend::Sqlite {
+                path: "consent-records.db".into()
+            }
+        );
+        assert_eq!(r.retention, humantime::parse_duration("3years").unwrap());
+        assert_eq!(records("consent_records: {}\n").unwrap(), r);
+    }
+
+    #[test]
+    fn consent_records_valid_forms() {
+        let r =
+            records("consent_records:\n  path: /var/lib/cp/c.db\n  retention: 2years\n").unwrap();
+        assert_eq!(
+            r.backend,
+            RecordBackend::Sqlite {
+                path: "/var/lib/cp/c.db".into()
+            }
+        );
+        assert_eq!(r.retention, humantime::parse_duration("2years").unwrap());
+        let r = records(
+            "consent_records:\n  store: postgres\n  url: postgres://cp:s3cret@db:5432/consents\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.backend,
+            RecordBackend::Postgres {
+                url: PostgresUrl::Inline("postgres://cp:s3cret@db:5432/consents".into())
+            }
+        );
+        assert_eq!(r.retention, RecordStore::DEFAULT_RETENTION);
+        // Settings are printed in diagnostics: the URL's password never is.
+        let s = format!("{r:?}");
+        assert!(!s.contains("s3cret"), "{s}");
+        let r = records(
+            "consent_records:\n  store: postgres\n  url_file: /run/secrets/pg-url\n  retention: 400days\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.backend,
+            RecordBackend::Postgres {
+                url: PostgresUrl::File("/run/secrets/pg-url".into())
+            }
+        );
+    }
+
+    #[test]
+    fn consent_records_refused_with_positions() {
+        let e = records("consent_records:\n  store: sqlite\n  file: x.db\n").unwrap_err();
+        // Line 1 is the upstream.
+        assert_eq!((e.line, e.column), (4, 3), "{e}");
+        assert!(e.to_string().contains("unknown field `file`"), "{e}");
+        let e = records("consent_records:\n  store: mysql\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        for (yaml, expected) in [
+            ("  store: postgres\n", "needs `url`"),
+            (
+                "  store: postgres\n  url: postgres://a@b/c\n  path: x.db\n",
+                "`path` is for `store: sqlite`",
+            ),
+            (
+                "  store: postgres\n  url: postgres://a@b/c\n  url_file: /run/u\n",
+                "not both",
+            ),
+            ("  store: postgres\n  url: ' '\n", "url is empty"),
+            ("  url: postgres://a@b/c\n", "are for `store: postgres`"),
+            ("  retention: 0s\n", "longer than 0"),
+        ] {
+            let e = records(&format!("consent_records:\n{yaml}")).unwrap_err();
+            assert!(e.to_string().contains(expected), "{yaml}: {e}");
+            // At the section, with its name.
+            assert_eq!(e.line, 3, "{yaml}: {e}");
+            assert!(e.to_string().contains("consent_records: "), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn consent_record_paths_given_in_the_file_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "consent_records:\n  path: data/c.db\n").unwrap();
+        let r = resolve(
+            Some(load_file(&path).unwrap()),
+            Overrides {
+                upstream: Some("http://a".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .consent_records;
+        assert_eq!(
+            r.backend,
+            RecordBackend::Sqlite {
+                path: dir.path().join("data/c.db")
+            }
+        );
+        std::fs::write(
+            &path,
+            "consent_records:\n  store: postgres\n  url_file: pg-url\n",
+        )
+        .unwrap();
+        let file = load_file(&path).unwrap();
+        assert_eq!(
+            file.consent_records.backend,
+            RecordBackendFile::Postgres {
+                url: PostgresUrl::File(dir.path().join("pg-url"))
+            }
+        );
+        // The default stays relative to the working directory.
+        std::fs::write(&path, "listen: 127.0.0.1:1\n").unwrap();
+        let file = load_file(&path).unwrap();
+        assert_eq!(
+            file.consent_records.backend,
+            RecordBackendFile::Sqlite { path: None }
         );
     }
 }

@@ -87,7 +87,14 @@ pub async fn run(
         policy.mode.as_str(),
         settings.admin_listen,
     );
+    let records = policy
+        .banner
+        .is_some()
+        .then(|| settings.consent_records.clone());
     let state = Arc::new(State::new(settings, policy, sink)?);
+    if let Some(records) = records {
+        open_consent_store(&state, &records).await?;
+    }
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_thread = spawn_admin(admin_listener, state.clone(), admin_stopped)?;
@@ -95,6 +102,7 @@ pub async fn run(
     spawn_reloader(state.clone(), tls.clone(), sources, started);
     tokio::spawn(trim_when_quiet(state.clone()));
     tracing::info!("{listening}");
+    tokio::spawn(probe_upstream(state.clone()));
 
     state.set_ready(true);
     let draining = state.clone();
@@ -107,6 +115,61 @@ pub async fn run(
     .await;
     let _ = stop_admin.send(());
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
+    Ok(())
+}
+
+/// Tries one connection to the upstream at start, and warns if it cannot be reached: the proxy
+/// serves anyway (answering 502 until the upstream is up), and `/readyz` does not depend on it.
+async fn probe_upstream(state: Arc<State>) {
+    let snapshot = state.current.load_full();
+    let upstream = &snapshot.settings.upstream;
+    let port =
+        upstream
+            .authority
+            .port_u16()
+            .unwrap_or(if upstream.scheme == http::uri::Scheme::HTTPS {
+                443
+            } else {
+                80
+            });
+    let host = upstream
+        .authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let timeout = snapshot.settings.timeouts.upstream_connect;
+    let connected =
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await;
+    let problem = match connected {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}", humantime::format_duration(timeout)),
+    };
+    tracing::warn!(
+        "the upstream {}://{} cannot be reached ({problem}): requests are answered 502 until it \
+         is up",
+        upstream.scheme,
+        upstream.authority
+    );
+}
+
+/// Opens the store of consent records (the policy has the banner on), and purges records past
+/// their retention from now on.
+pub async fn open_consent_store(
+    state: &State,
+    records: &crate::config::RecordStore,
+) -> Result<(), String> {
+    let store = crate::audit::consents::ConsentStore::open(records).await?;
+    let place = match &records.backend {
+        crate::config::RecordBackend::Sqlite { path } => format!("SQLite file {}", path.display()),
+        crate::config::RecordBackend::Postgres { .. } => "PostgreSQL".to_string(),
+    };
+    tracing::info!(
+        "consent records in {place}, kept {}",
+        humantime::format_duration(records.retention)
+    );
+    crate::audit::consents::spawn_purge(store.clone(), records.retention);
+    let _ = state.consents.set(store);
     Ok(())
 }
 
@@ -432,6 +495,7 @@ pub fn reload(
         changed!(timeouts.header_read),
         changed!(timeouts.upstream_connect),
         changed!(timeouts.shutdown_grace),
+        changed!(consent_records),
     ];
     for (name, changed) in fixed {
         if changed {
@@ -458,6 +522,12 @@ pub fn reload(
         policy.mode.as_str(),
         if unchanged { ", no file changed" } else { "" }
     );
+    if policy.banner.is_some() && state.consents.get().is_none() {
+        tracing::warn!(
+            "reload: the banner is switched on, but consent records are opened at start: it is \
+             shown once the proxy restarts"
+        );
+    }
     let memo = current.memo.clone().filter(|_| {
         policy.digest == current.policy.digest
             && new.limits.rewrite_cache == old.limits.rewrite_cache

@@ -69,6 +69,7 @@ fn rewrite_kinds(
             encoding: document_encoding(None).unwrap(),
             consent_mode: None,
             kinds,
+            body_start: None,
         },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );

@@ -1,5 +1,6 @@
 //! Decision records, client address minimization, and the log sink.
 
+pub mod consents;
 pub mod ip;
 pub mod record;
 pub mod sink;

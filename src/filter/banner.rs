@@ -84,6 +84,8 @@ pub struct Centre<'a> {
     pub consent_id: Option<&'a str>,
     /// The page follows a saved choice.
     pub saved: bool,
+    /// The site's page to go back to.
+    pub back: &'a str,
 }
 
 /// The preference centre: a whole page, each category with its state.
@@ -170,7 +172,7 @@ pub fn preferences_page(v: &View, c: &Centre) -> String {
     let _ = write!(
         s,
         "<p><a href=\"{}\">{}</a></p></main></body></html>",
-        attr(v.return_to),
+        attr(c.back),
         text(&t.back)
     );
     s
@@ -237,6 +239,39 @@ pub const STYLESHEET: &str = r#".cp-banner{position:fixed;left:0;right:0;bottom:
 .cp-category label{font-weight:600}
 .cp-saved{padding:.5rem .75rem;border-left:4px solid #00703c;background:#e6f4ec}
 "#;
+
+/// The nonce the page's Content-Security-Policy gives stylesheets, if it gives one: the banner's
+/// `<link>` carries it, so that a page that allows styles by nonce only still styles the
+/// banner. Each policy's governing directive is the first of `style-src-elem`, `style-src`,
+/// `default-src` it has; only base64 characters are accepted.
+pub fn style_nonce(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::CONTENT_SECURITY_POLICY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|policy| {
+            let directives: Vec<(String, &str)> = policy
+                .split(';')
+                .filter_map(|d| {
+                    let d = d.trim();
+                    let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
+                    (!name.is_empty()).then(|| (name.to_ascii_lowercase(), value))
+                })
+                .collect();
+            let (_, sources) = ["style-src-elem", "style-src", "default-src"]
+                .iter()
+                .find_map(|want| directives.iter().find(|(n, _)| n == want))?;
+            sources.split_ascii_whitespace().find_map(|t| {
+                let v = t.strip_prefix("'nonce-")?.strip_suffix('\'')?;
+                (!v.is_empty()
+                    && v.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+                    }))
+                .then(|| v.to_string())
+            })
+        })
+}
 
 /// A CSRF token for a browser's CSRF cookie: an HMAC of its value under the proxy's key, so
 /// that only a page the proxy served to that browser can post a choice for it.
@@ -390,14 +425,24 @@ pub fn native_value(granted: CategorySet) -> String {
 }
 
 /// Whether a cross-site page could have sent this post: `Sec-Fetch-Site` must be
-/// `same-origin` when present, and `Origin` (when present) must be this site's.
-pub fn cross_site(headers: &http::HeaderMap, origin: &str) -> bool {
+/// `same-origin` when present, and `Origin` (when present) must name the host the request was
+/// sent to (`host`, its `Host`). The scheme is not compared: a proxy behind a TLS-terminating
+/// balancer sees plain HTTP for an `https` origin.
+pub fn cross_site(headers: &http::HeaderMap, host: Option<&str>) -> bool {
     let fetch_site = headers
         .get("sec-fetch-site")
         .map(|v| v.as_bytes() != b"same-origin");
-    let foreign_origin = headers
-        .get(http::header::ORIGIN)
-        .map(|v| v.to_str().map_or(true, |o| !o.eq_ignore_ascii_case(origin)));
+    let foreign_origin = headers.get(http::header::ORIGIN).map(|v| {
+        let authority = v
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, a)| a);
+        match (authority, host) {
+            (Some(a), Some(h)) => !a.eq_ignore_ascii_case(h),
+            _ => true,
+        }
+    });
     fetch_site.unwrap_or(false) || foreign_origin.unwrap_or(false)
 }
 
@@ -458,6 +503,7 @@ mod tests {
                 decided: true,
                 consent_id: Some("abc"),
                 saved: false,
+                back: "/",
             },
         );
         assert!(page.contains("value=\"preferences\" id=\"cp-preferences\" checked"));
@@ -476,6 +522,7 @@ mod tests {
                 decided: false,
                 consent_id: None,
                 saved: false,
+                back: "/",
             },
         );
         assert_eq!(page.matches(" checked").count(), 1, "necessary only");
@@ -556,6 +603,26 @@ mod tests {
     }
 
     #[test]
+    fn the_stylesheet_nonce_comes_from_the_governing_style_directive() {
+        let csp = |v: &'static str| {
+            let mut m = http::HeaderMap::new();
+            m.insert("content-security-policy", http::HeaderValue::from_static(v));
+            m
+        };
+        assert_eq!(
+            style_nonce(&csp("default-src 'self'; style-src 'nonce-abc+/=' 'self'")),
+            Some("abc+/=".into())
+        );
+        assert_eq!(
+            style_nonce(&csp("default-src 'nonce-d1'; script-src 'nonce-s1'")),
+            Some("d1".into())
+        );
+        assert_eq!(style_nonce(&csp("script-src 'nonce-s1'")), None);
+        assert_eq!(style_nonce(&csp("style-src 'nonce-a\"b'")), None);
+        assert_eq!(style_nonce(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
     fn cross_site_posts_are_recognised() {
         let h = |pairs: &[(&'static str, &'static str)]| {
             let mut m = http::HeaderMap::new();
@@ -564,7 +631,7 @@ mod tests {
             }
             m
         };
-        let me = "https://shop.example";
+        let me = Some("shop.example");
         assert!(!cross_site(&h(&[]), me));
         assert!(!cross_site(
             &h(&[
@@ -577,5 +644,11 @@ mod tests {
         assert!(cross_site(&h(&[("sec-fetch-site", "same-site")]), me));
         assert!(cross_site(&h(&[("origin", "https://evil.example")]), me));
         assert!(cross_site(&h(&[("origin", "null")]), me));
+        assert!(!cross_site(&h(&[("origin", "http://SHOP.example")]), me));
+        assert!(cross_site(
+            &h(&[("origin", "https://shop.example:8443")]),
+            me
+        ));
+        assert!(cross_site(&h(&[("origin", "https://shop.example")]), None));
     }
 }

@@ -21,6 +21,8 @@ pub struct Params {
     pub adjustable: bool,
     /// The Google Consent Mode block written into the page, if any.
     pub head: Option<Arc<str>>,
+    /// What is written at the start of `<body>`, if anything.
+    pub body: Option<Arc<str>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -159,6 +161,7 @@ mod tests {
             encoding: "UTF-8",
             adjustable: true,
             head: None,
+            body: None,
         }
     }
 

@@ -20,6 +20,10 @@ pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 pub const COOKIES: &str = "/cookies";
+/// Consent records: `/consents/{id}`, and `/consents?from=…&to=…` for a time range.
+pub const CONSENTS: &str = "/consents";
+/// The most records one export returns.
+const MAX_EXPORT: usize = 100_000;
 
 fn answer(
     status: StatusCode,
@@ -58,9 +62,111 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
         _ => answer(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found: /healthz, /readyz, /metrics, /cookies\n",
+            "not found: /healthz, /readyz, /metrics, /cookies, /consents\n",
         ),
     }
+}
+
+/// Consent records: one by its consent ID, as JSON, or those of a time range as JSON lines
+/// (`from` and `to` as RFC 3339 times or Unix milliseconds; `limit`, at most 100,000).
+pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if method != Method::GET && method != Method::HEAD {
+        return answer(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
+    }
+    let Some(store) = state.consents.get() else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "no consent records: the policy's banner is off\n",
+        );
+    };
+    if let Some(id) = uri.path().strip_prefix("/consents/") {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "a consent ID is 32 hexadecimal digits\n",
+            );
+        }
+        return match store.get(&id.to_ascii_lowercase()).await {
+            Ok(Some(record)) => match serde_json::to_vec_pretty(&record) {
+                Ok(json) => answer(StatusCode::OK, "application/json", json),
+                Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n"),
+            },
+            Ok(None) => answer(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "no record with that consent ID\n",
+            ),
+            Err(e) => answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("the consent store failed: {e}\n"),
+            ),
+        };
+    }
+    let (mut from, mut to, mut limit) = (0i64, i64::MAX, MAX_EXPORT);
+    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let time = || parse_time(&v);
+        match &*k {
+            "from" => match time() {
+                Some(t) => from = t,
+                None => return answer(StatusCode::BAD_REQUEST, TEXT, BAD_TIME),
+            },
+            "to" => match time() {
+                Some(t) => to = t,
+                None => return answer(StatusCode::BAD_REQUEST, TEXT, BAD_TIME),
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_EXPORT).contains(&n) => limit = n,
+                _ => {
+                    return answer(
+                        StatusCode::BAD_REQUEST,
+                        TEXT,
+                        "limit: a number from 1 to 100000\n",
+                    );
+                }
+            },
+            _ => {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    TEXT,
+                    "the parameters are from, to and limit\n",
+                );
+            }
+        }
+    }
+    match store.export(from, to, limit).await {
+        Ok(records) => {
+            let mut out = Vec::new();
+            for r in &records {
+                if serde_json::to_writer(&mut out, r).is_err() {
+                    return answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n");
+                }
+                out.push(b'\n');
+            }
+            answer(StatusCode::OK, "application/x-ndjson", out)
+        }
+        Err(e) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            format!("the consent store failed: {e}\n"),
+        ),
+    }
+}
+
+const BAD_TIME: &str =
+    "from and to: an RFC 3339 time (2026-11-30T12:00:00Z) or Unix milliseconds\n";
+
+/// An RFC 3339 time or Unix milliseconds, as Unix milliseconds.
+fn parse_time(v: &str) -> Option<i64> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Some(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(v).ok()?;
+    let d = t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 /// Serves the admin listener until `stop` completes.
@@ -76,8 +182,16 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, stop: impl Future<O
                 let state = state.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let resp = route(&state, req.method(), req.uri().path());
-                        async move { Ok::<_, Infallible>(resp) }
+                        let state = state.clone();
+                        async move {
+                            let path = req.uri().path();
+                            let resp = if path == CONSENTS || path.starts_with("/consents/") {
+                                consents(&state, req.method(), req.uri()).await
+                            } else {
+                                route(&state, req.method(), path)
+                            };
+                            Ok::<_, Infallible>(resp)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())

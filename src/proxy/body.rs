@@ -322,6 +322,7 @@ impl RewriteBody {
                         encoding: <&encoding_rs::Encoding>::from(p.encoding.0).name(),
                         adjustable: p.encoding.1,
                         head: p.consent_mode.as_deref().map(Arc::from),
+                        body: p.body_start.clone(),
                     };
                     (memo, params)
                 }),

@@ -36,6 +36,12 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    /// `accept`, `reject`, `settings` or `withdrawal`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -57,6 +63,8 @@ pub struct Metrics {
     memo: Family<ResultLabel, Counter>,
     headers_dropped: Family<ReasonLabel, Counter>,
     connections_failed: Family<ReasonLabel, Counter>,
+    consent_choices: Family<KindLabel, Counter>,
+    consent_record_failures: Counter,
     started: std::sync::atomic::AtomicU64,
 }
 
@@ -83,6 +91,8 @@ impl Metrics {
             memo: Family::default(),
             headers_dropped: Family::default(),
             connections_failed: Family::default(),
+            consent_choices: Family::default(),
+            consent_record_failures: Counter::default(),
             started: Default::default(),
             registry: Registry::default(),
         };
@@ -140,6 +150,16 @@ impl Metrics {
             "connections_failed",
             "Client connections that ended in an error or were refused, by reason",
             m.connections_failed.clone(),
+        );
+        registry.register(
+            "consent_choices",
+            "Consent choices recorded from the banner and the preference centre, by kind",
+            m.consent_choices.clone(),
+        );
+        registry.register(
+            "consent_record_failures",
+            "Consent choices refused because their record could not be stored",
+            m.consent_record_failures.clone(),
         );
         registry.register(
             "log_lines_suppressed",
@@ -239,6 +259,18 @@ impl Metrics {
                 .get_or_create(&ReasonLabel { reason })
                 .inc_by(n as u64);
         }
+    }
+
+    /// Counts a recorded consent choice of `kind`.
+    pub fn consent_choice(&self, kind: &'static str) {
+        self.consent_choices
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Counts a choice refused because its record could not be stored.
+    pub fn consent_record_failed(&self) {
+        self.consent_record_failures.inc();
     }
 
     /// Counts a client connection that ended in an error, for `reason`.

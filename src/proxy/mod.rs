@@ -11,6 +11,7 @@ pub mod framing;
 pub mod handler;
 pub mod inventory;
 pub mod metrics;
+pub mod preferences;
 pub mod tls;
 pub mod upstream;
 
@@ -73,6 +74,10 @@ pub struct State {
     pub tasks: tokio_util::task::TaskTracker,
     /// Requests in flight (`limits.max_requests`, fixed at start).
     pub capacity: admission::Capacity,
+    /// Where consent choices are recorded: opened at start when the policy has the banner on.
+    pub consents: std::sync::OnceLock<crate::audit::consents::ConsentStore>,
+    /// The key of the banner's CSRF tokens: drawn at start.
+    pub csrf_key: [u8; 32],
 }
 
 impl State {
@@ -84,7 +89,11 @@ impl State {
     ) -> Result<State, String> {
         let metrics = Arc::new(metrics::Metrics::new());
         let minimizer = Arc::new(Minimizer::new(settings.client_ip));
+        let mut csrf_key = [0u8; 32];
+        getrandom::fill(&mut csrf_key).map_err(|e| format!("no random numbers: {e}"))?;
         Ok(State {
+            consents: std::sync::OnceLock::new(),
+            csrf_key,
             client: upstream::client(&settings)?,
             capacity: admission::Capacity::new(settings.limits.max_requests),
             current: ArcSwap::from_pointee(Snapshot::new(

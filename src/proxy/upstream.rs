@@ -153,6 +153,12 @@ type Sent = (Result<http::Response<Incoming>, Failure>, Option<Duration>);
 /// Sends `req` and waits for the answer's head, within `timeout`; failures are logged.
 async fn send(client: UpstreamClient, req: http::Request<RequestBody>, timeout: Duration) -> Sent {
     let asked = std::time::Instant::now();
+    // The upstream, named in what is logged (its scheme and authority only).
+    let target = format!(
+        "{}://{}",
+        req.uri().scheme_str().unwrap_or("http"),
+        req.uri().authority().map_or("", |a| a.as_str())
+    );
     match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(r)) => (Ok(r), Some(asked.elapsed())),
         Ok(Err(e)) => {
@@ -160,12 +166,12 @@ async fn send(client: UpstreamClient, req: http::Request<RequestBody>, timeout: 
             if failure == Failure::RequestBody {
                 tracing::debug!(error = %describe(&e), "request body failed");
             } else {
-                tracing::warn!(error = %describe(&e), "upstream request failed");
+                tracing::warn!(upstream = %target, error = %describe(&e), "upstream request failed");
             }
             (Err(failure), None)
         }
         Err(_) => {
-            tracing::warn!("upstream did not answer in time");
+            tracing::warn!(upstream = %target, "upstream did not answer in time");
             (Err(Failure::Timeout), None)
         }
     }

@@ -90,6 +90,9 @@ pub struct Params {
     /// The kinds of element the document may hold ([`Kinds::of`] a whole document); the
     /// rewriter stops only at those. [`Kinds::ALL`] for a document read in pieces.
     pub kinds: Kinds,
+    /// HTML written at the start of `<body>` (the consent banner, or a link to the preference
+    /// centre), or at the end of a document without a `<body>` tag.
+    pub body_start: Option<Arc<str>>,
 }
 
 impl Params {
@@ -104,6 +107,7 @@ impl Params {
             encoding: (lol_html::AsciiCompatibleEncoding::utf_8(), true),
             consent_mode: None,
             kinds: Kinds::ALL,
+            body_start: None,
         }
     }
 }
@@ -132,6 +136,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
         encoding,
         consent_mode,
         kinds,
+        body_start,
     } = params;
     let shared = handle.0.clone();
     let s0 = shared.clone();
@@ -219,7 +224,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             Ok(())
         }));
     }
-    let (r2, s2) = (rules, shared);
+    let (r2, s2) = (rules, shared.clone());
     if let Some(selector) = kinds.selector(&["script", "noscript", "style"]) {
         handlers.push(text!(&selector, move |t| {
             let mut sh = s2.lock().unwrap();
@@ -258,6 +263,32 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             _ => Ok(()),
         }));
     }
+    // The banner goes first in `<body>`, where keyboard focus reaches it first; a document
+    // without a `<body>` tag gets it at its end.
+    let mut document_end = None;
+    if let Some(html) = body_start {
+        if let Some(selector) = kinds.selector(&["body"]) {
+            let (sb, html) = (shared.clone(), html.clone());
+            handlers.push(element!(&selector, move |el| {
+                let mut sh = sb.lock().unwrap();
+                if !sh.body_written && el.namespace_uri() == HTML_NAMESPACE && sh.srcdoc_depth == 0
+                {
+                    sh.body_written = true;
+                    el.prepend(&html, ContentType::Html);
+                }
+                Ok(())
+            }));
+        }
+        let se = shared.clone();
+        document_end = Some(lol_html::end!(move |end| {
+            let mut sh = se.lock().unwrap();
+            if !sh.body_written {
+                sh.body_written = true;
+                end.append(&html, ContentType::Html);
+            }
+            Ok(())
+        }));
+    }
     let mut settings = Settings::new_send()
         .with_memory_settings(
             lol_html::MemorySettings::new()
@@ -268,6 +299,9 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
         .with_adjust_charset_on_meta_tag(encoding.1);
     for h in handlers {
         settings = settings.append_element_content_handler(h);
+    }
+    if let Some(h) = document_end {
+        settings = settings.append_document_content_handler(h);
     }
     HtmlRewriter::new(settings, output)
 }

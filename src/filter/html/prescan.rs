@@ -25,9 +25,9 @@ pub struct Kinds {
 }
 
 /// The tag names the rewriter selects, each a bit of [`Kinds`].
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 18] = [
     "script", "img", "iframe", "link", "noscript", "style", "embed", "object", "image", "source",
-    "video", "audio", "track", "input", "head", "template", "meta",
+    "video", "audio", "track", "input", "head", "template", "meta", "body",
 ];
 
 impl Kinds {
@@ -91,7 +91,7 @@ impl Kinds {
 }
 
 /// The first letters of [`NAMES`].
-const FIRST: &[u8] = b"silneovathm";
+const FIRST: &[u8] = b"silneovathmb";
 const NAMES_MIN: usize = 3;
 const NAMES_MAX: usize = 8;
 
@@ -115,6 +115,7 @@ fn index_of(name: &[u8]) -> Option<usize> {
         b"head" => 14,
         b"template" => 15,
         b"meta" => 16,
+        b"body" => 17,
         _ => return None,
     })
 }

@@ -68,6 +68,8 @@ pub(super) struct Shared {
     pub(super) svg_text: Held,
     /// Whether the `<head>` block has been written.
     pub(super) injected: bool,
+    /// Whether the `<body>` block (the banner) has been written.
+    pub(super) body_written: bool,
     /// How many `<template>` elements are open: their content is inert.
     pub(super) templates: usize,
     /// How many `<iframe srcdoc>` documents this one is inside.

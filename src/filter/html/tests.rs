@@ -67,6 +67,7 @@ fn rewrite_kinds(
             encoding: document_encoding(None).unwrap(),
             consent_mode: None,
             kinds,
+            body_start: None,
         },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
@@ -259,6 +260,7 @@ fn documents_in_other_charsets_keep_their_bytes() {
             encoding: enc,
             consent_mode: None,
             kinds: Kinds::ALL,
+            body_start: None,
         },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
@@ -295,6 +297,7 @@ fn a_construct_over_the_memory_limit_stops_the_rewriter() {
             encoding: document_encoding(None).unwrap(),
             consent_mode: None,
             kinds: Kinds::ALL,
+            body_start: None,
         },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
@@ -425,6 +428,7 @@ fn rewrite_cm(html: &str, block: Option<&str>, enforce: bool, cut: usize) -> Str
             encoding: document_encoding(None).unwrap(),
             consent_mode: block.map(str::to_string),
             kinds: Kinds::of(html.as_bytes()),
+            body_start: None,
         },
         move |c: &[u8]| sink.lock().unwrap().extend_from_slice(c),
     );
@@ -961,4 +965,41 @@ fn a_meta_naming_an_encoding_the_rewriter_cannot_read_stops_it() {
         TagAction::Neutralize,
     );
     assert!(out.contains("text/plain"), "{out}");
+}
+
+/// Rewrites `html` whole with `body_start` to write.
+fn with_body_start(html: &str, kinds: Kinds) -> String {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let mut params = Params::new(
+        rules(TagAction::Neutralize),
+        CategorySet::NECESSARY,
+        8 << 20,
+    );
+    params.kinds = kinds;
+    params.body_start = Some(Arc::from("<p id=banner>B</p>"));
+    let (mut rw, _) = rewriter(params, move |c: &[u8]| {
+        sink.lock().unwrap().extend_from_slice(c)
+    });
+    rw.write(html.as_bytes()).unwrap();
+    rw.end().unwrap();
+    String::from_utf8(out.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn the_body_block_goes_first_in_the_body_once_or_at_the_end_without_one() {
+    for kinds in [Kinds::ALL, Kinds::of(b"<body>")] {
+        assert_eq!(
+            with_body_start(
+                "<html><head></head><BODY class=x><p>a</p><body></body>",
+                kinds
+            ),
+            "<html><head></head><BODY class=x><p id=banner>B</p><p>a</p><body></body>"
+        );
+    }
+    // A `<body>` in a comment or in text is none.
+    assert_eq!(
+        with_body_start("<p>no body tag <!-- <body> --></p>", Kinds::ALL),
+        "<p>no body tag <!-- <body> --></p><p id=banner>B</p>"
+    );
 }
