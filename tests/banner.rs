@@ -5,6 +5,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::postgres;
 use common::*;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -21,20 +22,26 @@ struct Site {
 
 /// A proxy with `policy` in front of the test upstream, recording consent in a SQLite file.
 async fn site(policy: &str) -> Site {
+    site_with(policy, None).await
+}
+
+/// A proxy with `policy`, recording consent in PostgreSQL at `postgres` (a URL), or else in a
+/// SQLite file.
+async fn site_with(policy: &str, postgres: Option<&str>) -> Site {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("consents.db");
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, policy).unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let records = match postgres {
+        Some(url) => format!("consent_records:\n  store: postgres\n  url: \"{url}\"\n"),
+        None => format!(
             "consent_records:\n  store: sqlite\n  path: {}\n",
             db.display()
         ),
-    )
-    .unwrap();
+    };
+    std::fs::write(&config, records).unwrap();
     let proxy = Proxy::start(
         &up.url(),
         &[
@@ -583,4 +590,76 @@ async fn a_page_that_allows_styles_by_nonce_gets_the_banner_stylesheet_with_it()
             .body
             .contains("<link rel=\"stylesheet\" href=\"/.well-known/consent-proxy/consent.css\">")
     );
+}
+
+#[tokio::test]
+async fn in_postgresql_a_choice_is_applied_only_once_its_record_is_stored() {
+    let pg = tokio::task::spawn_blocking(postgres::PgServer::start)
+        .await
+        .unwrap();
+    let s = site_with(POLICY, Some(&pg.url())).await;
+    let (_, csrf, token) = first_visit(&s.proxy, "/tracked").await;
+    let cookie = format!("consent_proxy_csrf={csrf}");
+    let form = format!("csrf={token}&return=%2Ftracked&choice=accept");
+    let got = post(&s.proxy, PREFS, &[("cookie", &cookie)], &form).await;
+    assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
+    let id = cookie_value(&got, "cookie_consent_id").unwrap();
+    let record: Value = serde_json::from_str(
+        &get(&http1(), &admin(&s.proxy, &format!("/consents/{id}")), &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(record["kind"], "accept");
+    assert!(
+        !s.db.exists(),
+        "recorded in PostgreSQL, not in a SQLite file"
+    );
+
+    // The store goes away: the choice is refused at once, nothing is set, the visitor is told.
+    let mut pg = tokio::task::spawn_blocking(move || {
+        let mut pg = pg;
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let asked = std::time::Instant::now();
+    let refused = post(&s.proxy, PREFS, &[("cookie", &cookie)], &form).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}\n{}",
+        refused.body,
+        s.proxy.all_output()
+    );
+    assert!(asked.elapsed() < std::time::Duration::from_secs(6));
+    assert_eq!(refused.header("retry-after"), ["30"]);
+    assert!(refused.body.contains("could not be saved"));
+    assert!(
+        refused
+            .set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("cookie_consent")),
+        "{:?}",
+        refused.set_cookies()
+    );
+    assert_eq!(
+        metric(&s.proxy, "consent_proxy_consent_record_failures_total").await,
+        1.0
+    );
+    let logged = s.proxy.logs(0);
+    assert!(logged.iter().any(|r| r["error"] == "consent_store_failed"));
+    assert!(!s.proxy.all_output().contains(postgres::PG_PASSWORD));
+
+    // Back again: the next choice is stored.
+    pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    let again = post(&s.proxy, PREFS, &[("cookie", &cookie)], &form).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    drop(pg);
 }
