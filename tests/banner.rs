@@ -648,8 +648,8 @@ async fn in_postgresql_a_choice_is_applied_only_once_its_record_is_stored() {
         metric(&s.proxy, "consent_proxy_consent_record_failures_total").await,
         1.0
     );
-    let logged = s.proxy.logs(0);
-    assert!(logged.iter().any(|r| r["error"] == "consent_store_failed"));
+    // Its record: the third request (the page, the first choice, this one).
+    assert_eq!(s.proxy.logs(3)[2]["error"], "consent_store_failed");
     assert!(!s.proxy.all_output().contains(postgres::PG_PASSWORD));
 
     // Back again: the next choice is stored.
