@@ -139,37 +139,61 @@ pub async fn serve_site(listener: TcpListener) {
     }
 }
 
-/// What a request through the proxy receives: the cookie names in `Set-Cookie`, and how many
-/// tags arrive neutralized (`data-category`) in the page.
-async fn visit(proxy: SocketAddr, cookie: Option<&str>) -> Result<(Vec<String>, usize), String> {
+/// What one request through the proxy got.
+struct Visit {
+    status: StatusCode,
+    /// The names of the `Set-Cookie` headers that set a cookie.
+    set: Vec<String>,
+    /// The names of the `Set-Cookie` headers that expire one (`Max-Age=0`).
+    expired: Vec<String>,
+    body: String,
+}
+
+impl Visit {
+    /// The tags that arrived neutralized (`data-category`) in the page.
+    fn neutralized(&self) -> usize {
+        self.body.matches("data-category=").count()
+    }
+}
+
+/// Sends `GET path` with `headers` through the proxy.
+async fn visit(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Visit, String> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = Request::builder().uri(format!("http://{proxy}/"));
-    if let Some(c) = cookie {
-        req = req.header(COOKIE, c);
+    let mut req = Request::builder().uri(format!("http://{proxy}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let resp = client
         .request(req.body(Empty::new()).map_err(|e| e.to_string())?)
         .await
         .map_err(|e| format!("demo request failed: {e}"))?;
-    let names = resp
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split('=').next())
-        .map(str::to_string)
-        .collect();
+    let status = resp.status();
+    let (mut set, mut expired) = (Vec::new(), Vec::new());
+    for v in resp.headers().get_all(SET_COOKIE) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        let name = v.split('=').next().unwrap_or_default().to_string();
+        if v.to_ascii_lowercase().contains("max-age=0") {
+            expired.push(name);
+        } else {
+            set.push(name);
+        }
+    }
     let body = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("demo request failed: {e}"))?
         .to_bytes();
-    let neutralized = String::from_utf8_lossy(&body)
-        .matches("data-category=")
-        .count();
-    Ok((names, neutralized))
+    Ok(Visit {
+        status,
+        set,
+        expired,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
+
+/// Width of the walkthrough's labels.
+const LABEL: usize = 28;
 
 fn walkthrough_line(out: &mut String, label: &str, names: &[String], tags: usize) {
     let passed: Vec<&str> = HOME_COOKIES
@@ -184,7 +208,7 @@ fn walkthrough_line(out: &mut String, label: &str, names: &[String], tags: usize
         .collect();
     let _ = writeln!(
         out,
-        "  {label:<28} passed: {:<36} stripped: {:<16} tags neutralized: {tags}",
+        "  {label:<LABEL$} passed: {:<36} stripped: {:<16} tags neutralized: {tags}",
         passed.join(" "),
         if stripped.is_empty() {
             "-".to_string()
@@ -194,8 +218,85 @@ fn walkthrough_line(out: &mut String, label: &str, names: &[String], tags: usize
     );
 }
 
-/// Runs the demo: the site on a random loopback port, the proxy on `listen`.
-pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
+/// The visitor's consent to everything, in the proxy's own consent cookie.
+const CONSENT_ALL: (&str, &str) = ("cookie", "cookie_consent=all");
+
+/// The walkthrough: the home page under each kind of consent and signal, a request carrying a
+/// tracking cookie, and a hit on a tracking endpoint, each made through the proxy and reported
+/// as it was answered.
+async fn walkthrough(proxy: SocketAddr, out: &mut String) -> Result<(), String> {
+    let pages: [(&str, &[(&str, &str)]); 7] = [
+        ("no consent", &[]),
+        ("Cookie: cookie_consent=all", &[CONSENT_ALL]),
+        (
+            "cookie_consent=analytics",
+            &[("cookie", "cookie_consent=analytics")],
+        ),
+        // A TCF string with purposes 1, 8 and 9: storage and measurement, no advertising.
+        (
+            "TCF euconsent-v2 (1,8,9)",
+            &[(
+                "cookie",
+                "euconsent-v2=CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA",
+            )],
+        ),
+        (
+            "OneTrust C0002 only",
+            &[(
+                "cookie",
+                "OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0004%3A0",
+            )],
+        ),
+        ("consent all + Sec-GPC: 1", &[CONSENT_ALL, ("sec-gpc", "1")]),
+        ("consent all + DNT: 1", &[CONSENT_ALL, ("dnt", "1")]),
+    ];
+    for (label, headers) in pages {
+        let v = visit(proxy, "/", headers).await?;
+        walkthrough_line(out, label, &v.set, v.neutralized());
+    }
+    // A browser that still holds _ga from before: the site does not get it, and it is expired.
+    let v = visit(proxy, "/echo", &[("cookie", "_ga=GA1.1.1; sessionid=s")]).await?;
+    let received: Vec<&str> = v
+        .body
+        .trim_end()
+        .strip_prefix("the site received Cookie: ")
+        .unwrap_or_default()
+        .split("; ")
+        .filter_map(|pair| pair.split('=').next())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let _ = writeln!(
+        out,
+        "  {:<LABEL$} the site received: {:<18} expired in the browser: {}",
+        "/echo with _ga, sessionid",
+        if received.is_empty() {
+            "-".to_string()
+        } else {
+            received.join(" ")
+        },
+        if v.expired.is_empty() {
+            "-".to_string()
+        } else {
+            v.expired.join(" ")
+        }
+    );
+    let v = visit(proxy, "/collect", &[]).await?;
+    let what = if v.status == StatusCode::NO_CONTENT {
+        "204 from the proxy: the site's tracking endpoint was not asked".to_string()
+    } else {
+        format!("{} from the site: {}", v.status, v.body.trim_end())
+    };
+    let _ = writeln!(out, "  {:<LABEL$} {what}", "/collect, no consent");
+    Ok(())
+}
+
+/// Runs the demo: the site on a random loopback port, the proxy on `listen` and, unless
+/// `once`, the admin listener on `admin_listen`.
+pub async fn run(
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    once: bool,
+) -> Result<(), String> {
     let site_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot start the sample site: {e}"))?;
@@ -206,6 +307,7 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
         None,
         Overrides {
             listen,
+            admin_listen,
             upstream: Some(format!("http://{site_addr}")),
             ..Default::default()
         },
@@ -219,12 +321,40 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
     })?;
     let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
     settings.listen = proxy_addr;
+    // The admin listener serves nothing a walkthrough that exits at once could show.
+    let admin_listener = if once {
+        None
+    } else {
+        let l = proxy::bind(settings.admin_listen).await.map_err(|e| {
+            format!(
+                "cannot listen on {} (admin): {e} (choose another address with --admin-listen \
+                 127.0.0.1:PORT)",
+                settings.admin_listen
+            )
+        })?;
+        settings.admin_listen = l.local_addr().map_err(|e| e.to_string())?;
+        Some(l)
+    };
+    let admin_addr = settings.admin_listen;
     tracing::info!(
-        "listening on http://{proxy_addr}, forwarding to the sample site http://{site_addr}, built-in policy"
+        "listening on http://{proxy_addr}, forwarding to the sample site http://{site_addr}, \
+         built-in policy{}",
+        if admin_listener.is_some() {
+            format!("; admin on http://{admin_addr}")
+        } else {
+            String::new()
+        }
     );
     let sink = Arc::new(LogSink::stdout());
     let state = Arc::new(State::new(settings, policy, sink.clone())?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin_listener.map(|l| {
+        tokio::spawn(proxy::admin::serve(l, state.clone(), async {
+            let _ = admin_stopped.await;
+        }))
+    });
+    state.set_ready(true);
     let server = tokio::spawn(proxy::serve(listener, None, state, async {
         let _ = stop_rx.await;
     }));
@@ -236,46 +366,77 @@ pub async fn run(listen: Option<SocketAddr>, once: bool) -> Result<(), String> {
          The site sets _ga, _gid (Google Analytics), _fbp (Meta Pixel), sessionid and csrftoken.\n\
          What reaches a visitor through the proxy:"
     );
-    for (label, cookie) in [
-        ("no consent", None),
-        ("Cookie: cookie_consent=all", Some("cookie_consent=all")),
-        ("cookie_consent=analytics", Some("cookie_consent=analytics")),
-        // A TCF string with purposes 1, 8 and 9: storage and measurement, no advertising.
-        (
-            "TCF euconsent-v2 (1,8,9)",
-            Some("euconsent-v2=CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA"),
-        ),
-        (
-            "OneTrust C0002 only",
-            Some("OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0004%3A0"),
-        ),
-    ] {
-        let (names, tags) = visit(proxy_addr, cookie).await?;
-        walkthrough_line(&mut out, label, &names, tags);
+    walkthrough(proxy_addr, &mut out).await?;
+    if once {
+        let _ = writeln!(
+            out,
+            "\n(--once: the proxy has stopped. Without --once it keeps running, prints curl \
+             commands to try and serves the admin endpoints.)"
+        );
+    } else {
+        let p = proxy_addr;
+        let a = admin_addr;
+        let commands = [
+            (
+                format!("curl -si http://{p}/"),
+                "no consent: _ga, _gid, _fbp stripped",
+            ),
+            (
+                format!("curl -si -b 'cookie_consent=all' http://{p}/"),
+                "consent: everything passes",
+            ),
+            (
+                format!("curl -si -b 'cookie_consent=all' -H 'Sec-GPC: 1' http://{p}/"),
+                "GPC: _fbp stripped",
+            ),
+            (
+                format!("curl -si -b 'cookie_consent=all' -H 'DNT: 1' http://{p}/"),
+                "DNT: _ga, _gid, _fbp stripped",
+            ),
+            (
+                format!("curl -si -b '_ga=GA1.1.1; sessionid=s' http://{p}/echo"),
+                "_ga withheld from the site and expired",
+            ),
+            (
+                format!("curl -si http://{p}/collect"),
+                "tracking endpoint: 204, never reaches the site",
+            ),
+            (
+                format!("curl -s http://{p}/ | grep -n 'data-category'"),
+                "the GA and Meta tags, neutralized",
+            ),
+        ];
+        let admin = (
+            format!("curl -s http://{a}/cookies"),
+            "the cookies the site set, by category",
+        );
+        let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\nTry it (each request writes one JSON decision record to stdout):"
+        );
+        for (command, what) in &commands {
+            let _ = writeln!(out, "  {command:<width$}  # {what}");
+        }
+        let _ = writeln!(
+            out,
+            "\nThe admin listener: http://{a}/healthz, /readyz, /metrics, /cookies\n  {:<width$}  # {}\n\n\
+             Press Ctrl-C to stop.",
+            admin.0, admin.1
+        );
     }
-    let p = proxy_addr;
-    let _ = writeln!(
-        out,
-        "\nTry it (each request writes one JSON decision record to stdout):\n\
-         \x20 curl -si http://{p}/                                          # no consent: _ga, _gid, _fbp stripped\n\
-         \x20 curl -si -b 'cookie_consent=all' http://{p}/                  # consent: everything passes\n\
-         \x20 curl -si -b 'cookie_consent=all' -H 'Sec-GPC: 1' http://{p}/  # GPC: _fbp stripped\n\
-         \x20 curl -si -b 'cookie_consent=all' -H 'DNT: 1' http://{p}/      # DNT: _ga, _gid, _fbp stripped\n\
-         \x20 curl -si -b '_ga=GA1.1.1; sessionid=s' http://{p}/echo        # _ga withheld from the site and expired\n\
-         \x20 curl -si http://{p}/collect                                   # tracking endpoint: 204, never reaches the site\n\
-         \x20 curl -s http://{p}/ | grep -n 'data-category'                  # the GA and Meta tags, neutralized\n"
-    );
     // A closed stderr (`2>&1 | head`) loses the walkthrough quietly.
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), out.as_bytes());
 
-    if once {
-        let _ = stop_tx.send(());
-    } else {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"Press Ctrl-C to stop.\n");
+    if !once {
         proxy::shutdown_signal().await;
-        let _ = stop_tx.send(());
     }
+    let _ = stop_tx.send(());
     let _ = server.await;
+    let _ = stop_admin.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     site_task.abort();
     sink.close();
     Ok(())

@@ -3,8 +3,10 @@
 use clap::{Parser, Subcommand};
 use consent_proxy::audit::LogSink;
 use consent_proxy::config::{self, Overrides};
+use consent_proxy::policy::CompiledPolicy;
 use consent_proxy::proxy::{tls, upstream};
 use consent_proxy::server::{self, Sources, load_policy};
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,12 +35,13 @@ enum Command {
     /// Run the proxy in front of an upstream site. Each setting comes from its flag, else its
     /// environment variable, else the config file, else its default.
     Serve {
-        /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long, env = "CONSENT_PROXY_LISTEN")]
+        /// Address to listen on, IP:PORT (default 127.0.0.1:8080). A host name (localhost:8080)
+        /// is resolved: its first IPv4 address is used, else its first address.
+        #[arg(long, env = "CONSENT_PROXY_LISTEN", value_parser = listen_addr)]
         listen: Option<SocketAddr>,
         /// Address of the admin listener: /healthz, /readyz, /metrics, /cookies
-        /// (default 127.0.0.1:9901).
-        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN")]
+        /// (default 127.0.0.1:9901). A host name is resolved as for --listen.
+        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = listen_addr)]
         admin_listen: Option<SocketAddr>,
         /// The site to protect, e.g. http://127.0.0.1:3000.
         #[arg(long, env = "CONSENT_PROXY_UPSTREAM")]
@@ -54,23 +57,68 @@ enum Command {
         workers: Option<u16>,
     },
     /// Validate a policy (and a config file, if given) and print a summary.
+    ///
+    /// The policy checked is the one `serve` would use with the same options: --policy if
+    /// given, else the policy the config file names, else the built-in one. Prints
+    /// `FILE: ok` and a summary and exits 0, or prints `FILE:LINE:COLUMN: what is wrong` and
+    /// exits 1.
     Check {
-        /// Policy file to validate. Without it, the built-in policy is checked.
+        /// Policy file to validate. Without it, the policy the --config file names is checked,
+        /// else the built-in one.
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Config file to validate.
+        /// Config file to validate, including that its TLS certificate, key and CA files load.
+        /// The policy it names is checked too, unless --policy is given.
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Start a sample site and the proxy in front of it, and show what the proxy does.
     Demo {
-        /// Address for the proxy (default 127.0.0.1:8080).
-        #[arg(long)]
+        /// Address for the proxy (default 127.0.0.1:8080). A host name is resolved as for
+        /// `serve --listen`.
+        #[arg(long, value_parser = listen_addr)]
         listen: Option<SocketAddr>,
-        /// Run the walkthrough, print it and exit instead of serving.
+        /// Address of the admin listener: /healthz, /readyz, /metrics, /cookies
+        /// (default 127.0.0.1:9901).
+        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = listen_addr)]
+        admin_listen: Option<SocketAddr>,
+        /// Run the walkthrough, print what each request got and exit instead of serving (no
+        /// admin listener).
         #[arg(long)]
         once: bool,
     },
+}
+
+/// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host name resolved here. Of the
+/// addresses a name resolves to, the first IPv4 address is taken, else the first: `localhost`
+/// is `127.0.0.1`, as in the default addresses, whatever order the resolver gives.
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    const HINT: &str = "give an IP address and port, e.g. 127.0.0.1:8080 or [::1]:8080, or a \
+                        host name and port, e.g. localhost:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("no port: {HINT}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("no host: {HINT}"));
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("`{port}` is not a port number: {HINT}"));
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}; {HINT}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{host}` resolves to no address; {HINT}"))
 }
 
 /// glibc serves allocations of 128 KiB and more (read buffers of large answers, gathered
@@ -134,7 +182,11 @@ fn main() -> ExitCode {
             config.as_deref(),
             workers,
         ),
-        Command::Demo { listen, once } => run_async(consent_proxy::demo::run(listen, once), None),
+        Command::Demo {
+            listen,
+            admin_listen,
+            once,
+        } => run_async(consent_proxy::demo::run(listen, admin_listen, once), None),
     }
 }
 
@@ -239,7 +291,7 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
     }
     match load_policy(policy_path.as_deref()) {
         Ok(p) => {
-            say(p.summary());
+            say(check_summary(&p));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -247,6 +299,47 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The policy's summary, with its default said as the policy says it: `opt-in` or `opt-out`,
+/// and what that grants a visitor no consent source speaks for.
+fn check_summary(p: &CompiledPolicy) -> String {
+    use consent_proxy::category::{Category, CategorySet};
+    let grants = |set: CategorySet| {
+        if set == CategorySet::ALL {
+            "opt-out (without consent: every category)".to_string()
+        } else if set == CategorySet::NECESSARY {
+            "opt-in (without consent: necessary only)".to_string()
+        } else {
+            let names: Vec<&str> = set.iter().map(Category::as_str).collect();
+            format!("without consent: {}", names.join(","))
+        }
+    };
+    let mut line = format!("  default: {}", grants(p.default_grant));
+    if let Some(r) = &p.regions {
+        let opt_out = r
+            .defaults
+            .values()
+            .filter(|s| **s == CategorySet::ALL)
+            .count();
+        let _ = write!(
+            line,
+            "; by {}: opt-out in {opt_out} countries, opt-in in {}",
+            r.header.as_str(),
+            r.defaults.len() - opt_out
+        );
+    }
+    p.summary()
+        .lines()
+        .map(|l| {
+            if l.starts_with("  default: ") {
+                line.as_str()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>) -> ExitCode {

@@ -168,7 +168,97 @@ fn demo_once_shows_tracking_cookies_stripped_without_consent() {
         assert!(passed.contains(" _ga ") && stripped.contains("_fbp"), "{l}");
         assert!(l.trim_end().ends_with("tags neutralized: 2"), "{l}");
     }
-    assert!(err.contains("curl -si"), "{err}");
+    // The signals, a withdrawn cookie and a tracking endpoint, as the proxy answered them.
+    let gpc = line("consent all + Sec-GPC: 1");
+    let (passed, stripped) = gpc.split_once("stripped:").unwrap();
+    assert!(
+        passed.contains(" _ga ") && stripped.contains("_fbp"),
+        "{gpc}"
+    );
+    let dnt = line("consent all + DNT: 1");
+    let (passed, stripped) = dnt.split_once("stripped:").unwrap();
+    assert!(
+        !passed.contains("_ga") && stripped.contains("_ga _gid _fbp"),
+        "{dnt}"
+    );
+    let echo = line("/echo");
+    assert!(
+        echo.contains("the site received: sessionid ")
+            && echo.trim_end().ends_with("expired in the browser: _ga"),
+        "{echo}"
+    );
+    let collect = line("/collect");
+    assert!(collect.contains("204 from the proxy"), "{collect}");
+    // The proxy is gone when the walkthrough is printed: no commands to try against it.
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("curl ")),
+        "{err}"
+    );
+    assert!(err.contains("--once: the proxy has stopped"), "{err}");
+}
+
+#[tokio::test]
+async fn the_demo_serves_its_admin_listener_and_the_commands_it_prints_work() {
+    let mut demo = Command::new(bin());
+    // Proxy::spawn gives the admin listener a port of its own (CONSENT_PROXY_ADMIN_LISTEN).
+    demo.args(["demo", "--listen", "127.0.0.1:0"]);
+    let proxy = Proxy::spawn(demo);
+    let admin_addr = proxy
+        .admin
+        .expect("the demo says where its admin listener is");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let printed = loop {
+        let err = proxy.stderr.lock().unwrap().join("\n");
+        if err.contains("Press Ctrl-C to stop.") {
+            break err;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no walkthrough: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for path in ["/healthz", "/readyz"] {
+        let got = get(&http1(), &admin(&proxy, path), &[]).await;
+        assert_eq!(got.status, 200, "{path}");
+    }
+    let cookies = get(&http1(), &admin(&proxy, "/cookies"), &[]).await;
+    assert!(cookies.body.contains("\"_fbp\""), "{}", cookies.body);
+    assert!(
+        printed.contains(&format!("curl -s http://{admin_addr}/cookies")),
+        "{printed}"
+    );
+    // Every command printed, run as printed, while the demo runs.
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("no curl: the printed commands were not run");
+        return;
+    }
+    let commands: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("curl "))
+        .map(|l| l.rsplit_once("  #").map_or(l, |(c, _)| c).trim_end())
+        .collect();
+    assert_eq!(commands.len(), 8, "{printed}");
+    for c in commands {
+        let out = Command::new("sh")
+            .args(["-c", &format!("curl {c}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.is_empty(),
+            "curl {c}: {out:?}"
+        );
+        if c.contains("/collect") {
+            assert!(text.starts_with("HTTP/1.1 204"), "curl {c}: {text}");
+        }
+        if c.contains("Sec-GPC") {
+            assert!(
+                text.contains("set-cookie: _ga=") && !text.contains("set-cookie: _fbp="),
+                "curl {c}: {text}"
+            );
+        }
+    }
 }
 
 /// A command whose output pipe is closed before it writes, as in `consent-proxy check | true`.
@@ -199,4 +289,169 @@ fn a_closed_output_pipe_ends_the_command_quietly_with_its_verdict() {
     // The demo writes its walkthrough on stderr.
     let (code, out) = run_into_closed_pipe(&["demo", "--once", "--listen", "127.0.0.1:0"], true);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn check_help_says_which_policy_is_checked() {
+    let (code, out, _) = run(&["check", "--help"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the policy the --config file names") && out.contains("else the built-in one"),
+        "{out}"
+    );
+    assert!(out.contains("The policy it names is checked too"), "{out}");
+}
+
+#[test]
+fn check_with_a_config_checks_the_policy_it_names() {
+    let (dir, c) = temp_file("c.yaml", "upstream: http://127.0.0.1:1\npolicy: p.yaml\n");
+    std::fs::write(dir.path().join("p.yaml"), "default: opt-out\n").unwrap();
+    let (code, out, _) = run(&["check", "--config", path_str(&c)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("c.yaml: ok") && out.contains("p.yaml: ok"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("p.yaml"), "default: maybe\n").unwrap();
+    let (code, out, _) = run(&["check", "--config", path_str(&c)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("p.yaml:1:"), "{out}");
+}
+
+#[test]
+fn check_says_the_default_as_the_policy_says_it() {
+    let (code, out, _) = run(&["check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("\n  default: opt-in (without consent: necessary only)\n"),
+        "{out}"
+    );
+    let (_d, p) = temp_file(
+        "p.yaml",
+        "default: opt-out\nregions:\n  header: CF-IPCountry\n  opt-in: [DE, FR]\n",
+    );
+    let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "\n  default: opt-out (without consent: every category); by cf-ipcountry: opt-out in \
+             0 countries, opt-in in 2\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_are_reported_as_such() {
+    // An unclosed `{` reads on into the next line; the YAML parser fails only there.
+    let text = "mode: enforce\ncookies:\n  - { name: cart, category: necessary\n  - { name: x, category: analytics }\n";
+    let (_d, p) = temp_file("p.yaml", text);
+    let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.trim_end(),
+        format!(
+            "{}:4:5: YAML syntax error: the flow mapping `{{` opened at line 3 column 5 is not \
+             closed (expected `,` or `}}` here)",
+            p.display()
+        )
+    );
+    let (_d, c) = temp_file(
+        "c.yaml",
+        "upstream: http://127.0.0.1:1\ntrusted_proxies: [10.0.0.0/8\nlisten: 127.0.0.1:8080\n",
+    );
+    let (code, out, _) = run(&["check", "--config", path_str(&c)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("{}:", c.display()))
+            && out.contains("YAML syntax error: the flow sequence `[` opened at line 2 column 18"),
+        "{out}"
+    );
+    // A key indented under a value.
+    let (_d, p) = temp_file("p.yaml", "mode: enforce\n  default: opt-in\n");
+    let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("{}:2:", p.display())) && out.contains("YAML syntax error"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_file_that_is_a_list_says_what_it_should_be() {
+    let (_d, p) = temp_file("p.yaml", "- mode: enforce\n- default: opt-in\n");
+    let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "{}:1:1: a policy file is a YAML mapping of settings (`mode:`,",
+            p.display()
+        )) && out.contains("not a list"),
+        "{out}"
+    );
+    assert!(!out.contains("PolicyFile"), "{out}");
+    let (_d, c) = temp_file("c.yaml", "- listen: 127.0.0.1:8080\n");
+    let (code, out, _) = run(&["check", "--config", path_str(&c)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "{}:1:1: a config file is a YAML mapping of settings (`listen:`,",
+            c.display()
+        )) && out.contains("not a list"),
+        "{out}"
+    );
+    // A section that must be a mapping names no type of the program either.
+    let (_d, p) = temp_file("p.yaml", "signals: [dnt]\n");
+    let (code, out, _) = run(&["check", "--policy", path_str(&p)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("signals: invalid type: sequence, expected a mapping"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn listen_addresses_may_name_a_host() {
+    let up = Upstream::start().await;
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        "localhost:0",
+        "--admin-listen",
+        "localhost:0",
+        "--upstream",
+        &up.url(),
+    ]);
+    let proxy = Proxy::spawn(cmd);
+    assert_eq!(proxy.addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(proxy.admin.unwrap().ip().to_string(), "127.0.0.1");
+    let got = get(&http1(), &proxy.url("/"), &[]).await;
+    assert_eq!(got.status, 200);
+    let got = get(&http1(), &admin(&proxy, "/healthz"), &[]).await;
+    assert_eq!(got.status, 200);
+}
+
+#[test]
+fn a_listen_address_without_a_port_is_refused_with_a_hint() {
+    for (flag, value, why) in [
+        ("--listen", "localhost", "no port"),
+        ("--admin-listen", "127.0.0.1", "no port"),
+        ("--listen", "localhost:http", "`http` is not a port number"),
+        (
+            "--listen",
+            "no-such-host.invalid:8080",
+            "cannot resolve `no-such-host.invalid`",
+        ),
+    ] {
+        let (code, _, err) = run(&["serve", "--upstream", "http://127.0.0.1:1", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(
+            err.contains(why) && err.contains("e.g. 127.0.0.1:8080 or [::1]:8080"),
+            "{flag} {value}: {err}"
+        );
+    }
+    let (code, _, err) = run(&["demo", "--once", "--listen", "localhost"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no port"), "{err}");
 }
