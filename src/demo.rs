@@ -1,5 +1,6 @@
 //! `consent-proxy demo`: a sample site with Google Analytics and Meta Pixel tags that sets
-//! tracking, session and CSRF cookies, with the proxy in front of it under the built-in policy.
+//! tracking, session and CSRF cookies, with the proxy in front of it under the built-in policy
+//! and the proxy's own consent banner, recording choices in a temporary SQLite file.
 
 use crate::audit::LogSink;
 use crate::config::{self, Overrides};
@@ -139,11 +140,18 @@ pub async fn serve_site(listener: TcpListener) {
     }
 }
 
+/// The demo's policy: the built-in catalogue, with the consent banner on.
+pub const DEMO_POLICY: &str = "extends: builtin\nbanner:\n  enabled: true\n";
+
 /// What one request through the proxy got.
 struct Visit {
     status: StatusCode,
     /// The names of the `Set-Cookie` headers that set a cookie.
     set: Vec<String>,
+    /// Those cookies' `name=value` pairs.
+    pairs: Vec<String>,
+    /// Where a redirect points.
+    location: Option<String>,
     /// The names of the `Set-Cookie` headers that expire one (`Max-Age=0`).
     expired: Vec<String>,
     body: String,
@@ -167,8 +175,18 @@ async fn visit(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resul
         .request(req.body(Empty::new()).map_err(|e| e.to_string())?)
         .await
         .map_err(|e| format!("demo request failed: {e}"))?;
+    read_visit(resp).await
+}
+
+/// What came back.
+async fn read_visit(resp: Response<Incoming>) -> Result<Visit, String> {
     let status = resp.status();
-    let (mut set, mut expired) = (Vec::new(), Vec::new());
+    let location = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (mut set, mut expired, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
     for v in resp.headers().get_all(SET_COOKIE) {
         let v = String::from_utf8_lossy(v.as_bytes());
         let name = v.split('=').next().unwrap_or_default().to_string();
@@ -176,6 +194,7 @@ async fn visit(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resul
             expired.push(name);
         } else {
             set.push(name);
+            pairs.push(v.split(';').next().unwrap_or_default().to_string());
         }
     }
     let body = resp
@@ -187,6 +206,8 @@ async fn visit(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resul
     Ok(Visit {
         status,
         set,
+        pairs,
+        location,
         expired,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
@@ -250,9 +271,14 @@ async fn walkthrough(proxy: SocketAddr, out: &mut String) -> Result<(), String> 
         ("consent all + Sec-GPC: 1", &[CONSENT_ALL, ("sec-gpc", "1")]),
         ("consent all + DNT: 1", &[CONSENT_ALL, ("dnt", "1")]),
     ];
+    let mut first = None;
     for (label, headers) in pages {
         let v = visit(proxy, "/", headers).await?;
         walkthrough_line(out, label, &v.set, v.neutralized());
+        first.get_or_insert(v);
+    }
+    if let Some(first) = first {
+        banner_lines(proxy, &first, out).await?;
     }
     // A browser that still holds _ga from before: the site does not get it, and it is expired.
     let v = visit(proxy, "/echo", &[("cookie", "_ga=GA1.1.1; sessionid=s")]).await?;
@@ -290,6 +316,67 @@ async fn walkthrough(proxy: SocketAddr, out: &mut String) -> Result<(), String> 
     Ok(())
 }
 
+/// The banner the first page (no consent) carried, and its Reject all, posted as a browser
+/// would.
+async fn banner_lines(proxy: SocketAddr, page: &Visit, out: &mut String) -> Result<(), String> {
+    let shown = page.body.contains("id=\"consent-proxy-banner\"");
+    let _ = writeln!(
+        out,
+        "  {:<LABEL$} {}",
+        "the banner, no choice yet",
+        if shown {
+            "shown right after <body>: Accept all | Reject all | Settings"
+        } else {
+            "not shown"
+        }
+    );
+    let token = page
+        .body
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.get(..32));
+    let csrf = page
+        .pairs
+        .iter()
+        .find(|p| p.starts_with("consent_proxy_csrf="));
+    let (Some(token), Some(csrf)) = (token, csrf) else {
+        return Ok(());
+    };
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(format!(
+        "http://{proxy}{}",
+        crate::policy::banner::DEFAULT_PATH
+    ))
+    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+    .header(COOKIE, csrf.as_str())
+    .body(Full::new(Bytes::from(format!(
+        "csrf={token}&return=%2F&choice=reject"
+    ))))
+    .map_err(|e| e.to_string())?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| format!("demo request failed: {e}"))?;
+    let v = read_visit(resp).await?;
+    let consent = v
+        .pairs
+        .iter()
+        .find(|p| p.starts_with("cookie_consent="))
+        .map_or("-", String::as_str);
+    let id = v
+        .pairs
+        .iter()
+        .find_map(|p| p.strip_prefix("cookie_consent_id="))
+        .unwrap_or("-");
+    let _ = writeln!(
+        out,
+        "  {:<LABEL$} {} to {}, {consent}, consent record {id}",
+        "Reject all, posted",
+        v.status.as_u16(),
+        v.location.as_deref().unwrap_or("-"),
+    );
+    Ok(())
+}
+
 /// Runs the demo: the site on a random loopback port, the proxy on `listen` and, unless
 /// `once`, the admin listener on `admin_listen`.
 pub async fn run(
@@ -312,7 +399,16 @@ pub async fn run(
             ..Default::default()
         },
     )?;
-    let policy = policy::builtin().map_err(|e| e.to_string())?;
+    let policy = policy::compile("<demo>", DEMO_POLICY).map_err(|e| e.to_string())?;
+    // Consent records in a file of their own, deleted when the demo ends.
+    let records_file =
+        std::env::temp_dir().join(format!("consent-proxy-demo-{}.db", std::process::id()));
+    settings.consent_records = config::RecordStore {
+        backend: config::RecordBackend::Sqlite {
+            path: records_file.clone(),
+        },
+        ..Default::default()
+    };
     let listener = proxy::bind(settings.listen).await.map_err(|e| {
         format!(
             "cannot listen on {}: {e} (choose another address with --listen 127.0.0.1:PORT)",
@@ -338,7 +434,7 @@ pub async fn run(
     let admin_addr = settings.admin_listen;
     tracing::info!(
         "listening on http://{proxy_addr}, forwarding to the sample site http://{site_addr}, \
-         built-in policy{}",
+         built-in policy with the consent banner{}",
         if admin_listener.is_some() {
             format!("; admin on http://{admin_addr}")
         } else {
@@ -346,7 +442,9 @@ pub async fn run(
         }
     );
     let sink = Arc::new(LogSink::stdout());
+    let records = settings.consent_records.clone();
     let state = Arc::new(State::new(settings, policy, sink.clone())?);
+    crate::server::open_consent_store(&state, &records).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = admin_listener.map(|l| {
@@ -405,12 +503,27 @@ pub async fn run(
                 format!("curl -s http://{p}/ | grep -n 'data-category'"),
                 "the GA and Meta tags, neutralized",
             ),
+            (
+                format!("curl -s http://{p}/ | grep -o 'Reject all'"),
+                "the banner: open the page in a browser to choose",
+            ),
         ];
-        let admin = (
-            format!("curl -s http://{a}/cookies"),
-            "the cookies the site set, by category",
-        );
-        let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        let admin = [
+            (
+                format!("curl -s http://{a}/cookies"),
+                "the cookies the site set, by category",
+            ),
+            (
+                format!("curl -s http://{a}/consents"),
+                "the consent records, as JSON lines",
+            ),
+        ];
+        let width = commands
+            .iter()
+            .chain(&admin)
+            .map(|(c, _)| c.len())
+            .max()
+            .unwrap_or(0);
         let _ = writeln!(
             out,
             "\nTry it (each request writes one JSON decision record to stdout):"
@@ -420,10 +533,14 @@ pub async fn run(
         }
         let _ = writeln!(
             out,
-            "\nThe admin listener: http://{a}/healthz, /readyz, /metrics, /cookies\n  {:<width$}  # {}\n\n\
-             Press Ctrl-C to stop.",
-            admin.0, admin.1
+            "\nThe preference centre: http://{p}{}\n\n\
+             The admin listener: http://{a}/healthz, /readyz, /metrics, /cookies, /consents",
+            crate::policy::banner::DEFAULT_PATH
         );
+        for (command, what) in &admin {
+            let _ = writeln!(out, "  {command:<width$}  # {what}");
+        }
+        let _ = writeln!(out, "\nPress Ctrl-C to stop.");
     }
     // A closed stderr (`2>&1 | head`) loses the walkthrough quietly.
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), out.as_bytes());
@@ -439,5 +556,10 @@ pub async fn run(
     }
     site_task.abort();
     sink.close();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut f = records_file.clone().into_os_string();
+        f.push(suffix);
+        let _ = std::fs::remove_file(f);
+    }
     Ok(())
 }

@@ -238,7 +238,7 @@ async fn the_demo_serves_its_admin_listener_and_the_commands_it_prints_work() {
         .filter_map(|l| l.trim_start().strip_prefix("curl "))
         .map(|l| l.rsplit_once("  #").map_or(l, |(c, _)| c).trim_end())
         .collect();
-    assert_eq!(commands.len(), 8, "{printed}");
+    assert_eq!(commands.len(), 10, "{printed}");
     for c in commands {
         let out = Command::new("sh")
             .args(["-c", &format!("curl {c}")])
