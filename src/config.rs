@@ -456,11 +456,62 @@ impl TryFrom<RecordStoreFields> for RecordStoreFile {
     }
 }
 
+/// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host name resolved here. Of the
+/// addresses a name resolves to, the first IPv4 address is taken, else the first: `localhost`
+/// is `127.0.0.1`, as in the default addresses, whatever order the resolver gives.
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    const HINT: &str = "give an IP address and port, e.g. 127.0.0.1:8080 or [::1]:8080, or a \
+                        host name and port, e.g. localhost:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("no port: {HINT}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("no host: {HINT}"));
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("`{port}` is not a port number: {HINT}"));
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}; {HINT}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{host}` resolves to no address; {HINT}"))
+}
+
+/// A listen address in the config file: as on the command line, an IP address and port or a
+/// host name and port.
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<SocketAddr>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an address and port, e.g. 127.0.0.1:8080 or localhost:8080")
+        }
+        // Judged while the parser stands at the value, so that an error carries its position.
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            listen_addr(s).map(Some).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V)
+}
+
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    #[serde(default, deserialize_with = "de_listen")]
     pub listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_listen")]
     pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
     /// PEM bundle of the CAs that may sign an https upstream's certificate (instead of the
@@ -673,6 +724,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        let named = read_yaml::<ConfigFile>("c.yaml", "listen: localhost:9000\n").unwrap();
+        assert_eq!(named.listen.unwrap().to_string(), "127.0.0.1:9000");
+        let e = read_yaml::<ConfigFile>("c.yaml", "upstream: http://a\nlisten: localhost\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.yaml:2:") && e.contains("no port"), "{e}");
         assert_eq!(s.upstream.authority.as_str(), "b:2");
         assert_eq!(s.timeouts.upstream_response, Duration::from_secs(2));
         assert_eq!(s.timeouts.upstream_connect, Duration::from_secs(5));

@@ -37,11 +37,11 @@ enum Command {
     Serve {
         /// Address to listen on, IP:PORT (default 127.0.0.1:8080). A host name (localhost:8080)
         /// is resolved: its first IPv4 address is used, else its first address.
-        #[arg(long, env = "CONSENT_PROXY_LISTEN", value_parser = listen_addr)]
+        #[arg(long, env = "CONSENT_PROXY_LISTEN", value_parser = consent_proxy::config::listen_addr)]
         listen: Option<SocketAddr>,
         /// Address of the admin listener: /healthz, /readyz, /metrics, /cookies
         /// (default 127.0.0.1:9901). A host name is resolved as for --listen.
-        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = listen_addr)]
+        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = consent_proxy::config::listen_addr)]
         admin_listen: Option<SocketAddr>,
         /// The site to protect, e.g. http://127.0.0.1:3000.
         #[arg(long, env = "CONSENT_PROXY_UPSTREAM")]
@@ -76,49 +76,17 @@ enum Command {
     Demo {
         /// Address for the proxy (default 127.0.0.1:8080). A host name is resolved as for
         /// `serve --listen`.
-        #[arg(long, value_parser = listen_addr)]
+        #[arg(long, value_parser = consent_proxy::config::listen_addr)]
         listen: Option<SocketAddr>,
         /// Address of the admin listener: /healthz, /readyz, /metrics, /cookies
         /// (default 127.0.0.1:9901).
-        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = listen_addr)]
+        #[arg(long, env = "CONSENT_PROXY_ADMIN_LISTEN", value_parser = consent_proxy::config::listen_addr)]
         admin_listen: Option<SocketAddr>,
         /// Run the walkthrough, print what each request got and exit instead of serving (no
         /// admin listener).
         #[arg(long)]
         once: bool,
     },
-}
-
-/// Parses a listen address: `IP:PORT`, or `HOST:PORT` with the host name resolved here. Of the
-/// addresses a name resolves to, the first IPv4 address is taken, else the first: `localhost`
-/// is `127.0.0.1`, as in the default addresses, whatever order the resolver gives.
-fn listen_addr(s: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs as _;
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    const HINT: &str = "give an IP address and port, e.g. 127.0.0.1:8080 or [::1]:8080, or a \
-                        host name and port, e.g. localhost:8080";
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("no port: {HINT}"));
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("no host: {HINT}"));
-    }
-    let Ok(port) = port.parse::<u16>() else {
-        return Err(format!("`{port}` is not a port number: {HINT}"));
-    };
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{host}`: {e}; {HINT}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{host}` resolves to no address; {HINT}"))
 }
 
 /// glibc serves allocations of 128 KiB and more (read buffers of large answers, gathered
