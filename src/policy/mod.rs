@@ -210,7 +210,18 @@ impl CompiledPolicy {
                 (None, Some(_)) => "\n  declares: dnt-policy.txt",
                 (Some(_), Some(_)) => "\n  declares: gpc.json, dnt-policy.txt",
             },
-        )
+        ) + &match &self.banner {
+            None => "\n  banner: off".to_string(),
+            Some(b) => format!(
+                "\n  banner: on, preference centre {}, texts {}, a choice kept {}",
+                b.path,
+                b.languages().collect::<Vec<_>>().join(", "),
+                match b.lifetime.as_secs() {
+                    s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+                    s => format!("{} hours", s / 3600),
+                }
+            ),
+        }
     }
 }
 
