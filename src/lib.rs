@@ -11,6 +11,7 @@ pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod filter;
+pub mod language;
 pub mod located;
 pub mod logs;
 pub mod memory;

@@ -55,10 +55,7 @@ impl Placeholder {
     /// The text for a visitor's `Accept-Language`.
     fn text(&self, accept_language: Option<&str>) -> &str {
         let langs: Vec<&str> = self.texts.keys().map(String::as_str).collect();
-        let chosen = accept_language
-            .map(|h| accept_language::intersection(h, &langs))
-            .and_then(|found| found.into_iter().next());
-        let lang = chosen.as_deref().unwrap_or(&self.fallback);
+        let lang = crate::language::choose(accept_language, &langs).unwrap_or(&self.fallback);
         self.texts
             .get(lang)
             .or_else(|| self.texts.get(&self.fallback))

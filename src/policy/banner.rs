@@ -189,11 +189,8 @@ impl Banner {
     /// The texts for a visitor's `Accept-Language`.
     pub fn texts(&self, accept_language: Option<&str>) -> &Texts {
         let langs: Vec<&str> = self.texts.keys().map(String::as_str).collect();
-        let chosen = accept_language
-            .map(|h| accept_language::intersection(h, &langs))
-            .and_then(|found| found.into_iter().next());
-        chosen
-            .and_then(|l| self.texts.get(&l))
+        crate::language::choose(accept_language, &langs)
+            .and_then(|l| self.texts.get(l))
             .unwrap_or_else(|| &self.texts[&self.fallback])
     }
 
