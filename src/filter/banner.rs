@@ -138,14 +138,17 @@ pub fn preferences_page(v: &View, c: &Centre) -> String {
     );
     for category in CHOSEN {
         let (name, description) = &t.categories[&category];
-        let on = c.decided && c.granted.contains(category) && !v.signal_denied.contains(category);
+        // A category the browser's signal denies is shown off, and cannot be ticked.
+        let held = v.signal_denied.contains(category);
+        let on = c.decided && c.granted.contains(category) && !held;
         let _ = write!(
             s,
             "<div class=\"cp-category\"><input type=\"checkbox\" name=\"category\" value=\"{c}\" \
-             id=\"cp-{c}\"{checked} aria-describedby=\"cp-{c}-desc\"><label for=\"cp-{c}\">{name}</label>\
+             id=\"cp-{c}\"{checked}{disabled} aria-describedby=\"cp-{c}-desc\"><label for=\"cp-{c}\">{name}</label>\
              <p class=\"cp-description\" id=\"cp-{c}-desc\">{description}</p></div>",
             c = category.as_str(),
             checked = if on { " checked" } else { "" },
+            disabled = if held { " disabled" } else { "" },
             name = text(name),
             description = text(description),
         );
@@ -194,11 +197,16 @@ fn privacy_link(banner: &Banner, t: &Texts) -> String {
 
 fn signal_note(s: &mut String, v: &View) {
     if (v.signals.gpc || v.signals.dnt) && !v.signal_denied.is_empty() {
-        let _ = write!(
-            s,
-            "<p class=\"cp-signals\">{}</p>",
-            text(&v.texts.signals_honoured)
-        );
+        let names: Vec<&str> = v
+            .signal_denied
+            .iter()
+            .filter_map(|c| v.texts.categories.get(&c).map(|(name, _)| name.as_str()))
+            .collect();
+        let note = v
+            .texts
+            .signals_honoured
+            .replace("{categories}", &names.join(", "));
+        let _ = write!(s, "<p class=\"cp-signals\">{}</p>", text(&note));
     }
 }
 
@@ -218,7 +226,8 @@ fn with_return(path: &str, return_to: &str) -> String {
 }
 
 /// The banner's stylesheet: one look for every button (rejecting is as easy to see as
-/// accepting), colours with a contrast ratio of at least 7:1, a visible focus ring.
+/// accepting), text colours with a contrast ratio of at least 7:1, and a focus ring of 7.6:1
+/// against white (WCAG 1.4.11 asks 3:1).
 pub const STYLESHEET: &str = r#".cp-banner{position:fixed;left:0;right:0;bottom:0;z-index:2147483647;box-sizing:border-box;max-height:80vh;overflow:auto;margin:0;padding:1rem 1.25rem;background:#ffffff;color:#1a1a1a;border-top:3px solid #1a1a1a;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;box-shadow:0 -2px 12px rgba(0,0,0,.25)}
 .cp-banner *,.cp-page *{box-sizing:border-box}
 .cp-title{margin:0 0 .5rem;font-size:1.2rem;font-weight:700}
@@ -228,7 +237,7 @@ pub const STYLESHEET: &str = r#".cp-banner{position:fixed;left:0;right:0;bottom:
 .cp-actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:.75rem}
 .cp-button,a.cp-button{display:inline-block;min-width:10rem;padding:.6rem 1rem;border:2px solid #1a1a1a;border-radius:4px;background:#1a1a1a;color:#ffffff;font:inherit;font-weight:600;text-align:center;text-decoration:none;cursor:pointer}
 .cp-button:hover{background:#333333}
-.cp-button:focus-visible,.cp-banner a:focus-visible,.cp-page a:focus-visible,.cp-category input:focus-visible,.cp-settings-link:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}
+.cp-button:focus-visible,.cp-banner a:focus-visible,.cp-page a:focus-visible,.cp-category input:focus-visible,.cp-settings-link:focus-visible{outline:3px solid #0b5394;outline-offset:2px;box-shadow:0 0 0 5px #ffffff}
 .cp-settings-link{position:fixed;left:.5rem;bottom:.5rem;z-index:2147483646;padding:.25rem .5rem;background:#ffffff;color:#0b5394;border:1px solid #1a1a1a;border-radius:4px;font:14px/1.4 system-ui,sans-serif;text-decoration:underline}
 .cp-page-body{margin:0;background:#ffffff;color:#1a1a1a;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 .cp-page{max-width:44rem;margin:0 auto;padding:1.5rem 1.25rem}
@@ -374,15 +383,35 @@ pub fn safe_return(given: Option<&str>) -> String {
     match given {
         Some(p)
             if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.starts_with("/\\")
                 && p.len() <= MAX_RETURN
-                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+                && p.bytes().all(|b| b.is_ascii_graphic())
+                && plain_path(p) =>
         {
             p.to_string()
         }
         _ => "/".to_string(),
     }
+}
+
+/// Whether a path, with its percent-escapes of `/`, `\` and `.` read, has no empty segment, no
+/// backslash and no `.` or `..` segment: such a path stays a path of this site however the
+/// site resolves it (a site that answers `/.//evil.example` with a redirect to `//evil.example`
+/// would send the visitor away).
+fn plain_path(p: &str) -> bool {
+    let path = p.split(['?', '#']).next().unwrap_or(p);
+    let decoded = path
+        .replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%5C", "\\")
+        .replace("%5c", "\\")
+        .replace("%2E", ".")
+        .replace("%2e", ".");
+    // Segments after the first `/`; the last may be empty (`/`, `/shop/`).
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    !decoded.contains('\\')
+        && segments.iter().enumerate().all(|(i, seg)| {
+            *seg != "." && *seg != ".." && (!seg.is_empty() || i + 1 == segments.len())
+        })
 }
 
 /// What a choice grants: necessary always; the signals' denials stay denied.
@@ -507,8 +536,9 @@ mod tests {
             },
         );
         assert!(page.contains("value=\"preferences\" id=\"cp-preferences\" checked"));
-        assert!(page.contains("value=\"analytics\" id=\"cp-analytics\" aria"));
-        assert!(page.contains("value=\"marketing\" id=\"cp-marketing\" aria"));
+        assert!(page.contains("value=\"analytics\" id=\"cp-analytics\" disabled aria"));
+        assert!(page.contains("value=\"marketing\" id=\"cp-marketing\" disabled aria"));
+        assert!(banner_html(&v).contains("We honour it: Analytics, Marketing stay off."));
         assert!(page.contains("<code>abc</code>"));
     }
 
@@ -560,6 +590,11 @@ mod tests {
             "",
             "/a b",
             "/\u{e9}",
+            "/.//evil.example",
+            "/%2F%2Fevil.example",
+            "/a/../..//evil.example",
+            "/%5Cevil.example",
+            "/a//b",
         ] {
             assert_eq!(safe_return(Some(bad)), "/", "{bad:?}");
         }
@@ -567,6 +602,8 @@ mod tests {
             safe_return(Some("/shop/cart?x=1#top")),
             "/shop/cart?x=1#top"
         );
+        assert_eq!(safe_return(Some("/shop/?q=a//b")), "/shop/?q=a//b");
+        assert_eq!(safe_return(Some("/")), "/");
         assert_eq!(safe_return(None), "/");
     }
 

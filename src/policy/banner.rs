@@ -68,6 +68,7 @@ pub struct TextsFile {
     pub privacy_policy: Option<String>,
     pub preferences_title: Option<String>,
     pub settings_link: Option<String>,
+    /// `{categories}` is replaced by the names of the categories the signal denies.
     pub signals_honoured: Option<String>,
     pub saved: Option<String>,
     pub consent_id: Option<String>,
@@ -296,6 +297,7 @@ fn version_of(t: &Texts) -> String {
         &t.privacy_policy,
         &t.preferences_title,
         &t.signals_honoured,
+        &t.always_on,
     ] {
         h.update(s.as_bytes());
         h.update([0]);
@@ -350,7 +352,7 @@ const BUILTIN: [Builtin; 3] = [
         preferences_title: "Cookie settings",
         settings_link: "Cookie settings",
         signals_honoured: "Your browser asks sites not to track you (Global Privacy Control or \
-                           Do Not Track). We honour it: analytics and advertising stay off.",
+                           Do Not Track). We honour it: {categories} stay off.",
         saved: "Your choice is saved.",
         consent_id: "Your consent ID",
         back: "Back to the site",
@@ -391,8 +393,8 @@ const BUILTIN: [Builtin; 3] = [
         preferences_title: "Cookie-Einstellungen",
         settings_link: "Cookie-Einstellungen",
         signals_honoured: "Ihr Browser bittet Websites, Sie nicht zu verfolgen (Global Privacy \
-                           Control oder Do Not Track). Wir respektieren das: Statistik und \
-                           Werbung bleiben aus.",
+                           Control oder Do Not Track). Wir respektieren das: {categories} \
+                           bleiben aus.",
         saved: "Ihre Auswahl ist gespeichert.",
         consent_id: "Ihre Einwilligungs-ID",
         back: "Zurück zur Website",
@@ -434,8 +436,8 @@ const BUILTIN: [Builtin; 3] = [
         preferences_title: "Paramètres des cookies",
         settings_link: "Paramètres des cookies",
         signals_honoured: "Votre navigateur demande aux sites de ne pas vous suivre (Global \
-                           Privacy Control ou Do Not Track). Nous le respectons : la mesure \
-                           d’audience et la publicité restent désactivées.",
+                           Privacy Control ou Do Not Track). Nous le respectons : \
+                           {categories} restent désactivés.",
         saved: "Votre choix est enregistré.",
         consent_id: "Votre identifiant de consentement",
         back: "Retour au site",

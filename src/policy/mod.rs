@@ -402,10 +402,12 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         .transpose()
         .map_err(|m| PolicyError::whole(name, m))?
         .flatten();
-    if banner.is_some() && !file.consent.sources.contains(&Format::Native) {
+    if banner.is_some() && file.consent.sources.first() != Some(&Format::Native) {
         return Err(PolicyError::whole(
             name,
-            "banner: the banner records a choice in the proxy's own consent cookie, so consent.sources must list `native`",
+            "banner: the banner records a choice in the proxy's own consent cookie, so \
+             consent.sources must list `native` first (else another source would go on \
+             deciding after a visitor changed or withdrew consent in the preference centre)",
         ));
     }
     let mut consent_cookies: HashSet<String> = sources

@@ -22,8 +22,11 @@ pub const METRICS: &str = "/metrics";
 pub const COOKIES: &str = "/cookies";
 /// Consent records: `/consents/{id}`, and `/consents?from=…&to=…` for a time range.
 pub const CONSENTS: &str = "/consents";
-/// The most records one export returns.
+/// The most records one export returns, and how many it returns unless asked.
 const MAX_EXPORT: usize = 100_000;
+const DEFAULT_EXPORT: usize = 10_000;
+/// One export at a time: an export reads from the store that visitors' choices are written to.
+static EXPORTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 fn answer(
     status: StatusCode,
@@ -68,7 +71,8 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
 }
 
 /// Consent records: one by its consent ID, as JSON, or those of a time range as JSON lines
-/// (`from` and `to` as RFC 3339 times or Unix milliseconds; `limit`, at most 100,000).
+/// (`from` and `to` as RFC 3339 times or Unix milliseconds; `limit`, 10,000 unless given, at
+/// most 100,000), one export at a time.
 pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != Method::GET && method != Method::HEAD {
@@ -106,7 +110,7 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
             ),
         };
     }
-    let (mut from, mut to, mut limit) = (0i64, i64::MAX, MAX_EXPORT);
+    let (mut from, mut to, mut limit) = (0i64, i64::MAX, DEFAULT_EXPORT);
     for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let time = || parse_time(&v);
         match &*k {
@@ -137,6 +141,13 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
             }
         }
     }
+    let Ok(_one) = EXPORTING.try_acquire() else {
+        return answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            TEXT,
+            "another export is running: try again when it is done\n",
+        );
+    };
     match store.export(from, to, limit).await {
         Ok(records) => {
             let mut out = Vec::new();

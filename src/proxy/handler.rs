@@ -334,16 +334,19 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
 
     // The banner, or the link to the preference centre, for a page.
     ctx.body_start = preferences::body_start(ctx, &parts);
-    // The body may need the rewriter: ask for an unencoded, whole body.
-    if ctx.enforce && needs_rewriter(ctx) {
-        let codings = body::accepted_codings(
+    // The body may need the rewriter. For tags, the upstream is asked for an unencoded, whole
+    // body; for the banner alone the request goes as it is, and only a whole page is written.
+    let tags = tags_denied(ctx);
+    if ctx.enforce && (tags || ctx.body_start.is_some()) {
+        ctx.client_codings = body::accepted_codings(
             parts
                 .headers
                 .get(http::header::ACCEPT_ENCODING)
                 .and_then(|v| v.to_str().ok()),
         );
-        body::prepare_request(&mut parts.headers, ctx.consent.granted, &codings);
-        ctx.client_codings = codings;
+        if tags {
+            body::prepare_request(&mut parts.headers, ctx.consent.granted, &ctx.client_codings);
+        }
     }
 
     // Hop-by-hop and forwarding headers.
@@ -405,16 +408,13 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
     )
 }
 
-/// Whether a page's body goes through the rewriter: some category with tag rules is denied, or
-/// something is written into `<body>`.
-fn needs_rewriter(ctx: &Ctx) -> bool {
-    let tags_denied = !ctx
-        .policy()
+/// Whether some category with tag rules is denied: HTML then goes through the rewriter.
+fn tags_denied(ctx: &Ctx) -> bool {
+    !ctx.policy()
         .tags
         .categories()
         .difference(ctx.consent.granted)
-        .is_empty();
-    tags_denied || ctx.body_start.is_some()
+        .is_empty()
 }
 
 /// The upstream: the request keeps its places until the site is done with it, even if the
@@ -504,10 +504,16 @@ async fn body_phase(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<InnerBo
         settings.timeouts.upstream_body_idle,
     )
     .boxed_unsync();
-    let rewrite = needs_rewriter(ctx);
+    let tags = tags_denied(ctx);
+    // The banner or the settings link goes only into a whole page (200, text/html, not a
+    // download).
+    if !preferences::is_page(parts.status, &parts.headers) {
+        ctx.body_start = None;
+    }
+    let rewrite = tags || ctx.body_start.is_some();
     let coding = match body::plan(&ctx.method, parts.status, &parts.headers, rewrite) {
         BodyPlan::Passthrough => return Response::from_parts(parts, upstream_body),
-        BodyPlan::RefuseEncoded if enforce => {
+        BodyPlan::RefuseEncoded if enforce && tags => {
             tracing::warn!(
                 "the upstream sent HTML in an encoding or charset that cannot be inspected"
             );
@@ -517,6 +523,7 @@ async fn body_phase(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<InnerBo
                 "encoded_html_refused",
             );
         }
+        // Only the banner would be written: the page passes as it is.
         BodyPlan::RefuseEncoded => return Response::from_parts(parts, upstream_body),
         // Report-only passes the original bytes on, so it reads a decoded copy only when
         // enforcing; an encoded body is then not counted.

@@ -8,7 +8,7 @@
 
 use super::body::{InnerBody, full};
 use super::handler::Ctx;
-use crate::audit::consents::{ChoiceKind, ConsentRecord, new_id};
+use crate::audit::consents::{ChoiceKind, ConsentRecord, try_new_id};
 use crate::category::CategorySet;
 use crate::consent::Source;
 use crate::filter::banner::{self as page, Centre, Form, View};
@@ -47,6 +47,8 @@ impl BodyStart {
     /// caching (the page holds the visitor's own token). Returns the HTML and whether it is
     /// the banner.
     pub fn apply(self, headers: &mut HeaderMap) -> (Arc<str>, bool) {
+        // Its texts follow the visitor's language.
+        crate::filter::response::add_vary(headers, &["Accept-Language"]);
         // A page that allows stylesheets by nonce: the banner's carries it. (Each block
         // starts with its `<link>`.)
         let html = match page::style_nonce(headers) {
@@ -58,8 +60,16 @@ impl BodyStart {
         };
         if self.banner {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-            headers.remove(http::header::ETAG);
-            headers.remove(http::header::LAST_MODIFIED);
+            // Caches that read these before Cache-Control must not keep it either.
+            for name in [
+                "cdn-cache-control",
+                "surrogate-control",
+                "expires",
+                "etag",
+                "last-modified",
+            ] {
+                headers.remove(name);
+            }
         }
         if let Some(c) = self.csrf_cookie {
             headers.append(SET_COOKIE, c);
@@ -69,11 +79,16 @@ impl BodyStart {
 }
 
 /// The banner for a visitor who has not chosen, or the link to the preference centre for one
-/// who has; `None` when the banner is off, the request cannot get a page, or there is no
-/// store to record a choice in.
+/// who has; `None` when the banner is off, the request is not a browser's navigation to a page
+/// (a frame, a script's fetch, an htmx or Turbo fragment), or there is no store to record a
+/// choice in.
 pub fn body_start(ctx: &Ctx, parts: &http::request::Parts) -> Option<BodyStart> {
     let banner = ctx.policy().banner.as_ref()?;
-    if !ctx.enforce || parts.method != Method::GET || ctx.state.consents.get().is_none() {
+    if !ctx.enforce
+        || parts.method != Method::GET
+        || !is_navigation(&parts.headers)
+        || ctx.state.consents.get().is_none()
+    {
         return None;
     }
     let texts = banner.texts(accept_language(&parts.headers));
@@ -93,7 +108,8 @@ pub fn body_start(ctx: &Ctx, parts: &http::request::Parts) -> Option<BodyStart> 
         return Some(BodyStart {
             html: html.into(),
             banner: true,
-            csrf_cookie: fresh.then(|| session_cookie(CSRF_COOKIE, &cookie, ctx.peer.tls)),
+            csrf_cookie: fresh
+                .then(|| session_cookie(CSRF_COOKIE, &cookie, https(ctx, &parts.headers))),
         });
     }
     banner.settings_link.then(|| BodyStart {
@@ -105,14 +121,67 @@ pub fn body_start(ctx: &Ctx, parts: &http::request::Parts) -> Option<BodyStart> 
     })
 }
 
+/// Whether a request is a navigation to a whole page: `Sec-Fetch-Dest: document` when the
+/// browser sends it; an `Accept` that takes HTML when it sends one; never a fragment request of
+/// htmx (`HX-Request`) or Turbo (`Turbo-Frame`).
+fn is_navigation(headers: &HeaderMap) -> bool {
+    let dest = headers
+        .get("sec-fetch-dest")
+        .is_none_or(|v| v.as_bytes() == b"document");
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
+    dest && accept && !headers.contains_key("hx-request") && !headers.contains_key("turbo-frame")
+}
+
+/// Whether a response is a whole page the banner can be written into: 200, `text/html` (not
+/// XHTML, which its markup is not), not a download.
+pub fn is_page(status: StatusCode, headers: &HeaderMap) -> bool {
+    let html = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"));
+    let download = headers
+        .get(http::header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("attachment")
+        });
+    status == StatusCode::OK && html && !download
+}
+
+/// Whether the visitor reached the site over HTTPS: a TLS listener, or a trusted proxy's
+/// `X-Forwarded-Proto: https` (a balancer that terminates TLS). The proxy's cookies are then
+/// `Secure`.
+fn https(ctx: &Ctx, headers: &HeaderMap) -> bool {
+    static PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+    ctx.peer.tls
+        || crate::filter::forward::trusted_header(
+            ctx.peer.addr.ip(),
+            headers,
+            &ctx.snapshot.settings.trusted_proxies,
+            &PROTO,
+        )
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
 /// Whether the visitor has chosen: some consent source read a choice.
 fn decided(source: Source) -> bool {
     matches!(source, Source::Consent(_))
 }
 
-/// The categories the request's browser signals deny.
+/// The categories the request's browser signals deny, when signals win over a choice
+/// (`signals.precedence: signal`); with `precedence: cookie` a choice may grant them, and none
+/// is shown as held back.
 fn signal_denied(ctx: &Ctx) -> CategorySet {
     let (p, s) = (ctx.policy(), ctx.consent.signals);
+    if p.precedence == Precedence::Cookie {
+        return CategorySet::EMPTY;
+    }
     let mut denied = CategorySet::EMPTY;
     if s.dnt
         && let Some(d) = p.dnt_denies
@@ -273,7 +342,7 @@ fn preference_centre(
     if fresh {
         resp.headers_mut().append(
             SET_COOKIE,
-            session_cookie(CSRF_COOKIE, &cookie, ctx.peer.tls),
+            session_cookie(CSRF_COOKIE, &cookie, https(ctx, req.headers())),
         );
     }
     resp
@@ -384,9 +453,11 @@ async fn record_choice(
             );
         }
     };
+    // Any cookie of that name may be the one the form was made for (a stray one set for
+    // another path or domain comes first in some browsers).
     let token_ok = request_cookies(&parts.headers)
-        .find(|(n, _)| *n == CSRF_COOKIE)
-        .is_some_and(|(_, c)| page::csrf_valid(&ctx.state.csrf_key, c, &form.csrf));
+        .filter(|(n, _)| *n == CSRF_COOKIE)
+        .any(|(_, c)| page::csrf_valid(&ctx.state.csrf_key, c, &form.csrf));
     if !token_ok {
         return problem_page(
             ctx,
@@ -407,16 +478,21 @@ async fn apply_choice(
     form: Form,
 ) -> Response<InnerBody> {
     let policy = &ctx.snapshot.policy;
-    let denied_by_signals = match policy.precedence {
-        Precedence::Signal => signal_denied(ctx),
-        Precedence::Cookie => CategorySet::EMPTY,
-    };
+    let denied_by_signals = signal_denied(ctx);
     let granted = page::granted_by(&form, denied_by_signals);
     let before = decided(ctx.consent.source).then_some(ctx.consent.granted);
     let kind = page::kind_of(form.choice, before, granted);
     let texts = banner.texts(accept_language(headers));
+    let Ok(id) = try_new_id() else {
+        return problem_page(
+            ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_randomness",
+            "No random numbers for a consent ID just now, so your choice was not applied. Please try again.",
+        );
+    };
     let record = ConsentRecord {
-        id: new_id(),
+        id,
         ts_ms: now_ms(),
         kind: match kind {
             "accept" => ChoiceKind::Accept,
@@ -474,7 +550,7 @@ async fn apply_choice(
         h.insert(LOCATION, v);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let tls = ctx.peer.tls;
+    let tls = https(ctx, headers);
     for c in [
         choice_cookie(
             &policy.consent_cookie,

@@ -144,23 +144,30 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
     // Google tags are left to Consent Mode only once its block is in the page.
     let consent_mode = block.is_some();
     let mut handlers = Vec::new();
-    let consent_mode_tags = kinds.selector(&["head", "script", "template"]);
+    // `<template>` content is inert: what is written into the page goes outside it.
+    if (block.is_some() || body_start.is_some())
+        && let Some(selector) = kinds.selector(&["template"])
+    {
+        let st = shared.clone();
+        handlers.push(element!(&selector, move |el| {
+            st.lock().unwrap().templates += 1;
+            let shared = st.clone();
+            if let Some(end) = el.end_tag_handlers() {
+                let handler: lol_html::send::EndTagHandler<'static> = Box::new(move |_| {
+                    let mut sh = shared.lock().unwrap();
+                    sh.templates = sh.templates.saturating_sub(1);
+                    Ok(())
+                });
+                end.push(handler);
+            }
+            Ok(())
+        }));
+    }
+    let consent_mode_tags = kinds.selector(&["head", "script"]);
     if let (Some(block), Some(selector)) = (block, consent_mode_tags) {
         handlers.push(element!(&selector, move |el| {
             let mut sh = s0.lock().unwrap();
             match el.tag_name().as_str() {
-                "template" => {
-                    sh.templates += 1;
-                    let shared = s0.clone();
-                    if let Some(end) = el.end_tag_handlers() {
-                        let handler: lol_html::send::EndTagHandler<'static> = Box::new(move |_| {
-                            let mut sh = shared.lock().unwrap();
-                            sh.templates = sh.templates.saturating_sub(1);
-                            Ok(())
-                        });
-                        end.push(handler);
-                    }
-                }
                 "head" if !sh.injected => {
                     sh.injected = true;
                     el.prepend(&block, ContentType::Html);
@@ -271,8 +278,7 @@ pub fn rewriter_reporting_to<'h, O: lol_html::OutputSink + Send>(
             let (sb, html) = (shared.clone(), html.clone());
             handlers.push(element!(&selector, move |el| {
                 let mut sh = sb.lock().unwrap();
-                if !sh.body_written && el.namespace_uri() == HTML_NAMESPACE && sh.srcdoc_depth == 0
-                {
+                if !sh.body_written && el.namespace_uri() == HTML_NAMESPACE && sh.templates == 0 {
                     sh.body_written = true;
                     el.prepend(&html, ContentType::Html);
                 }

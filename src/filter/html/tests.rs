@@ -997,7 +997,14 @@ fn the_body_block_goes_first_in_the_body_once_or_at_the_end_without_one() {
             "<html><head></head><BODY class=x><p id=banner>B</p><p>a</p><body></body>"
         );
     }
-    // A `<body>` in a comment or in text is none.
+    // A `<body>` in a comment or in text is none, and one in a `<template>` is inert.
+    assert_eq!(
+        with_body_start(
+            "<head><template><body>t</template></head><body>real",
+            Kinds::ALL
+        ),
+        "<head><template><body>t</template></head><body><p id=banner>B</p>real"
+    );
     assert_eq!(
         with_body_start("<p>no body tag <!-- <body> --></p>", Kinds::ALL),
         "<p>no body tag <!-- <body> --></p><p id=banner>B</p>"
