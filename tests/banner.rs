@@ -663,3 +663,228 @@ async fn in_postgresql_a_choice_is_applied_only_once_its_record_is_stored() {
     assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
     drop(pg);
 }
+
+/// A site whose answers are not plain pages: `/xhtml` (application/xhtml+xml), `/download`
+/// (an HTML attachment), `/partial` (206), `/utf16` (HTML in UTF-16), `/cdn` (a page with CDN
+/// caching headers), and any other path a page. Each answer says in `x-saw-range` whether the
+/// request carried a `Range`.
+async fn odd_site() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let page = "<!doctype html><html><head><title>t</title></head><body><p>page</p></body></html>";
+                    let (status, ct, body): (u16, &str, Vec<u8>) = match req.uri().path() {
+                        "/xhtml" => (200, "application/xhtml+xml", b"<html xmlns=\"http://www.w3.org/1999/xhtml\"><body><p>x</p></body></html>".to_vec()),
+                        "/partial" => (206, "text/html", page.as_bytes()[..40].to_vec()),
+                        "/utf16" => (
+                            200,
+                            "text/html; charset=utf-16le",
+                            page.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
+                        ),
+                        _ => (200, "text/html; charset=utf-8", page.as_bytes().to_vec()),
+                    };
+                    let mut resp = http::Response::builder()
+                        .status(status)
+                        .header("content-type", ct)
+                        .header(
+                            "x-saw-range",
+                            req.headers().contains_key("range").to_string(),
+                        );
+                    match req.uri().path() {
+                        "/download" => {
+                            resp = resp.header("content-disposition", "attachment; filename=a.html")
+                        }
+                        "/cdn" => {
+                            resp = resp
+                                .header("cache-control", "public, max-age=600")
+                                .header("cdn-cache-control", "max-age=600")
+                                .header("surrogate-control", "max-age=600")
+                                .header("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+                        }
+                        _ => {}
+                    }
+                    Ok::<_, std::convert::Infallible>(
+                        resp.body(http_body_util::Full::new(Bytes::from(body)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A proxy with `policy` in front of [`odd_site`].
+async fn odd_proxy(policy: &str) -> (Proxy, tempfile::TempDir) {
+    let addr = odd_site().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "consent_records:\n  path: consents.db\n").unwrap();
+    let proxy = Proxy::start(
+        &format!("http://{addr}"),
+        &[
+            "--policy",
+            path_str(&policy_file),
+            "--config",
+            path_str(&config),
+        ],
+    );
+    (proxy, dir)
+}
+
+fn has_banner(got: &Got) -> bool {
+    got.body.contains("consent-proxy-banner")
+}
+
+#[tokio::test]
+async fn only_a_browser_navigation_to_a_whole_page_gets_the_banner() {
+    let (proxy, _dir) = odd_proxy(POLICY).await;
+    let page = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let url = proxy.url(path);
+        async move { get(&http1(), &url, headers).await }
+    };
+    let navigation = page(
+        "/page",
+        &[("sec-fetch-dest", "document"), ("accept", "text/html")],
+    )
+    .await;
+    assert!(has_banner(&navigation));
+    assert!(
+        navigation
+            .header("vary")
+            .join(",")
+            .contains("Accept-Language")
+    );
+    for (what, got) in [
+        (
+            "a frame",
+            page("/page", &[("sec-fetch-dest", "iframe")]).await,
+        ),
+        (
+            "a script's fetch",
+            page("/page", &[("sec-fetch-dest", "empty")]).await,
+        ),
+        ("htmx", page("/page", &[("hx-request", "true")]).await),
+        ("Turbo", page("/page", &[("turbo-frame", "main")]).await),
+        (
+            "JSON asked for",
+            page("/page", &[("accept", "application/json")]).await,
+        ),
+        ("XHTML", page("/xhtml", &[]).await),
+        ("a download", page("/download", &[]).await),
+        ("a 206", page("/partial", &[]).await),
+    ] {
+        assert!(!has_banner(&got), "{what}: {}", got.body);
+        assert!(cookie_value(&got, "consent_proxy_csrf").is_none(), "{what}");
+    }
+    // A banner page keeps no caching header a CDN would read first.
+    let cdn = page("/cdn", &[]).await;
+    assert!(has_banner(&cdn));
+    assert_eq!(cdn.header("cache-control"), ["private, no-store"]);
+    for h in ["cdn-cache-control", "surrogate-control", "expires"] {
+        assert!(cdn.header(h).is_empty(), "{h}");
+    }
+}
+
+#[tokio::test]
+async fn the_settings_link_alone_changes_no_request_and_fails_no_page() {
+    let (proxy, _dir) = odd_proxy(POLICY).await;
+    let all = [("cookie", "cookie_consent=all"), ("range", "bytes=0-10")];
+    let page = get(&http1(), &proxy.url("/page"), &all[..1]).await;
+    assert!(
+        page.body.contains("class=\"cp-settings-link\""),
+        "{}",
+        page.body
+    );
+    // Everything is granted: the request goes as it came.
+    let ranged = get(&http1(), &proxy.url("/partial"), &all).await;
+    assert_eq!(ranged.header("x-saw-range"), ["true"]);
+    // A page that cannot be read passes without the link instead of failing.
+    let utf16 = get(&http1(), &proxy.url("/utf16"), &all[..1]).await;
+    assert_eq!(utf16.status, StatusCode::OK);
+    assert!(!utf16.body.contains("cp-settings-link"));
+    // Without consent the same page cannot be checked for trackers: refused.
+    let refused = get(&http1(), &proxy.url("/utf16"), &[]).await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn a_stray_csrf_cookie_before_the_right_one_does_not_block_a_choice() {
+    let s = site(POLICY).await;
+    let (_, csrf, token) = first_visit(&s.proxy, "/tracked").await;
+    let got = post(
+        &s.proxy,
+        PREFS,
+        &[(
+            "cookie",
+            &format!("consent_proxy_csrf=zzz; consent_proxy_csrf={csrf}"),
+        )],
+        &format!("csrf={token}&choice=reject"),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
+}
+
+#[tokio::test]
+async fn with_the_cookie_winning_over_signals_a_choice_may_grant_what_gpc_denies() {
+    let policy = format!(
+        "{POLICY}signals:\n  gpc: {{enabled: true, deny: [marketing]}}\n  precedence: cookie\n"
+    );
+    let s = site(&policy).await;
+    let page = get(&http1(), &s.proxy.url("/tracked"), &[("sec-gpc", "1")]).await;
+    assert!(has_banner(&page));
+    assert!(
+        !page.body.contains("cp-signals"),
+        "no promise the choice would not keep"
+    );
+    let (_, csrf, token) = first_visit(&s.proxy, "/tracked").await;
+    let got = post(
+        &s.proxy,
+        PREFS,
+        &[
+            ("cookie", &format!("consent_proxy_csrf={csrf}")),
+            ("sec-gpc", "1"),
+        ],
+        &format!("csrf={token}&choice=accept"),
+    )
+    .await;
+    assert_eq!(
+        cookie_value(&got, "cookie_consent").as_deref(),
+        Some("preferences,analytics,marketing")
+    );
+}
+
+#[test]
+fn the_banner_needs_the_proxys_own_cookie_to_decide_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "banner: {enabled: true}\nconsent:\n  sources: [tcf, native]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--policy", path_str(&file)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("must list `native` first"), "{said}");
+}
