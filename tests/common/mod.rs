@@ -1,6 +1,7 @@
 //! Real servers on loopback for the end-to-end tests: an upstream site (hyper), the proxy as a
 //! child process, and HTTP/1.1 and HTTP/2 clients.
 #![allow(dead_code)]
+pub mod browser;
 pub mod postgres;
 
 use bytes::Bytes;
