@@ -28,7 +28,11 @@ fn ranges(header: &str) -> Vec<(&str, f32)> {
             for p in parts {
                 let (k, v) = p.split_once('=')?;
                 if k.trim().eq_ignore_ascii_case("q") {
-                    q = v.trim().parse().ok().filter(|q: &f32| (0.0..=1.0).contains(q))?;
+                    q = v
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|q: &f32| (0.0..=1.0).contains(q))?;
                 }
             }
             (q > 0.0).then_some((i, tag, q))
