@@ -210,7 +210,8 @@ async fn cancelled_requests_never_exceed_the_stream_limit_at_the_site() {
     assert_eq!(attack.goaway, None, "{attack:?}");
     assert!(attack.streams >= 300, "{attack:?}");
     assert!(site.peak <= 50, "{site:?}");
-    assert!(site.connections <= 50, "{site:?}");
+    // One more: the connection the proxy opens at start to see that the site can be reached.
+    assert!(site.connections <= 50 + 1, "{site:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
