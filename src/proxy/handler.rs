@@ -507,7 +507,7 @@ async fn body_phase(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<InnerBo
     let tags = tags_denied(ctx);
     // The banner or the settings link goes only into a whole page (200, text/html, not a
     // download).
-    if !preferences::is_page(parts.status, &parts.headers) {
+    if ctx.body_start.is_some() && !preferences::is_page(parts.status, &parts.headers) {
         ctx.body_start = None;
     }
     let rewrite = tags || ctx.body_start.is_some();
