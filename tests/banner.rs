@@ -523,6 +523,21 @@ async fn records_are_exported_by_time_range_as_json_lines() {
     );
 }
 
+/// A first visit's form, posted back with Accept all and `Sec-GPC: 1`.
+async fn accept_all_with_gpc(proxy: &Proxy) -> Got {
+    let (_, csrf, token) = first_visit(proxy, "/tracked").await;
+    post(
+        proxy,
+        PREFS,
+        &[
+            ("cookie", &format!("consent_proxy_csrf={csrf}")),
+            ("sec-gpc", "1"),
+        ],
+        &format!("csrf={token}&choice=accept"),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn browser_signals_are_said_to_be_honoured() {
     let s = site(POLICY).await;
@@ -538,17 +553,7 @@ async fn browser_signals_are_said_to_be_honoured() {
     assert!(centre.body.contains("id=\"cp-analytics\" checked"));
     assert!(!centre.body.contains("id=\"cp-marketing\" checked"));
     // Accept all with GPC grants everything but what GPC denies.
-    let (_, csrf, token) = first_visit(&s.proxy, "/tracked").await;
-    let got = post(
-        &s.proxy,
-        PREFS,
-        &[
-            ("cookie", &format!("consent_proxy_csrf={csrf}")),
-            ("sec-gpc", "1"),
-        ],
-        &format!("csrf={token}&choice=accept"),
-    )
-    .await;
+    let got = accept_all_with_gpc(&s.proxy).await;
     assert_eq!(
         cookie_value(&got, "cookie_consent").as_deref(),
         Some("preferences,analytics")
@@ -850,17 +855,7 @@ async fn with_the_cookie_winning_over_signals_a_choice_may_grant_what_gpc_denies
         !page.body.contains("cp-signals"),
         "no promise the choice would not keep"
     );
-    let (_, csrf, token) = first_visit(&s.proxy, "/tracked").await;
-    let got = post(
-        &s.proxy,
-        PREFS,
-        &[
-            ("cookie", &format!("consent_proxy_csrf={csrf}")),
-            ("sec-gpc", "1"),
-        ],
-        &format!("csrf={token}&choice=accept"),
-    )
-    .await;
+    let got = accept_all_with_gpc(&s.proxy).await;
     assert_eq!(
         cookie_value(&got, "cookie_consent").as_deref(),
         Some("preferences,analytics,marketing")

@@ -254,31 +254,13 @@ pub const STYLESHEET: &str = r#".cp-banner{position:fixed;left:0;right:0;bottom:
 /// banner. Each policy's governing directive is the first of `style-src-elem`, `style-src`,
 /// `default-src` it has; only base64 characters are accepted.
 pub fn style_nonce(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(http::header::CONTENT_SECURITY_POLICY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+    super::csp::policies(headers)?
+        .into_iter()
         .find_map(|policy| {
-            let directives: Vec<(String, &str)> = policy
-                .split(';')
-                .filter_map(|d| {
-                    let d = d.trim();
-                    let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
-                    (!name.is_empty()).then(|| (name.to_ascii_lowercase(), value))
-                })
-                .collect();
-            let (_, sources) = ["style-src-elem", "style-src", "default-src"]
-                .iter()
-                .find_map(|want| directives.iter().find(|(n, _)| n == want))?;
-            sources.split_ascii_whitespace().find_map(|t| {
-                let v = t.strip_prefix("'nonce-")?.strip_suffix('\'')?;
-                (!v.is_empty()
-                    && v.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-                    }))
-                .then(|| v.to_string())
-            })
+            super::csp::governing(policy, &["style-src-elem", "style-src", "default-src"])?
+                .split_ascii_whitespace()
+                .find_map(|t| super::csp::nonce(t).flatten())
+                .map(str::to_string)
         })
 }
 

@@ -6,7 +6,6 @@
 
 use crate::category::{Category, CategorySet};
 use http::HeaderMap;
-use http::header::CONTENT_SECURITY_POLICY;
 
 fn state(granted: CategorySet, c: Category) -> &'static str {
     if granted.contains(c) {
@@ -49,16 +48,11 @@ pub enum Permit {
 pub fn permit(headers: &HeaderMap) -> Permit {
     // The nonces every policy so far accepts; `None` while none has asked for one.
     let mut accepted: Option<Vec<String>> = None;
-    let policies = headers
-        .get_all(CONTENT_SECURITY_POLICY)
-        .iter()
-        .map(|v| v.to_str().ok())
-        .collect::<Option<Vec<&str>>>();
     // A header that is not text cannot be read: assume the worst.
-    let Some(policies) = policies else {
+    let Some(policies) = super::csp::policies(headers) else {
         return Permit::Blocked;
     };
-    for policy in policies.iter().flat_map(|v| v.split(',')) {
+    for policy in policies {
         match policy_permit(policy) {
             PolicyPermit::Allows => {}
             PolicyPermit::Blocks => return Permit::Blocked,
@@ -84,17 +78,8 @@ enum PolicyPermit {
 }
 
 fn policy_permit(policy: &str) -> PolicyPermit {
-    let directives: Vec<(String, &str)> = policy
-        .split(';')
-        .filter_map(|d| {
-            let d = d.trim();
-            let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
-            (!name.is_empty()).then(|| (name.to_ascii_lowercase(), value))
-        })
-        .collect();
-    let Some((_, sources)) = ["script-src-elem", "script-src", "default-src"]
-        .iter()
-        .find_map(|want| directives.iter().find(|(n, _)| n == want))
+    let Some(sources) =
+        super::csp::governing(policy, &["script-src-elem", "script-src", "default-src"])
     else {
         return PolicyPermit::Allows;
     };
@@ -103,19 +88,10 @@ fn policy_permit(policy: &str) -> PolicyPermit {
         (false, false, false, false);
     for token in sources.split_ascii_whitespace() {
         let lower = token.to_ascii_lowercase();
-        if let Some(value) = lower
-            .strip_prefix("'nonce-")
-            .and_then(|_| token.get("'nonce-".len()..token.len().saturating_sub(1)))
-            .filter(|_| token.ends_with('\''))
-        {
-            if !value.is_empty()
-                && value.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-                })
-            {
-                nonces.push(value.to_string());
-            } else {
-                bad_nonce = true;
+        if let Some(value) = super::csp::nonce(token) {
+            match value {
+                Some(v) => nonces.push(v.to_string()),
+                None => bad_nonce = true,
             }
         } else if ["'sha256-", "'sha384-", "'sha512-"]
             .iter()
@@ -140,6 +116,7 @@ fn policy_permit(policy: &str) -> PolicyPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_SECURITY_POLICY;
 
     fn csp(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

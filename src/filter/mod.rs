@@ -5,6 +5,7 @@ pub mod banner;
 pub mod body;
 pub mod consent_mode;
 pub mod cookies;
+pub mod csp;
 pub mod declarations;
 pub mod forward;
 pub mod framing;

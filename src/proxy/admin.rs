@@ -86,14 +86,15 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
         );
     };
     if let Some(id) = uri.path().strip_prefix("/consents/") {
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = id.to_ascii_lowercase();
+        if !crate::audit::consents::is_valid_id(&id) {
             return answer(
                 StatusCode::BAD_REQUEST,
                 TEXT,
                 "a consent ID is 32 hexadecimal digits\n",
             );
         }
-        return match store.get(&id.to_ascii_lowercase()).await {
+        return match store.get(&id).await {
             Ok(Some(record)) => match serde_json::to_vec_pretty(&record) {
                 Ok(json) => answer(StatusCode::OK, "application/json", json),
                 Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n"),

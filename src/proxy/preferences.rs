@@ -8,7 +8,7 @@
 
 use super::body::{InnerBody, full};
 use super::handler::Ctx;
-use crate::audit::consents::{ChoiceKind, ConsentRecord, try_new_id};
+use crate::audit::consents::{ChoiceKind, ConsentRecord, is_valid_id, now_ms, try_new_id};
 use crate::category::CategorySet;
 use crate::consent::Source;
 use crate::filter::banner::{self as page, Centre, Form, View};
@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How long a form body may take to arrive.
 const FORM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -317,7 +317,7 @@ fn preference_centre(
     };
     let token = page::csrf_token(&ctx.state.csrf_key, &cookie);
     let consent_id = request_cookies(req.headers())
-        .find(|(n, v)| *n == banner.id_cookie && is_consent_id(v))
+        .find(|(n, v)| *n == banner.id_cookie && is_valid_id(v))
         .map(|(_, v)| v.to_string());
     let texts = banner.texts(accept_language(req.headers()));
     let view = View {
@@ -346,10 +346,6 @@ fn preference_centre(
         );
     }
     resp
-}
-
-fn is_consent_id(v: &str) -> bool {
-    v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A page of the proxy's own: not cached, not framed, nothing loaded but its stylesheet.
@@ -494,12 +490,7 @@ async fn apply_choice(
     let record = ConsentRecord {
         id,
         ts_ms: now_ms(),
-        kind: match kind {
-            "accept" => ChoiceKind::Accept,
-            "reject" => ChoiceKind::Reject,
-            "settings" => ChoiceKind::Settings,
-            _ => ChoiceKind::Withdrawal,
-        },
+        kind: ChoiceKind::parse(kind).unwrap_or(ChoiceKind::Withdrawal),
         choices: crate::category::Category::ALL
             .into_iter()
             .map(|c| (c.as_str().to_string(), granted.contains(c)))
@@ -566,10 +557,4 @@ async fn apply_choice(
         h.append(SET_COOKIE, c);
     }
     resp
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
