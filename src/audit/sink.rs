@@ -14,6 +14,10 @@ use std::time::Duration;
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// A buffer this large is written at once.
 const WAKE_AT: usize = 256 * 1024;
+/// The capacity a buffer keeps between writes. When the output is slower than the records (a
+/// pipe read slowly under a burst), the buffer grows to hold the backlog; written, it goes back
+/// to this, so that a burst's backlog does not stay resident.
+const KEEP: usize = 2 * WAKE_AT;
 
 #[derive(Default)]
 struct Buffer {
@@ -134,6 +138,7 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
                 eprintln!("consent-proxy: the decision log cannot be written");
             }
             batch.clear();
+            batch.shrink_to(KEEP);
         }
         if closed {
             // Records emitted after the last swap were refused; nothing is left.
