@@ -11,6 +11,8 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
+/// The time of every decision here, 2026-11-30 (Unix seconds).
+const NOW: u64 = 1_764_460_800;
 fn request_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
@@ -56,20 +58,24 @@ fn bench(c: &mut Criterion) {
     let resp = response_headers();
 
     c.bench_function("consent::decide (native cookie)", |b| {
-        b.iter(|| consent::decide(black_box(&req), &policy, None))
+        b.iter(|| consent::decide(black_box(&req), &policy.consent, None, NOW))
     });
     // Sites with a consent manager: the native cookie is absent, so the sources are tried in
     // order until TCF or OneTrust speaks.
     for (name, cookie) in [("TCF", TCF_COOKIES), ("OneTrust", ONETRUST_COOKIES)] {
         let mut h = req.clone();
         h.insert(COOKIE, cookie.parse().unwrap());
-        assert!(consent::decide(&h, &policy, None).source.is_consent());
+        assert!(
+            consent::decide(&h, &policy.consent, None, NOW)
+                .source
+                .is_consent()
+        );
         c.bench_function(&format!("consent::decide ({name})"), |b| {
-            b.iter(|| consent::decide(black_box(&h), &policy, None))
+            b.iter(|| consent::decide(black_box(&h), &policy.consent, None, NOW))
         });
     }
 
-    let granted = consent::decide(&req, &policy, None).granted;
+    let granted = consent::decide(&req, &policy.consent, None, NOW).granted;
     c.bench_function("filter_cookie_header (9 cookies)", |b| {
         b.iter_batched(
             || req.clone(),

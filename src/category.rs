@@ -89,6 +89,11 @@ impl CategorySet {
         self.0 == 0
     }
 
+    /// How many categories it holds.
+    pub fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Category> {
         Category::ALL.into_iter().filter(move |c| self.contains(*c))
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod category;
 pub mod config;
 pub mod consent;
+pub mod cookie_header;
 pub mod demo;
 pub mod filter;
 pub mod language;
@@ -18,6 +19,8 @@ pub mod memory;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod url_path;
+pub mod withheld;
 
 /// A header map from name/value pairs, for unit tests.
 #[cfg(test)]

@@ -304,7 +304,7 @@ fn check_summary(p: &CompiledPolicy) -> String {
             format!("without consent: {}", names.join(","))
         }
     };
-    let mut line = format!("  default: {}", grants(p.default_grant));
+    let mut line = format!("  default: {}", grants(p.consent.default_grant));
     if let Some(r) = &p.regions {
         let opt_out = r
             .defaults

@@ -1,54 +1,121 @@
-//! What the visitor said: a pure function from request headers and the compiled policy to the
+//! What the visitor said: a pure function from request headers and the consent rules to the
 //! set of granted categories, and what decided it.
+//!
+//! Each consent format is one file (see [`format`] and [`formats`]). This module depends on no
+//! other part of the proxy but categories: the policy compiles [`Rules`], the proxy calls
+//! [`decide`].
 
 pub mod cmp;
+pub mod format;
+pub mod formats;
+pub mod gpp;
 pub mod native;
-pub mod reader;
+pub mod region;
 pub mod signals;
 pub mod tcf;
+pub mod usprivacy;
 
 use crate::category::CategorySet;
-use crate::filter::cookies::request_cookies;
-use crate::policy::sources::{Country, Format};
-use crate::policy::{CompiledPolicy, Precedence};
+use crate::cookie_header::request_cookies;
 use cmp::Reading;
+use format::{ConsentReader, FormatId, ReadCtx, Said};
+pub use formats::Combine;
 use http::HeaderMap;
-pub use signals::BrowserSignals;
+pub use region::Country;
+pub use signals::{BrowserSignals, Precedence};
+use std::collections::HashMap;
+
+/// What the policy says about consent, compiled: the sources and how they combine, the
+/// defaults, and what browser signals deny.
+#[derive(Debug)]
+pub struct Rules {
+    /// Consent sources, in the policy's order.
+    pub sources: Vec<Box<dyn ConsentReader>>,
+    pub combine: Combine,
+    /// Granted when no consent source speaks (always includes necessary).
+    pub default_grant: CategorySet,
+    /// Regional defaults by country.
+    pub regional: HashMap<Country, CategorySet>,
+    /// Categories denied by `DNT: 1`, if the DNT rule is enabled.
+    pub dnt_denies: Option<CategorySet>,
+    /// Categories denied by `Sec-GPC: 1`, if the GPC rule is enabled.
+    pub gpc_denies: Option<CategorySet>,
+    pub precedence: Precedence,
+}
+
+impl Rules {
+    /// What is granted when no consent source speaks: the regional default for `country` if
+    /// there is one (and which country it was), else the policy's default.
+    pub fn default_for(&self, country: Option<Country>) -> (CategorySet, Option<Country>) {
+        country
+            .and_then(|c| self.regional.get(&c).map(|set| (*set, Some(c))))
+            .unwrap_or((self.default_grant, None))
+    }
+}
 
 /// What decided the granted set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A consent source on the request: the proxy's own cookie or a consent manager's.
-    Consent(Format),
+    /// A consent source on the request: the proxy's own cookie, a consent manager's, an IAB
+    /// string.
+    Consent(FormatId),
     /// That source was present but could not be read: it grants nothing.
-    Invalid(Format),
+    Invalid(FormatId),
+    /// That source was read, but its choice is older than the policy relies on: it grants
+    /// nothing.
+    Expired(FormatId),
+    /// Only opt-outs spoke (GPP's US sections, a US Privacy string): the default applies,
+    /// less what they deny.
+    OptOut(FormatId),
     /// No source spoke: the policy's default (or its regional default) applies.
     Default,
 }
 
 impl Source {
-    /// The name in the decision log: `native`, `tcf`, `onetrust`, …, `tcf-invalid`, `default`.
+    /// The name in the decision log: `native`, `tcf`, …, `tcf-invalid`, `tcf-expired`,
+    /// `default`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Consent(f) => f.as_str(),
-            Source::Invalid(f) => match f {
-                Format::Native => "native-invalid",
-                Format::Tcf => "tcf-invalid",
-                Format::Onetrust => "onetrust-invalid",
-                Format::Cookiebot => "cookiebot-invalid",
-                Format::Cookieconsent => "cookieconsent-invalid",
-                Format::Klaro => "klaro-invalid",
-                Format::Cookieyes => "cookieyes-invalid",
-                Format::Complianz => "complianz-invalid",
-                Format::Borlabs => "borlabs-invalid",
-            },
+            Source::Consent(f) | Source::OptOut(f) => f.name,
+            Source::Invalid(f) => f.invalid,
+            Source::Expired(f) => f.expired,
             Source::Default => "default",
         }
     }
 
-    /// Whether the visitor's own choice decided (readable or not).
+    /// Whether the visitor's own choice per category decided (readable or not), rather than a
+    /// default (with or without opt-outs).
     pub fn is_consent(self) -> bool {
-        !matches!(self, Source::Default)
+        !matches!(self, Source::Default | Source::OptOut(_))
+    }
+
+    fn of(id: FormatId, reading: Reading) -> Source {
+        match reading {
+            Reading::Granted(_) | Reading::NotRequired => Source::Consent(id),
+            Reading::OptOut(_) => Source::OptOut(id),
+            Reading::Unreadable => Source::Invalid(id),
+            Reading::Expired => Source::Expired(id),
+        }
+    }
+}
+
+/// The sources read on one request, by their log names, in the policy's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadList {
+    names: [&'static str; 16],
+    len: u8,
+}
+
+impl ReadList {
+    fn push(&mut self, name: &'static str) {
+        if let Some(slot) = self.names.get_mut(self.len as usize) {
+            *slot = name;
+            self.len += 1;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.names[..self.len as usize].iter().copied()
     }
 }
 
@@ -57,54 +124,107 @@ impl Source {
 pub struct Consent {
     /// Granted categories; always contains `necessary`.
     pub granted: CategorySet,
+    /// What decided.
     pub source: Source,
-    /// The browser signals present on the request (whether or not they changed the outcome).
+    /// Every source present on the request, as the decision log names them.
+    pub read: ReadList,
+    /// The browser signals present on the request (whether or not they changed the outcome),
+    /// a GPC subsection of a consent string included.
     pub signals: BrowserSignals,
     /// The country whose regional default applied, if one did.
     pub region: Option<Country>,
 }
 
 /// Decides what the visitor has granted. `country` is the visitor's country as a trusted edge
-/// proxy named it, if it did.
-pub fn decide(headers: &HeaderMap, policy: &CompiledPolicy, country: Option<Country>) -> Consent {
-    let signals = BrowserSignals::read(headers);
+/// proxy named it, if it did; `now` the time of the request in Unix seconds.
+///
+/// - Sources that grant (a choice per category) combine as the policy says: the first present,
+///   the strictest, or the newest.
+/// - Sources that opt out (GPP's US sections, the US Privacy string) always restrict: an
+///   opt-out of sale, sharing or targeted advertising denies its categories whichever source
+///   granted, and applies to the default when none did.
+/// - Browser signals then deny their categories, unless `precedence: cookie` lets a readable
+///   choice stand. In a region whose default is opt-out (the US model), GPC is an opt-out of
+///   sale and sharing, and applies whatever the precedence.
+pub fn decide(headers: &HeaderMap, rules: &Rules, country: Option<Country>, now: u64) -> Consent {
+    let mut signals = BrowserSignals::read(headers);
     let cookies: Vec<(&str, &str)> = request_cookies(headers).collect();
-    let spoken = policy.sources.iter().find_map(|reader| {
-        let format = reader.format();
-        match reader.read(&cookies)? {
-            Reading::Granted(set) => Some((set, Source::Consent(format))),
-            Reading::Unreadable => Some((CategorySet::NECESSARY, Source::Invalid(format))),
-            // The consent manager says no consent is needed here: as if it were absent.
-            Reading::NotRequired => None,
+    let ctx = ReadCtx { now };
+    let mut read = ReadList::default();
+    let mut grants: Vec<(usize, FormatId, Said)> = Vec::new();
+    let mut opted_out = CategorySet::EMPTY;
+    let mut first_opt_out = None;
+    for (i, reader) in rules.sources.iter().enumerate() {
+        let Some(said) = reader.read(&cookies, &ctx) else {
+            continue;
+        };
+        signals.gpc |= said.gpc;
+        if said.reading == Reading::NotRequired {
+            continue;
         }
-    });
-    let (base, source, region) = match spoken {
-        Some((set, source)) => (set, source, None),
-        None => {
-            let (set, region) = policy.default_for(country);
-            (set, Source::Default, region)
+        let id = reader.id();
+        read.push(Source::of(id, said.reading).as_str());
+        match said.reading {
+            Reading::OptOut(denied) => {
+                opted_out = opted_out.union(denied);
+                first_opt_out.get_or_insert(id);
+            }
+            _ => grants.push((i, id, said)),
         }
+    }
+    let (default, default_region) = rules.default_for(country);
+    let set_of = |s: &Said| match s.reading {
+        Reading::Granted(set) => set,
+        _ => CategorySet::NECESSARY,
     };
-    let signals_apply = match policy.precedence {
+    let chosen = match rules.combine {
+        Combine::First => grants
+            .first()
+            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading))),
+        Combine::Strictest => grants
+            .iter()
+            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading)))
+            .reduce(|(a, source_a), (b, source_b)| {
+                // The source that grants least names the outcome.
+                let source = if b.len() < a.len() {
+                    source_b
+                } else {
+                    source_a
+                };
+                (a.intersection(b), source)
+            }),
+        Combine::Newest => grants
+            .iter()
+            .max_by_key(|(i, _, s)| (s.at, std::cmp::Reverse(*i)))
+            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading))),
+    };
+    let (base, source, region) = match (chosen, first_opt_out) {
+        (Some((set, source)), _) => (set, source, None),
+        (None, Some(id)) => (default, Source::OptOut(id), default_region),
+        (None, None) => (default, Source::Default, default_region),
+    };
+    let us_model = default == CategorySet::ALL;
+    let signals_apply = match rules.precedence {
         Precedence::Signal => true,
         Precedence::Cookie => !matches!(source, Source::Consent(_)),
     };
-    let mut granted = base;
-    if signals_apply {
-        if signals.dnt
-            && let Some(denied) = policy.dnt_denies
-        {
-            granted = granted.difference(denied);
-        }
-        if signals.gpc
-            && let Some(denied) = policy.gpc_denies
-        {
-            granted = granted.difference(denied);
-        }
+    let mut granted = base.difference(opted_out);
+    if signals_apply
+        && signals.dnt
+        && let Some(denied) = rules.dnt_denies
+    {
+        granted = granted.difference(denied);
+    }
+    if (signals_apply || us_model)
+        && signals.gpc
+        && let Some(denied) = rules.gpc_denies
+    {
+        granted = granted.difference(denied);
     }
     Consent {
         granted: granted.union(CategorySet::NECESSARY),
         source,
+        read,
         signals,
         region,
     }
@@ -116,13 +236,16 @@ mod tests {
     use crate::category::Category::{self, *};
     use crate::policy::compile;
 
+    /// 2026-11-30.
+    const NOW: u64 = 1_764_460_800;
+
     fn set(cs: &[Category]) -> CategorySet {
         cs.iter().copied().collect::<CategorySet>().with(Necessary)
     }
 
     fn decide_with(policy: &str, headers: &[(&str, &str)]) -> Consent {
         let p = compile("t.yaml", policy).unwrap();
-        decide(&crate::test_headers(headers), &p, None)
+        decide(&crate::test_headers(headers), &p.consent, None, NOW)
     }
 
     #[test]
@@ -151,7 +274,7 @@ mod tests {
             &[("cookie", "a=b; cookie_consent=analytics,preferences")],
         );
         assert_eq!(c.granted, set(&[Analytics, Preferences]));
-        assert_eq!(c.source, Source::Consent(Format::Native));
+        assert_eq!(c.source, Source::Consent(native::NATIVE));
     }
 
     #[test]
@@ -215,7 +338,7 @@ mod tests {
     fn unreadable_cookie_grants_nothing_even_under_opt_out() {
         let c = decide_with("default: opt-out", &[("cookie", "cookie_consent=%ZZ")]);
         assert_eq!(c.granted, set(&[]));
-        assert_eq!(c.source, Source::Invalid(Format::Native));
+        assert_eq!(c.source, Source::Invalid(native::NATIVE));
     }
 
     #[test]

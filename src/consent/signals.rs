@@ -2,6 +2,7 @@
 
 use http::HeaderMap;
 use http::header::HeaderName;
+use serde::Deserialize;
 
 pub static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
 pub static DNT: HeaderName = HeaderName::from_static("dnt");
@@ -34,6 +35,17 @@ impl BrowserSignals {
             .into_iter()
             .filter_map(|(on, name)| on.then_some(name))
     }
+}
+
+/// How browser signals and the visitor's choice combine (`signals.precedence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precedence {
+    /// A browser signal (DNT, GPC) denies its categories even when the consent cookie grants them.
+    #[default]
+    Signal,
+    /// A readable consent cookie decides alone; signals apply only when there is none.
+    Cookie,
 }
 
 #[cfg(test)]

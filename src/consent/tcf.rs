@@ -7,11 +7,20 @@
 //! unknown segments are tolerated. Version 1 strings and anything malformed are errors, which
 //! grant nothing.
 
+use super::cmp::Reading;
+use super::format::{
+    BuildCtx, ConsentReader, CookieName, Format, FormatId, OneCookie, ReadCtx, Said,
+    THIRTEEN_MONTHS, cookie_or,
+};
 use crate::category::{Category, CategorySet};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 /// The longest string decoded; real ones are a few hundred characters.
 pub const MAX_LEN: usize = 16 * 1024;
@@ -337,6 +346,74 @@ impl Default for PurposeMap {
             (Category::Marketing, vec![1, 2, 3, 4, 7]),
         ])
         .expect("valid default purpose map")
+    }
+}
+
+/// The IAB TCF v2 cookie (`euconsent-v2`) as a consent format.
+pub struct Tcf;
+
+/// `consent.tcf`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcfConfig {
+    pub cookie: Option<CookieName>,
+    /// Which purposes each category needs; replaces the default map.
+    #[serde(default, deserialize_with = "purposes")]
+    pub purposes: Option<PurposeMap>,
+    /// A string last updated longer ago than this grants nothing (`tcf-expired`).
+    #[serde(default = "thirteen_months", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for TcfConfig {
+    fn default() -> Self {
+        TcfConfig {
+            cookie: None,
+            purposes: None,
+            max_age: THIRTEEN_MONTHS,
+        }
+    }
+}
+
+fn thirteen_months() -> Duration {
+    THIRTEEN_MONTHS
+}
+
+/// A purpose map as written: `{ analytics: [1, 8, 9], … }`.
+fn purposes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PurposeMap>, D::Error> {
+    let raw = HashMap::<Category, Vec<u8>>::deserialize(d)?;
+    let mut pairs: Vec<(Category, Vec<u8>)> = raw.into_iter().collect();
+    pairs.sort_by_key(|(c, _)| *c);
+    PurposeMap::new(pairs).map(Some).map_err(de::Error::custom)
+}
+
+impl TcfConfig {
+    /// What a TC string says under these settings, at `now` (Unix seconds).
+    pub fn said(&self, purposes: &PurposeMap, value: &str, now: u64) -> Said {
+        match super::cmp::prepare(value).map(decode) {
+            Some(Ok(tc)) => Said::dated(
+                Reading::Granted(purposes.grant(&tc)),
+                tc.last_updated / 10,
+                now,
+                Some(self.max_age),
+            ),
+            _ => Said::new(Reading::Unreadable),
+        }
+    }
+}
+
+impl Format for Tcf {
+    type Config = TcfConfig;
+
+    fn build(config: &TcfConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        let config = config.clone();
+        let purposes = config.purposes.clone().unwrap_or_default();
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "euconsent-v2"),
+            companions: &["addtl_consent"],
+            parse: move |v: &str, rc: &ReadCtx| config.said(&purposes, v, rc.now),
+        })
     }
 }
 

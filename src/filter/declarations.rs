@@ -65,13 +65,14 @@ pub fn tracking_status(mode: TkMode, consent: &Consent, dnt_sent: bool) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consent::native::NATIVE;
     use crate::consent::{BrowserSignals, Source};
-    use crate::policy::sources::Format;
 
     fn consent(granted: CategorySet, source: Source) -> Consent {
         Consent {
             granted,
             source,
+            read: Default::default(),
             signals: BrowserSignals::default(),
             region: None,
         }
@@ -82,10 +83,21 @@ mod tests {
         let none = consent(CategorySet::NECESSARY, Source::Default);
         let prefs = consent(
             CategorySet::NECESSARY.with(Category::Preferences),
-            Source::Consent(Format::Native),
+            Source::Consent(NATIVE),
         );
-        let consented = consent(CategorySet::ALL, Source::Consent(Format::Tcf));
+        let consented = consent(
+            CategorySet::ALL,
+            Source::Consent(crate::consent::formats::id("tcf").unwrap()),
+        );
         let by_default = consent(CategorySet::ALL, Source::Default);
+        let opted_out_of_nothing = consent(
+            CategorySet::ALL,
+            Source::OptOut(crate::consent::formats::id("gpp").unwrap()),
+        );
+        assert_eq!(
+            tracking_status(TkMode::Dnt, &opted_out_of_nothing, true),
+            Some("T")
+        );
         assert_eq!(tracking_status(TkMode::Dnt, &none, true), Some("N"));
         assert_eq!(tracking_status(TkMode::Dnt, &prefs, true), Some("N"));
         assert_eq!(tracking_status(TkMode::Dnt, &consented, true), Some("C"));

@@ -11,11 +11,11 @@ pub mod forward;
 pub mod framing;
 pub mod html;
 pub mod memo;
-pub mod path;
+pub use crate::url_path as path;
 pub mod request;
 pub mod response;
 pub mod underscores;
-pub mod withheld;
+pub use crate::withheld;
 
 /// The tag catalogue's matching lives with the policy; these paths stay for existing users.
 pub use crate::policy::{tags, text_urls};
@@ -112,7 +112,7 @@ mod bad_input_tests {
             let mut h = HeaderMap::new();
             h.append(COOKIE, value.clone());
             h.append("sec-gpc", value.clone());
-            let consent = crate::consent::decide(&h, &policy, None);
+            let consent = crate::consent::decide(&h, &policy.consent, None, 0);
             let mut report = CookieReport::default();
             request::filter_cookie_header(&mut h, &policy, consent.granted, true, &mut report);
             // Whatever is forwarded parses, and holds only cookies that may pass.

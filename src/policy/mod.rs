@@ -9,13 +9,12 @@ pub mod tags;
 pub mod text_urls;
 
 use crate::category::{Category, CategorySet};
-use crate::consent::reader::Reader;
-use crate::filter::path::canonical;
-use crate::filter::withheld::Placeholder;
+use crate::url_path::canonical;
+use crate::withheld::Placeholder;
 pub use model::{DefaultConsent, Mode, Precedence, UnknownCookies};
 use model::{Extends, PolicyFile};
 use pattern::{Matcher, Pattern};
-use sources::{Country, Format, TkMode};
+use sources::{Country, TkMode};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,13 +39,8 @@ pub struct CompiledPolicy {
     pub source: String,
     pub mode: Mode,
     pub consent_cookie: String,
-    /// Granted when no consent source speaks (always includes necessary).
-    pub default_grant: CategorySet,
-    /// Categories denied by `DNT: 1`, if the DNT rule is enabled.
-    pub dnt_denies: Option<CategorySet>,
-    /// Categories denied by `Sec-GPC: 1`, if the GPC rule is enabled.
-    pub gpc_denies: Option<CategorySet>,
-    pub precedence: Precedence,
+    /// Where consent is read and how it combines with defaults and browser signals.
+    pub consent: crate::consent::Rules,
     /// Categories that must all be granted for an unknown cookie to pass.
     pub unknown_requires: CategorySet,
     /// Rule layers, searched in order: the file's own rules, then the built-in catalogue if
@@ -57,9 +51,7 @@ pub struct CompiledPolicy {
     pub tags: Arc<TagRules>,
     /// What a withheld embed shows, if the policy gives a text.
     pub placeholder: Option<Placeholder>,
-    /// Consent sources, in precedence order: the first present on a request decides.
-    pub sources: Vec<Reader>,
-    /// The cookies those sources read: the visitor's consent, never stripped.
+    /// The cookies the consent sources read: the visitor's consent, never stripped.
     consent_cookies: HashSet<String>,
     pub regions: Option<CompiledRegions>,
     /// The body of `/.well-known/gpc.json`, if the site declares GPC support.
@@ -103,17 +95,6 @@ pub enum Verdict<'a> {
 }
 
 impl CompiledPolicy {
-    /// What is granted when no consent source speaks: the regional default for `country` if
-    /// the policy has one (and which country it was), else the policy's default.
-    pub fn default_for(&self, country: Option<Country>) -> (CategorySet, Option<Country>) {
-        let regional = self
-            .regions
-            .as_ref()
-            .zip(country)
-            .and_then(|(r, c)| r.defaults.get(&c).map(|set| (*set, Some(c))));
-        regional.unwrap_or((self.default_grant, None))
-    }
-
     /// Classifies a cookie name.
     pub fn classify(&self, name: &str) -> Verdict<'_> {
         if name == self.consent_cookie || self.consent_cookies.contains(name) {
@@ -135,7 +116,7 @@ impl CompiledPolicy {
     }
 
     /// The category of a tracking endpoint, if the path is one. The path is matched in its
-    /// canonical form ([`crate::filter::path::canonical`]): case, `;parameters`, escapes of
+    /// canonical form ([`crate::url_path::canonical`]): case, `;parameters`, escapes of
     /// unreserved characters, dot segments and extra slashes do not matter.
     pub fn endpoint(&self, path: &str) -> Option<Category> {
         let path = canonical(path);
@@ -163,16 +144,19 @@ impl CompiledPolicy {
             ),
         };
         format!(
-            "{}: ok\n  mode: {}\n  consent sources: {}\n  default: {}{}\n  DNT: {}\n  GPC: {}\n  \
+            "{}: ok\n  mode: {}\n  consent sources: {} (combined: {})\n  default: {}{}\n  DNT: {}\n  GPC: {}\n  \
              precedence: {}\n  unknown cookies require: {}\n  cookie rules: {}\n  endpoint rules: {}\n  tag rules: {}{}{}",
             self.source,
             self.mode.as_str(),
-            self.sources
+            self.consent
+                .sources
                 .iter()
-                .map(|r| format!("{} ({})", r.format().as_str(), r.cookie_names().join(", ")))
+                .map(|r| format!("{} ({})", r.id().name, r.cookie_names().join(", ")))
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.default_grant
+            self.consent.combine.as_str(),
+            self.consent
+                .default_grant
                 .iter()
                 .map(Category::as_str)
                 .collect::<Vec<_>>()
@@ -181,9 +165,9 @@ impl CompiledPolicy {
                 None => String::new(),
                 Some(r) => format!(" ({} countries by {})", r.defaults.len(), r.header.as_str()),
             },
-            fmt_set(self.dnt_denies),
-            fmt_set(self.gpc_denies),
-            match self.precedence {
+            fmt_set(self.consent.dnt_denies),
+            fmt_set(self.consent.gpc_denies),
+            match self.consent.precedence {
                 Precedence::Signal => "signal",
                 Precedence::Cookie => "cookie",
             },
@@ -262,68 +246,6 @@ fn layers(
     Ok((cookies, endpoints))
 }
 
-/// The consent sources the file configures, in its order.
-fn readers(file: &PolicyFile) -> Vec<Reader> {
-    use crate::consent::cmp;
-    let c = &file.consent;
-    let name = |given: &Option<model::CookieName>, f: Format| {
-        given
-            .as_ref()
-            .map_or_else(|| f.default_cookie().to_string(), |n| n.0.clone())
-    };
-    c.sources
-        .iter()
-        .map(|f| match f {
-            Format::Native => Reader::Native {
-                cookie: file.consent_cookie.0.clone(),
-            },
-            Format::Tcf => Reader::Tcf {
-                cookie: name(&c.tcf.cookie, *f),
-                purposes: c.tcf.purposes.clone().unwrap_or_default(),
-            },
-            Format::Onetrust => Reader::Onetrust {
-                cookie: name(&c.onetrust.cookie, *f),
-                groups: c
-                    .onetrust
-                    .groups
-                    .clone()
-                    .unwrap_or_else(cmp::onetrust::default_groups),
-            },
-            Format::Cookiebot => Reader::Cookiebot {
-                cookie: name(&c.cookiebot.cookie, *f),
-            },
-            Format::Cookieconsent => Reader::Cookieconsent {
-                cookie: name(&c.cookieconsent.cookie, *f),
-                categories: c
-                    .cookieconsent
-                    .categories
-                    .clone()
-                    .unwrap_or_else(cmp::cookieconsent::default_categories),
-            },
-            Format::Klaro => Reader::Klaro {
-                cookie: name(&c.klaro.cookie, *f),
-                services: c
-                    .klaro
-                    .services
-                    .clone()
-                    .unwrap_or_else(cmp::klaro::default_services),
-            },
-            Format::Cookieyes => Reader::Cookieyes {
-                cookie: name(&c.cookieyes.cookie, *f),
-            },
-            Format::Complianz => Reader::Complianz,
-            Format::Borlabs => Reader::Borlabs {
-                cookie: name(&c.borlabs.cookie, *f),
-                groups: c
-                    .borlabs
-                    .groups
-                    .clone()
-                    .unwrap_or_else(cmp::borlabs::default_groups),
-            },
-        })
-        .collect()
-}
-
 /// The largest DNT policy file served.
 const MAX_DNT_POLICY: u64 = 1 << 20;
 
@@ -394,7 +316,6 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         .map_err(|m| PolicyError::whole(name, m))?;
     tags.withheld_frames = placeholder.is_some();
     let non_essential = CategorySet::ALL.difference(CategorySet::NECESSARY);
-    let sources = readers(&file);
     let banner = file
         .banner
         .as_ref()
@@ -402,7 +323,12 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         .transpose()
         .map_err(|m| PolicyError::whole(name, m))?
         .flatten();
-    if banner.is_some() && file.consent.sources.first() != Some(&Format::Native) {
+    let sources = crate::consent::formats::build(&crate::consent::format::BuildCtx {
+        consent_cookie: &file.consent_cookie.0,
+        section: &file.consent,
+        native_lifetime: banner.as_ref().map(|b| b.lifetime),
+    });
+    if banner.is_some() && file.consent.sources.0.first().map(|f| f.name) != Some("native") {
         return Err(PolicyError::whole(
             name,
             "banner: the banner records a choice in the proxy's own consent cookie, so \
@@ -465,10 +391,18 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         source: name.to_string(),
         mode: file.mode,
         consent_cookie: file.consent_cookie.0,
-        default_grant: default_grant(file.default),
-        dnt_denies: file.signals.dnt.enabled.then_some(file.signals.dnt.deny.0),
-        gpc_denies: file.signals.gpc.enabled.then_some(file.signals.gpc.deny.0),
-        precedence: file.signals.precedence,
+        consent: crate::consent::Rules {
+            regional: regions
+                .as_ref()
+                .map(|r| r.defaults.clone())
+                .unwrap_or_default(),
+            sources,
+            combine: file.consent.combine,
+            default_grant: default_grant(file.default),
+            dnt_denies: file.signals.dnt.enabled.then_some(file.signals.dnt.deny.0),
+            gpc_denies: file.signals.gpc.enabled.then_some(file.signals.gpc.deny.0),
+            precedence: file.signals.precedence,
+        },
         unknown_requires: match file.unknown_cookies {
             UnknownCookies::Strip => non_essential,
             UnknownCookies::Allow => CategorySet::EMPTY,
@@ -480,7 +414,6 @@ fn compile_in(name: &str, text: &str, base: Option<&Path>) -> Result<CompiledPol
         endpoint_layers,
         tags: Arc::new(tags),
         placeholder,
-        sources,
         consent_cookies,
         regions,
         gpc_json,

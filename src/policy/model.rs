@@ -39,15 +39,7 @@ pub enum DefaultConsent {
     OptOut,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precedence {
-    /// A browser signal (DNT, GPC) denies its categories even when the consent cookie grants them.
-    #[default]
-    Signal,
-    /// A readable consent cookie decides alone; signals apply only when there is none.
-    Cookie,
-}
+pub use crate::consent::signals::Precedence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,54 +147,7 @@ impl<'de> Deserialize<'de> for UnknownCookies {
     }
 }
 
-/// A cookie name as the policy may use it: a valid RFC 6265 token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieName(pub String);
-
-impl Default for CookieName {
-    fn default() -> Self {
-        CookieName("cookie_consent".into())
-    }
-}
-
-pub fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_graphic()
-                && !matches!(
-                    b,
-                    b'(' | b')'
-                        | b'<'
-                        | b'>'
-                        | b'@'
-                        | b','
-                        | b';'
-                        | b':'
-                        | b'\\'
-                        | b'"'
-                        | b'/'
-                        | b'['
-                        | b']'
-                        | b'?'
-                        | b'='
-                        | b'{'
-                        | b'}'
-                )
-        })
-}
-
-impl<'de> Deserialize<'de> for CookieName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if is_cookie_name(&s) {
-            Ok(CookieName(s))
-        } else {
-            Err(de::Error::custom(format!(
-                "`{s}` is not a valid cookie name"
-            )))
-        }
-    }
-}
+pub use crate::consent::format::{CookieName, is_cookie_name};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,9 +12,9 @@ fn empty_file_is_the_strict_default() {
     let p = compile("p.yaml", "").unwrap();
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.consent_cookie, "cookie_consent");
-    assert_eq!(p.default_grant, CategorySet::NECESSARY);
+    assert_eq!(p.consent.default_grant, CategorySet::NECESSARY);
     assert_eq!(
-        p.dnt_denies,
+        p.consent.dnt_denies,
         Some(
             CategorySet::EMPTY
                 .with(Category::Analytics)
@@ -22,10 +22,10 @@ fn empty_file_is_the_strict_default() {
         )
     );
     assert_eq!(
-        p.gpc_denies,
+        p.consent.gpc_denies,
         Some(CategorySet::EMPTY.with(Category::Marketing))
     );
-    assert_eq!(p.precedence, Precedence::Signal);
+    assert_eq!(p.consent.precedence, Precedence::Signal);
     assert_eq!(p.classify("anything"), Verdict::Unknown);
     assert_eq!(
         p.requires(Verdict::Unknown),
@@ -151,17 +151,17 @@ fn settings_are_read() {
     .unwrap();
     assert_eq!(p.mode, Mode::ReportOnly);
     assert_eq!(p.consent_cookie, "my_consent");
-    assert_eq!(p.default_grant, CategorySet::ALL);
-    assert_eq!(p.dnt_denies, None);
+    assert_eq!(p.consent.default_grant, CategorySet::ALL);
+    assert_eq!(p.consent.dnt_denies, None);
     assert_eq!(
-        p.gpc_denies,
+        p.consent.gpc_denies,
         Some(
             CategorySet::EMPTY
                 .with(Category::Analytics)
                 .with(Category::Marketing)
         )
     );
-    assert_eq!(p.precedence, Precedence::Cookie);
+    assert_eq!(p.consent.precedence, Precedence::Cookie);
     assert!(p.requires(Verdict::Unknown).is_empty());
 }
 
@@ -235,7 +235,7 @@ fn builtin_policy_compiles_with_strict_defaults() {
     let p = builtin().unwrap();
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.consent_cookie, "cookie_consent");
-    assert_eq!(p.default_grant, CategorySet::NECESSARY);
+    assert_eq!(p.consent.default_grant, CategorySet::NECESSARY);
     assert!(p.cookie_rule_count() > 1000, "{}", p.cookie_rule_count());
     for path in ["/collect", "/g/collect", "/tr"] {
         assert!(p.endpoint(path).is_some(), "{path}");

@@ -93,7 +93,7 @@ impl Ctx {
             )
             .and_then(Country::parse)
         });
-        let consent = consent::decide(req.headers(), policy, country);
+        let consent = consent::decide(req.headers(), &policy.consent, country, now_secs());
         let mut guard = RecordGuard::new(
             Decision {
                 ts: String::new(),
@@ -717,8 +717,8 @@ fn misdirected(s: &Settings, req: &Request<Incoming>) -> bool {
 /// The names of the request headers that the consent decision read.
 fn vary_names(policy: &CompiledPolicy) -> &'static [&'static str] {
     // `Tk` on DNT requests depends on DNT even when DNT decides nothing.
-    let dnt = policy.dnt_denies.is_some() || policy.tk == TkMode::Dnt;
-    match (dnt, policy.gpc_denies.is_some()) {
+    let dnt = policy.consent.dnt_denies.is_some() || policy.tk == TkMode::Dnt;
+    match (dnt, policy.consent.gpc_denies.is_some()) {
         (true, true) => &["Cookie", "DNT", "Sec-GPC"],
         (true, false) => &["Cookie", "DNT"],
         (false, true) => &["Cookie", "Sec-GPC"],
@@ -776,6 +776,13 @@ fn upstream_failure(ctx: &mut Ctx, failure: Failure) -> Response<InnerBody> {
             "upstream_timeout",
         ),
     }
+}
+
+/// The time now, in Unix seconds (0 if the clock is before 1970).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

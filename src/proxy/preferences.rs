@@ -179,17 +179,17 @@ fn decided(source: Source) -> bool {
 /// is shown as held back.
 fn signal_denied(ctx: &Ctx) -> CategorySet {
     let (p, s) = (ctx.policy(), ctx.consent.signals);
-    if p.precedence == Precedence::Cookie {
+    if p.consent.precedence == Precedence::Cookie {
         return CategorySet::EMPTY;
     }
     let mut denied = CategorySet::EMPTY;
     if s.dnt
-        && let Some(d) = p.dnt_denies
+        && let Some(d) = p.consent.dnt_denies
     {
         denied = denied.union(d);
     }
     if s.gpc
-        && let Some(d) = p.gpc_denies
+        && let Some(d) = p.consent.gpc_denies
     {
         denied = denied.union(d);
     }

@@ -12,6 +12,9 @@
 use super::json::{self, Json};
 use super::{CategoryMap, Reading, map_of, stricter};
 use crate::category::{Category, CategorySet};
+use crate::consent::format::{
+    BuildCtx, ConsentReader, Format, FormatId, GroupsConfig, OneCookie, ReadCtx, Said, cookie_or,
+};
 
 /// Borlabs Cookie's standard groups.
 pub fn default_groups() -> CategoryMap {
@@ -49,6 +52,23 @@ pub fn parse(value: &str, groups: &CategoryMap) -> Reading {
         result = stricter(result, set);
     }
     Reading::from_option(result)
+}
+
+/// Borlabs Cookie (`borlabs-cookie`) as a consent format.
+pub struct Borlabs;
+
+impl Format for Borlabs {
+    type Config = GroupsConfig;
+
+    fn build(config: &GroupsConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        let map = config.groups.clone().unwrap_or_else(default_groups);
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "borlabs-cookie"),
+            companions: &[],
+            parse: move |v: &str, _: &ReadCtx| Said::new(parse(v, &map)),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use super::{Reading, percent_decode};
 use crate::category::{Category, CategorySet};
+use crate::consent::format::{BuildCtx, ConsentReader, Format, FormatId, ReadCtx, Said};
 
 /// The category cookies and what they grant.
 const COOKIES: [(&str, Category); 3] = [
@@ -43,6 +44,59 @@ pub fn read<'a>(cookies: impl Iterator<Item = (&'a str, &'a str)>) -> Option<Rea
     } else {
         Reading::granted(allowed.difference(denied))
     })
+}
+
+/// Complianz's category cookies as a consent format.
+pub struct Complianz;
+
+/// The category cookies Complianz keeps.
+pub const CATEGORY_COOKIES: [&str; 4] = [
+    "cmplz_statistics",
+    "cmplz_marketing",
+    "cmplz_preferences",
+    "cmplz_functional",
+];
+
+#[derive(Debug)]
+struct ComplianzReader(FormatId);
+
+impl ConsentReader for ComplianzReader {
+    fn id(&self) -> FormatId {
+        self.0
+    }
+
+    fn cookie_names(&self) -> Vec<&str> {
+        CATEGORY_COOKIES.to_vec()
+    }
+
+    fn companion_cookies(&self) -> &'static [&'static str] {
+        &[
+            "cmplz_banner-status",
+            "cmplz_consented_services",
+            "cmplz_policy_id",
+            "cmplz_saved_categories",
+            "cmplz_saved_services",
+            "cmplz_id",
+            "cmplz_consenttype",
+        ]
+    }
+
+    fn read(&self, cookies: &[(&str, &str)], _: &ReadCtx) -> Option<Said> {
+        read(cookies.iter().copied()).map(Said::new)
+    }
+}
+
+/// Complianz has no settings: its cookie names are fixed.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianzConfig {}
+
+impl Format for Complianz {
+    type Config = ComplianzConfig;
+
+    fn build(_: &ComplianzConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        Box::new(ComplianzReader(id))
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +146,7 @@ mod tests {
             "cmplz_functional=allow; cmplz_statistics=allow; cmplz_marketing=allow; cmplz_preferences=deny",
         )]);
         assert_eq!(
-            read(crate::filter::cookies::request_cookies(&h)),
+            read(crate::cookie_header::request_cookies(&h)),
             Some(granted(&[Analytics, Marketing]))
         );
     }

@@ -14,6 +14,9 @@
 
 use super::{Reading, from_names, map_of, percent_decode};
 use crate::category::Category;
+use crate::consent::format::{
+    BuildCtx, ConsentReader, CookieOnly, Format, FormatId, OneCookie, ReadCtx, Said, cookie_or,
+};
 
 /// Deepest nesting of a skipped value.
 const MAX_DEPTH: usize = 32;
@@ -196,6 +199,22 @@ impl<'a> Cursor<'a> {
                 _ => self.i += 1,
             }
         }
+    }
+}
+
+/// Cookiebot (`CookieConsent`) as a consent format.
+pub struct Cookiebot;
+
+impl Format for Cookiebot {
+    type Config = CookieOnly;
+
+    fn build(config: &CookieOnly, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "CookieConsent"),
+            companions: &[],
+            parse: |v: &str, _: &ReadCtx| Said::new(parse(v)),
+        })
     }
 }
 

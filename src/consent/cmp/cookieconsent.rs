@@ -12,6 +12,10 @@
 use super::json::{self, Json};
 use super::{CategoryMap, Reading, map_of, stricter};
 use crate::category::{Category, CategorySet};
+use crate::consent::format::{
+    BuildCtx, CategoriesConfig, ConsentReader, Format, FormatId, OneCookie, ReadCtx, Said,
+    cookie_or,
+};
 
 /// The category names the library's examples and common configurations use.
 pub fn default_categories() -> CategoryMap {
@@ -50,6 +54,23 @@ pub fn parse(value: &str, categories: &CategoryMap) -> Reading {
         result = stricter(result, set);
     }
     Reading::from_option(result)
+}
+
+/// orestbida/cookieconsent (`cc_cookie`) as a consent format.
+pub struct Cookieconsent;
+
+impl Format for Cookieconsent {
+    type Config = CategoriesConfig;
+
+    fn build(config: &CategoriesConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        let map = config.categories.clone().unwrap_or_else(default_categories);
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "cc_cookie"),
+            companions: &[],
+            parse: move |v: &str, _: &ReadCtx| Said::new(parse(v, &map)),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 
 use super::{Reading, from_names, map_of, percent_decode};
 use crate::category::Category;
+use crate::consent::format::{
+    BuildCtx, ConsentReader, CookieOnly, Format, FormatId, OneCookie, ReadCtx, Said, cookie_or,
+};
 
 /// The keys whose value must be `yes` or `no`.
 const CATEGORY_KEYS: [&str; 6] = [
@@ -56,6 +59,22 @@ pub fn parse(value: &str) -> Reading {
         ("advertisement", Category::Marketing),
     ]);
     Reading::Granted(from_names(flags.into_iter(), &map))
+}
+
+/// CookieYes (`cookieyes-consent`) as a consent format.
+pub struct Cookieyes;
+
+impl Format for Cookieyes {
+    type Config = CookieOnly;
+
+    fn build(config: &CookieOnly, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "cookieyes-consent"),
+            companions: &[],
+            parse: |v: &str, _: &ReadCtx| Said::new(parse(v)),
+        })
+    }
 }
 
 #[cfg(test)]

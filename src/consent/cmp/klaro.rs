@@ -11,6 +11,9 @@
 use super::json::{self, Json};
 use super::{CategoryMap, Reading, from_names, map_of};
 use crate::category::Category;
+use crate::consent::format::{
+    BuildCtx, ConsentReader, Format, FormatId, OneCookie, ReadCtx, Said, ServicesConfig, cookie_or,
+};
 
 /// Common service names (as in Klaro's examples and its service library) and their categories.
 pub fn default_services() -> CategoryMap {
@@ -49,6 +52,23 @@ pub fn parse(value: &str, services: &CategoryMap) -> Reading {
         flags.push((name.as_str(), *consented));
     }
     Reading::Granted(from_names(flags.into_iter(), services))
+}
+
+/// Klaro (`klaro`) as a consent format.
+pub struct Klaro;
+
+impl Format for Klaro {
+    type Config = ServicesConfig;
+
+    fn build(config: &ServicesConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        let map = config.services.clone().unwrap_or_else(default_services);
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "klaro"),
+            companions: &[],
+            parse: move |v: &str, _: &ReadCtx| Said::new(parse(v, &map)),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub enum Reading {
     NotRequired,
     /// The value cannot be read: grants nothing beyond necessary. Never panic.
     Unreadable,
+    /// The choice is older than the policy relies on: grants nothing beyond necessary.
+    Expired,
+    /// A US-style opt-out (of sale, sharing, targeted advertising): these categories are
+    /// denied, whatever else is granted.
+    OptOut(CategorySet),
 }
 
 impl Reading {
@@ -230,8 +235,11 @@ pub(crate) mod testutil {
     /// True if `r` grants no more than `full`, whatever the caller's default is.
     pub fn at_most(r: Reading, full: Reading) -> bool {
         match (r, full) {
-            (Reading::Unreadable, _) => true,
+            (Reading::Unreadable | Reading::Expired, _) => true,
             (Reading::NotRequired, full) => full == Reading::NotRequired,
+            // An opt-out grants nothing; it denies at least what the whole value denies.
+            (Reading::OptOut(d), Reading::OptOut(f)) => f.difference(d).is_empty(),
+            (Reading::OptOut(_), _) => false,
             (Reading::Granted(s), Reading::Granted(f)) => s.difference(f).is_empty(),
             (Reading::Granted(s), _) => s == CategorySet::NECESSARY,
         }

@@ -18,6 +18,9 @@ use super::{
     CategoryMap, Reading, form_decode, form_valid, from_names, map_of, percent_decode, stricter,
 };
 use crate::category::{Category, CategorySet};
+use crate::consent::format::{
+    BuildCtx, ConsentReader, Format, FormatId, GroupsConfig, OneCookie, ReadCtx, Said, cookie_or,
+};
 
 /// OneTrust's standard group ids: C0001 strictly necessary, C0002 performance (analytics),
 /// C0003 functional (preferences), C0004 targeting and C0005 social media (marketing).
@@ -88,6 +91,27 @@ fn parse_groups(list: &str, map: &CategoryMap) -> Option<CategorySet> {
         entries.push((id, consented));
     }
     Some(from_names(entries.into_iter(), map))
+}
+
+/// OneTrust (`OptanonConsent`) as a consent format.
+pub struct Onetrust;
+
+impl Format for Onetrust {
+    type Config = GroupsConfig;
+
+    fn build(config: &GroupsConfig, _: &BuildCtx<'_>, id: FormatId) -> Box<dyn ConsentReader> {
+        let map = config.groups.clone().unwrap_or_else(default_groups);
+        Box::new(OneCookie {
+            id,
+            cookie: cookie_or(&config.cookie, "OptanonConsent"),
+            companions: &[
+                "OptanonAlertBoxClosed",
+                "eupubconsent-v2",
+                "OTAdditionalConsentString",
+            ],
+            parse: move |v: &str, _: &ReadCtx| Said::new(parse(v, &map)),
+        })
+    }
 }
 
 #[cfg(test)]
