@@ -19,7 +19,12 @@ pub struct Decision {
     /// The status sent to the client; 499 when the client went away before a response.
     pub status: u16,
     pub granted: CategorySet,
+    /// The consent source that decided, or `default`.
     pub source: &'static str,
+    /// Every consent source present on the request, in the policy's order, with `-invalid`
+    /// or `-expired` where it granted nothing; absent when there was none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<&'static str>,
     /// The country whose regional default applied (only when no consent source spoke).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,

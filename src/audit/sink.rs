@@ -174,6 +174,7 @@ mod tests {
             status: 200,
             granted: crate::category::CategorySet::NECESSARY,
             source: "default",
+            sources: Vec::new(),
             region: None,
             signals: vec![],
             cookies: Default::default(),

@@ -104,6 +104,7 @@ impl Ctx {
                 status: 0,
                 granted: consent.granted,
                 source: consent.source.as_str(),
+                sources: consent.read.iter().collect(),
                 region: consent.region.map(|c| c.as_str().to_string()),
                 signals: consent.signals.names().collect(),
                 cookies: Default::default(),

@@ -306,6 +306,7 @@ mod tests {
             status: 204,
             granted: CategorySet::NECESSARY.with(Category::Analytics),
             source: "default",
+            sources: Vec::new(),
             region: None,
             signals: vec![],
             cookies: Default::default(),
