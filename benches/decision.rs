@@ -12,7 +12,7 @@ use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
 /// The time of every decision here, 2026-11-30 (Unix seconds).
-const NOW: u64 = 1_764_460_800;
+const NOW: u64 = 1_795_996_800;
 fn request_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(

@@ -237,7 +237,7 @@ mod tests {
     use crate::policy::compile;
 
     /// 2026-11-30.
-    const NOW: u64 = 1_764_460_800;
+    const NOW: u64 = 1_795_996_800;
 
     fn set(cs: &[Category]) -> CategorySet {
         cs.iter().copied().collect::<CategorySet>().with(Necessary)

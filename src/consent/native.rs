@@ -1,6 +1,6 @@
 //! The proxy's own consent cookie (`consent_cookie`): a comma-separated list of granted
 //! categories, `all`, or `none`/empty, optionally followed by `@` and the time of the choice in
-//! Unix seconds (`analytics,preferences@1764500000`), as the banner writes it.
+//! Unix seconds (`analytics,preferences@1796000000`), as the banner writes it.
 //!
 //! - Unknown tokens beside known ones are ignored.
 //! - A value with no known token at all (`Y`, `true`, `1`) is a site's unrelated cookie of the
@@ -156,12 +156,12 @@ mod tests {
         assert_eq!(parse_value("\"analytics\""), s(&[Analytics]));
         assert_eq!(parse_value("none,all"), s(&[]));
         assert_eq!(
-            parse_dated("analytics@1764500000"),
-            Some((s(&[Analytics]).unwrap(), Some(1_764_500_000)))
+            parse_dated("analytics@1796000000"),
+            Some((s(&[Analytics]).unwrap(), Some(1_796_000_000)))
         );
         assert_eq!(
-            parse_dated("none%401764500000"),
-            Some((s(&[]).unwrap(), Some(1_764_500_000)))
+            parse_dated("none%401796000000"),
+            Some((s(&[]).unwrap(), Some(1_796_000_000)))
         );
         for set in [
             CategorySet::ALL,

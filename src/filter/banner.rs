@@ -421,20 +421,6 @@ pub fn kind_of(choice: Choice, before: Option<CategorySet>, after: CategorySet) 
     }
 }
 
-/// The value of the proxy's own consent cookie for a granted set.
-pub fn native_value(granted: CategorySet) -> String {
-    let chosen: Vec<&str> = CHOSEN
-        .iter()
-        .filter(|c| granted.contains(**c))
-        .map(|c| c.as_str())
-        .collect();
-    if chosen.is_empty() {
-        "none".to_string()
-    } else {
-        chosen.join(",")
-    }
-}
-
 /// Whether a cross-site page could have sent this post: `Sec-Fetch-Site` must be
 /// `same-origin` when present, and `Origin` (when present) must name the host the request was
 /// sent to (`host`, its `Host`). The scheme is not compared: a proxy behind a TLS-terminating
@@ -601,12 +587,6 @@ mod tests {
         assert_eq!(
             kind_of(Choice::Save, Some(a), none.with(Analytics)),
             "withdrawal"
-        );
-        assert_eq!(native_value(none), "none");
-        assert_eq!(native_value(a), "preferences,analytics,marketing");
-        assert_eq!(
-            crate::consent::native::parse_value(&native_value(none.with(Analytics))),
-            Some(none.with(Analytics))
         );
     }
 

@@ -545,7 +545,10 @@ async fn apply_choice(
     for c in [
         choice_cookie(
             &policy.consent_cookie,
-            &page::native_value(granted),
+            &crate::consent::native::value(
+                granted,
+                u64::try_from(record.ts_ms / 1000).unwrap_or(0),
+            ),
             banner.lifetime,
             tls,
         ),
