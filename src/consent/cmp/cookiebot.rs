@@ -26,23 +26,38 @@ const CATEGORY_KEYS: [&str; 4] = ["necessary", "preferences", "statistics", "mar
 
 /// Parses one `CookieConsent` value.
 pub fn parse(value: &str) -> Reading {
+    parse_dated(value).0
+}
+
+/// Parses one `CookieConsent` value, and the time of the choice (`utc`, milliseconds, as Unix
+/// seconds) when it has one.
+pub fn parse_dated(value: &str) -> (Reading, Option<u64>) {
     let Some(decoded) = super::prepare(value).and_then(percent_decode) else {
-        return Reading::Unreadable;
+        return (Reading::Unreadable, None);
     };
     match decoded.as_str() {
-        "-1" => return Reading::NotRequired,
-        "0" => return Reading::Granted(crate::category::CategorySet::NECESSARY),
+        "-1" => return (Reading::NotRequired, None),
+        "0" => {
+            return (
+                Reading::Granted(crate::category::CategorySet::NECESSARY),
+                None,
+            );
+        }
         _ => {}
     }
     let Some(members) = parse_object(&decoded) else {
-        return Reading::Unreadable;
+        return (Reading::Unreadable, None);
     };
     let mut flags = Vec::new();
+    let mut utc = None;
     for (key, value) in members {
         match value {
             Value::Bool(b) => flags.push((key, b)),
-            Value::Other if CATEGORY_KEYS.contains(&key) => return Reading::Unreadable,
-            Value::Other => {}
+            Value::Other(_) if CATEGORY_KEYS.contains(&key) => return (Reading::Unreadable, None),
+            Value::Other(word) if key == "utc" => {
+                utc = word.parse::<u64>().ok().map(|ms| ms / 1000);
+            }
+            Value::Other(_) => {}
         }
     }
     let map = map_of(&[
@@ -50,18 +65,19 @@ pub fn parse(value: &str) -> Reading {
         ("statistics", Category::Analytics),
         ("marketing", Category::Marketing),
     ]);
-    Reading::Granted(from_names(flags.into_iter(), &map))
+    (Reading::Granted(from_names(flags.into_iter(), &map)), utc)
 }
 
-/// A member's value: only booleans matter.
+/// A member's value: booleans, and the bare word of the others (a number, `null`; empty for
+/// strings and nested values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Value {
+enum Value<'a> {
     Bool(bool),
-    Other,
+    Other(&'a str),
 }
 
 /// Parses a whole object literal into its members; `None` if malformed.
-fn parse_object(src: &str) -> Option<Vec<(&str, Value)>> {
+fn parse_object(src: &str) -> Option<Vec<(&str, Value<'_>)>> {
     let mut c = Cursor { src, i: 0 };
     let mut members = Vec::new();
     c.skip_ws();
@@ -154,10 +170,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn value(&mut self) -> Option<Value> {
+    fn value(&mut self) -> Option<Value<'a>> {
         match self.peek()? {
-            b'\'' | b'"' => self.quoted().map(|_| Value::Other),
-            b'{' | b'[' => self.skip_nested().map(|_| Value::Other),
+            b'\'' | b'"' => self.quoted().map(|_| Value::Other("")),
+            b'{' | b'[' => self.skip_nested().map(|_| Value::Other("")),
             _ => {
                 let w = self.word(|b| {
                     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'.' | b'+' | b'-')
@@ -165,7 +181,7 @@ impl<'a> Cursor<'a> {
                 Some(match w {
                     "true" => Value::Bool(true),
                     "false" => Value::Bool(false),
-                    _ => Value::Other,
+                    w => Value::Other(w),
                 })
             }
         }
@@ -213,7 +229,14 @@ impl Format for Cookiebot {
             id,
             cookie: cookie_or(&config.cookie, "CookieConsent"),
             companions: &[],
-            parse: |v: &str, _: &ReadCtx| Said::new(parse(v)),
+            parse: |v: &str, _: &ReadCtx| match parse_dated(v) {
+                (reading, Some(at)) => Said {
+                    reading,
+                    at: Some(at),
+                    gpc: false,
+                },
+                (reading, None) => Said::new(reading),
+            },
         })
     }
 }
@@ -263,6 +286,18 @@ mod tests {
             p("{ \"statistics\" : true , 'marketing' : true }"),
             granted(&[Analytics, Marketing])
         );
+    }
+
+    #[test]
+    fn the_time_of_the_choice() {
+        let (reading, at) = parse_dated(
+            "{stamp:%27abc%27%2Cnecessary:true%2Cpreferences:true%2Cstatistics:false%2Cmarketing:true%2Cmethod:%27implied%27%2Cver:1%2Cutc:1700000000000}",
+        );
+        assert_eq!(reading, granted(&[Preferences, Marketing]));
+        assert_eq!(at, Some(1_700_000_000));
+        assert_eq!(parse_dated("{utc:'1700000000000',marketing:true}").1, None);
+        assert_eq!(parse_dated("{utc:soon,marketing:true}").1, None);
+        assert_eq!(parse_dated("-1"), (Reading::NotRequired, None));
     }
 
     #[test]

@@ -17,18 +17,30 @@ use crate::consent::format::{
     cookie_or,
 };
 
-/// The category names the library's examples and common configurations use.
+/// The category names the library's examples and real sites' configurations use, with the
+/// category their descriptions give them: `tracking` is advertising (Sklik and Google Ads
+/// cookies on the sites that use it), `performance` and `statistics` are measurement,
+/// `functional`, `functionality`, `personalization` and `usability` remember the visitor's
+/// settings. Embeds named per service or as `social`/`external` are left to the policy: sites
+/// use them for both.
 pub fn default_categories() -> CategoryMap {
+    use Category::*;
     map_of(&[
-        ("necessary", Category::Necessary),
-        ("functionality", Category::Preferences),
-        ("preferences", Category::Preferences),
-        ("analytics", Category::Analytics),
-        ("performance", Category::Analytics),
-        ("marketing", Category::Marketing),
-        ("targeting", Category::Marketing),
-        ("ads", Category::Marketing),
-        ("advertising", Category::Marketing),
+        ("necessary", Necessary),
+        ("functionality", Preferences),
+        ("functional", Preferences),
+        ("preferences", Preferences),
+        ("personalization", Preferences),
+        ("usability", Preferences),
+        ("analytics", Analytics),
+        ("performance", Analytics),
+        ("statistics", Analytics),
+        ("marketing", Marketing),
+        ("targeting", Marketing),
+        ("tracking", Marketing),
+        ("ads", Marketing),
+        ("advertising", Marketing),
+        ("advertisement", Marketing),
     ])
 }
 
@@ -124,8 +136,13 @@ mod tests {
     #[test]
     fn unknown_names_and_operator_map() {
         assert_eq!(
-            p(r#"{"categories":["necessary","Analytics","statistics","ads"]}"#),
+            p(r#"{"categories":["necessary","Analytics","stats","ads"]}"#),
             granted(&[Marketing])
+        );
+        // Names real sites use beside the library's own.
+        assert_eq!(
+            p(r#"{"categories":["necessary","tracking","statistics","functional"]}"#),
+            granted(&[Marketing, Analytics, Preferences])
         );
         let map = map_of(&[("stats", Analytics), ("video", Preferences)]);
         assert_eq!(

@@ -15,14 +15,22 @@ use crate::consent::format::{
     BuildCtx, ConsentReader, Format, FormatId, OneCookie, ReadCtx, Said, ServicesConfig, cookie_or,
 };
 
-/// Common service names (as in Klaro's examples and its service library) and their categories.
+/// Common service names (as in Klaro's examples, its service library and real sites'
+/// configurations) and their categories. Klaro stores required services in the cookie too
+/// (`klaro`, `default`): they are necessary.
 pub fn default_services() -> CategoryMap {
     use Category::*;
     map_of(&[
+        ("klaro", Necessary),
+        ("default", Necessary),
         ("google-analytics", Analytics),
         ("googleAnalytics", Analytics),
         ("google-tag-manager", Analytics),
+        ("google-tag", Analytics),
         ("matomo", Analytics),
+        ("matomo-tracking", Analytics),
+        ("microsoft-clarity", Analytics),
+        ("clarity", Analytics),
         ("plausible", Analytics),
         ("hotjar", Analytics),
         ("facebook-pixel", Marketing),
@@ -31,6 +39,8 @@ pub fn default_services() -> CategoryMap {
         ("google-ads", Marketing),
         ("googleAds", Marketing),
         ("linkedin-insight", Marketing),
+        ("linkedin-insight-tag", Marketing),
+        ("pinterest-tag", Marketing),
         ("tiktok-pixel", Marketing),
         ("youtube", Preferences),
         ("vimeo", Preferences),
