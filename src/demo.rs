@@ -239,6 +239,36 @@ fn walkthrough_line(out: &mut String, label: &str, names: &[String], tags: usize
     );
 }
 
+/// A TC string with purposes 1, 8 and 9 (storage and measurement, no advertising), made by a
+/// consent manager.
+const TC_STRING: &str = "CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA";
+
+/// [`TC_STRING`] as if it had been made today: the proxy relies on a TC string for 13 months
+/// only. Its `Created` and `LastUpdated` fields (36 bits each, deciseconds, from bit 6) are set
+/// to now.
+fn tc_string_of_today() -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Ok(mut bytes) = URL_SAFE_NO_PAD.decode(TC_STRING) else {
+        return TC_STRING.to_string();
+    };
+    let deciseconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_millis() / 100) as u64);
+    for field in [6, 42] {
+        for i in 0..36 {
+            let bit = (field + i) as usize;
+            let mask = 0x80u8 >> (bit % 8);
+            if deciseconds >> (35 - i) & 1 == 1 {
+                bytes[bit / 8] |= mask;
+            } else {
+                bytes[bit / 8] &= !mask;
+            }
+        }
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The visitor's consent to everything, in the proxy's own consent cookie.
 const CONSENT_ALL: (&str, &str) = ("cookie", "cookie_consent=all");
 
@@ -246,6 +276,7 @@ const CONSENT_ALL: (&str, &str) = ("cookie", "cookie_consent=all");
 /// tracking cookie, and a hit on a tracking endpoint, each made through the proxy and reported
 /// as it was answered.
 async fn walkthrough(proxy: SocketAddr, out: &mut String) -> Result<(), String> {
+    let tcf_cookie = format!("euconsent-v2={}", tc_string_of_today());
     let pages: [(&str, &[(&str, &str)]); 7] = [
         ("no consent", &[]),
         ("Cookie: cookie_consent=all", &[CONSENT_ALL]),
@@ -256,10 +287,7 @@ async fn walkthrough(proxy: SocketAddr, out: &mut String) -> Result<(), String> 
         // A TCF string with purposes 1, 8 and 9: storage and measurement, no advertising.
         (
             "TCF euconsent-v2 (1,8,9)",
-            &[(
-                "cookie",
-                "euconsent-v2=CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA",
-            )],
+            &[("cookie", tcf_cookie.as_str())],
         ),
         (
             "OneTrust C0002 only",
@@ -562,4 +590,30 @@ pub async fn run(
         let _ = std::fs::remove_file(f);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::tcf::decode;
+
+    #[test]
+    fn the_tc_string_of_today_differs_only_in_its_dates() {
+        let old = decode(TC_STRING).unwrap();
+        let new = decode(&tc_string_of_today()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            / 100;
+        assert!(now.abs_diff(new.last_updated) < 600, "{}", new.last_updated);
+        assert_eq!(new.created, new.last_updated);
+        assert_ne!(old.last_updated, new.last_updated);
+        let undated = |mut tc: crate::consent::tcf::TcString| {
+            tc.created = 0;
+            tc.last_updated = 0;
+            tc
+        };
+        assert_eq!(undated(old), undated(new));
+    }
 }

@@ -181,18 +181,19 @@ pub fn decide(headers: &HeaderMap, rules: &Rules, country: Option<Country>, now:
         Combine::First => grants
             .first()
             .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading))),
-        Combine::Strictest => grants
-            .iter()
-            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading)))
-            .reduce(|(a, source_a), (b, source_b)| {
-                // The source that grants least names the outcome.
-                let source = if b.len() < a.len() {
-                    source_b
-                } else {
-                    source_a
-                };
-                (a.intersection(b), source)
-            }),
+        Combine::Strictest => {
+            // The source that grants least (the first of those) names the outcome; `sources`
+            // lists the others that narrowed it.
+            let least = grants
+                .iter()
+                .min_by_key(|(i, _, s)| (set_of(s).len(), *i))
+                .map(|(_, id, s)| Source::of(*id, s.reading));
+            let all = grants
+                .iter()
+                .map(|(_, _, s)| set_of(s))
+                .reduce(CategorySet::intersection);
+            all.zip(least)
+        }
         Combine::Newest => grants
             .iter()
             .max_by_key(|(i, _, s)| (s.at, std::cmp::Reverse(*i)))
