@@ -354,4 +354,65 @@ mod tests {
             Source::Default
         );
     }
+
+    #[test]
+    fn in_an_opt_out_region_gpc_is_an_opt_out_whatever_the_precedence() {
+        // Where the default is opt-out, GPC opts out of sale and sharing even against a
+        // cookie's grant under `precedence: cookie`…
+        let p = "default: opt-out\nsignals:\n  precedence: cookie\n";
+        let c = decide_with(p, &[("cookie", "cookie_consent=all"), ("sec-gpc", "1")]);
+        assert_eq!(c.granted, set(&[Preferences, Analytics]));
+        // …while under an opt-in default the cookie's grant stands.
+        let opt_in = "signals:\n  precedence: cookie\n";
+        let c = decide_with(
+            opt_in,
+            &[("cookie", "cookie_consent=all"), ("sec-gpc", "1")],
+        );
+        assert_eq!(c.granted, CategorySet::ALL);
+    }
+
+    #[test]
+    fn opt_outs_restrict_whichever_source_granted() {
+        for combine in ["first", "strictest", "newest"] {
+            let p = format!("default: opt-out\nconsent:\n  combine: {combine}\n");
+            let c = decide_with(&p, &[("cookie", "cookie_consent=all; usprivacy=1YYN")]);
+            assert_eq!(c.granted, set(&[Preferences, Analytics]), "{combine}");
+            assert_eq!(c.source, Source::Consent(native::NATIVE), "{combine}");
+            assert_eq!(c.read.iter().collect::<Vec<_>>(), ["native", "usprivacy"]);
+            // Alone, an opt-out applies to the default and names itself.
+            let c = decide_with(&p, &[("cookie", "usprivacy=1YYN")]);
+            assert_eq!(c.granted, set(&[Preferences, Analytics]), "{combine}");
+            assert_eq!(c.source.as_str(), "usprivacy");
+            assert!(!c.source.is_consent());
+        }
+        // Under an opt-in default an opt-out alone changes nothing.
+        let c = decide_with("", &[("cookie", "usprivacy=1YYN")]);
+        assert_eq!(c.granted, set(&[]));
+    }
+
+    #[test]
+    fn dated_choices_expire_and_the_newest_decides() {
+        let old = NOW - 400 * 24 * 3600;
+        let recent = NOW - 24 * 3600;
+        let c = decide_with("", &[("cookie", &format!("cookie_consent=all@{old}"))]);
+        assert_eq!(c.granted, set(&[]));
+        assert_eq!(c.source.as_str(), "native-expired");
+        let p = "consent:\n  sources: [cookiebot, native]\n  combine: newest\n";
+        let cookiebot = |utc_s: u64| {
+            format!(
+                "CookieConsent={{necessary:true,preferences:false,statistics:true,marketing:false,utc:{}000}}",
+                utc_s
+            )
+        };
+        let native = format!("cookie_consent=all@{old}");
+        let both = format!("{}; {native}", cookiebot(recent));
+        let c = decide_with(p, &[("cookie", &both)]);
+        assert_eq!(c.granted, set(&[Analytics]));
+        assert_eq!(c.source.as_str(), "cookiebot");
+        // An expired choice still counts by its date: newer than an undated one.
+        let undated = format!("CookieConsent={{necessary:true,statistics:true}}; {native}");
+        let c = decide_with(p, &[("cookie", &undated)]);
+        assert_eq!(c.source.as_str(), "native-expired");
+        assert_eq!(c.granted, set(&[]));
+    }
 }
