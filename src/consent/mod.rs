@@ -44,6 +44,32 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// What the browser signals deny. `over_a_choice`: a visitor's own choice per category
+    /// decided, which `precedence: cookie` lets stand against DNT and GPC, except GPC under an
+    /// opt-out default (`opt_out_model`), where it is an opt-out of sale and sharing.
+    pub fn denied_by_signals(
+        &self,
+        signals: BrowserSignals,
+        opt_out_model: bool,
+        over_a_choice: bool,
+    ) -> CategorySet {
+        let apply = self.precedence == Precedence::Signal || !over_a_choice;
+        let mut denied = CategorySet::EMPTY;
+        if apply
+            && signals.dnt
+            && let Some(d) = self.dnt_denies
+        {
+            denied = denied.union(d);
+        }
+        if (apply || opt_out_model)
+            && signals.gpc
+            && let Some(d) = self.gpc_denies
+        {
+            denied = denied.union(d);
+        }
+        denied
+    }
+
     /// What is granted when no consent source speaks: the regional default for `country` if
     /// there is one (and which country it was), else the policy's default.
     pub fn default_for(&self, country: Option<Country>) -> (CategorySet, Option<Country>) {
@@ -133,6 +159,9 @@ pub struct Consent {
     pub signals: BrowserSignals,
     /// The country whose regional default applied, if one did.
     pub region: Option<Country>,
+    /// The visitor's default is opt-out (the US model): GPC is an opt-out whatever the
+    /// precedence.
+    pub opt_out_model: bool,
 }
 
 /// Decides what the visitor has granted. `country` is the visitor's country as a trusted edge
@@ -204,30 +233,18 @@ pub fn decide(headers: &HeaderMap, rules: &Rules, country: Option<Country>, now:
         (None, Some(id)) => (default, Source::OptOut(id), default_region),
         (None, None) => (default, Source::Default, default_region),
     };
-    let us_model = default == CategorySet::ALL;
-    let signals_apply = match rules.precedence {
-        Precedence::Signal => true,
-        Precedence::Cookie => !matches!(source, Source::Consent(_)),
-    };
-    let mut granted = base.difference(opted_out);
-    if signals_apply
-        && signals.dnt
-        && let Some(denied) = rules.dnt_denies
-    {
-        granted = granted.difference(denied);
-    }
-    if (signals_apply || us_model)
-        && signals.gpc
-        && let Some(denied) = rules.gpc_denies
-    {
-        granted = granted.difference(denied);
-    }
+    let opt_out_model = default == CategorySet::ALL;
+    let over_a_choice = matches!(source, Source::Consent(_));
+    let granted = base
+        .difference(opted_out)
+        .difference(rules.denied_by_signals(signals, opt_out_model, over_a_choice));
     Consent {
         granted: granted.union(CategorySet::NECESSARY),
         source,
         read,
         signals,
         region,
+        opt_out_model,
     }
 }
 

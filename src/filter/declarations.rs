@@ -75,6 +75,7 @@ mod tests {
             read: Default::default(),
             signals: BrowserSignals::default(),
             region: None,
+            opt_out_model: false,
         }
     }
 

@@ -14,7 +14,6 @@ use crate::consent::Source;
 use crate::filter::banner::{self as page, Centre, Form, View};
 use crate::filter::cookies::request_cookies;
 use crate::filter::{path, request};
-use crate::policy::Precedence;
 use crate::policy::banner::{Banner, CSRF_COOKIE, STYLESHEET_PATH};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
@@ -174,26 +173,14 @@ fn decided(source: Source) -> bool {
     matches!(source, Source::Consent(_))
 }
 
-/// The categories the request's browser signals deny, when signals win over a choice
-/// (`signals.precedence: signal`); with `precedence: cookie` a choice may grant them, and none
-/// is shown as held back.
+/// The categories the request's browser signals deny whatever the visitor chooses: with
+/// `signals.precedence: signal`, and GPC under an opt-out default; with `precedence: cookie`
+/// otherwise a choice may grant them, and none is shown as held back.
 fn signal_denied(ctx: &Ctx) -> CategorySet {
-    let (p, s) = (ctx.policy(), ctx.consent.signals);
-    if p.consent.precedence == Precedence::Cookie {
-        return CategorySet::EMPTY;
-    }
-    let mut denied = CategorySet::EMPTY;
-    if s.dnt
-        && let Some(d) = p.consent.dnt_denies
-    {
-        denied = denied.union(d);
-    }
-    if s.gpc
-        && let Some(d) = p.consent.gpc_denies
-    {
-        denied = denied.union(d);
-    }
-    denied
+    let c = ctx.consent;
+    ctx.policy()
+        .consent
+        .denied_by_signals(c.signals, c.opt_out_model, true)
 }
 
 fn accept_language(headers: &HeaderMap) -> Option<&str> {
