@@ -18,7 +18,7 @@ pub mod usprivacy;
 use crate::category::CategorySet;
 use crate::cookie_header::request_cookies;
 use cmp::Reading;
-use format::{ConsentReader, FormatId, ReadCtx, Said};
+use format::{ConsentReader, FormatId, ReadCtx};
 pub use formats::Combine;
 use http::HeaderMap;
 pub use region::Country;
@@ -180,10 +180,14 @@ pub fn decide(headers: &HeaderMap, rules: &Rules, country: Option<Country>, now:
     let cookies: Vec<(&str, &str)> = request_cookies(headers).collect();
     let ctx = ReadCtx { now };
     let mut read = ReadList::default();
-    let mut grants: Vec<(usize, FormatId, Said)> = Vec::new();
+    // The grant-type sources combine as they are read, without a list: the choice so far,
+    // and what ranks it (its size for `strictest`, its date for `newest`).
+    let mut chosen: Option<(CategorySet, Source)> = None;
+    let mut least = u32::MAX;
+    let mut newest = None;
     let mut opted_out = CategorySet::EMPTY;
     let mut first_opt_out = None;
-    for (i, reader) in rules.sources.iter().enumerate() {
+    for reader in &rules.sources {
         let Some(said) = reader.read(&cookies, &ctx) else {
             continue;
         };
@@ -192,42 +196,46 @@ pub fn decide(headers: &HeaderMap, rules: &Rules, country: Option<Country>, now:
             continue;
         }
         let id = reader.id();
-        read.push(Source::of(id, said.reading).as_str());
-        match said.reading {
+        let source = Source::of(id, said.reading);
+        read.push(source.as_str());
+        let set = match said.reading {
             Reading::OptOut(denied) => {
                 opted_out = opted_out.union(denied);
                 first_opt_out.get_or_insert(id);
+                continue;
             }
-            _ => grants.push((i, id, said)),
-        }
-    }
-    let (default, default_region) = rules.default_for(country);
-    let set_of = |s: &Said| match s.reading {
-        Reading::Granted(set) => set,
-        _ => CategorySet::NECESSARY,
-    };
-    let chosen = match rules.combine {
-        Combine::First => grants
-            .first()
-            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading))),
-        Combine::Strictest => {
+            Reading::Granted(set) => set,
+            _ => CategorySet::NECESSARY,
+        };
+        chosen = Some(match (rules.combine, chosen) {
+            (_, None) => {
+                (least, newest) = (set.len(), said.at);
+                (set, source)
+            }
+            (Combine::First, Some(c)) => c,
             // The source that grants least (the first of those) names the outcome; `sources`
             // lists the others that narrowed it.
-            let least = grants
-                .iter()
-                .min_by_key(|(i, _, s)| (set_of(s).len(), *i))
-                .map(|(_, id, s)| Source::of(*id, s.reading));
-            let all = grants
-                .iter()
-                .map(|(_, _, s)| set_of(s))
-                .reduce(CategorySet::intersection);
-            all.zip(least)
-        }
-        Combine::Newest => grants
-            .iter()
-            .max_by_key(|(i, _, s)| (s.at, std::cmp::Reverse(*i)))
-            .map(|(_, id, s)| (set_of(s), Source::of(*id, s.reading))),
-    };
+            (Combine::Strictest, Some((all, named))) => {
+                let named = if set.len() < least {
+                    least = set.len();
+                    source
+                } else {
+                    named
+                };
+                (all.intersection(set), named)
+            }
+            // Undated is older than any date; on a tie the earlier source stands.
+            (Combine::Newest, Some(c)) => {
+                if said.at > newest {
+                    newest = said.at;
+                    (set, source)
+                } else {
+                    c
+                }
+            }
+        });
+    }
+    let (default, default_region) = rules.default_for(country);
     let (base, source, region) = match (chosen, first_opt_out) {
         (Some((set, source)), _) => (set, source, None),
         (None, Some(id)) => (default, Source::OptOut(id), default_region),
