@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(p) = policy::compile("fuzz.yaml", &text) else {
         return;
     };
-    assert!(p.default_grant.contains(Category::Necessary));
+    assert!(p.consent.default_grant.contains(Category::Necessary));
     let _ = p.summary();
     for name in ["_ga", "sessionid", "", "cookie_consent", "_gat_UA-1", "a=b"] {
         let verdict = p.classify(name);
@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let _ = p.endpoint(path);
     }
-    let decision = consent::decide(&HeaderMap::new(), &p, None);
+    let decision = consent::decide(&HeaderMap::new(), &p.consent, None, 1_795_996_800);
     assert!(decision.granted.contains(Category::Necessary));
     let tags = p.tags.clone();
     let none = consent_proxy::category::CategorySet::NECESSARY;

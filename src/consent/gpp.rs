@@ -613,6 +613,10 @@ impl ConsentReader for GppReader {
     }
 
     fn read(&self, cookies: &[(&str, &str)], ctx: &ReadCtx) -> Option<Said> {
+        // Without a string, the section list alone says nothing.
+        if !cookies.iter().any(|(n, _)| *n == self.cookie) {
+            return None;
+        }
         let sids: Vec<&str> = cookies
             .iter()
             .filter(|(n, _)| *n == self.sid_cookie)
