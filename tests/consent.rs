@@ -125,11 +125,16 @@ async fn dnt_denies_analytics_and_marketing() {
 #[tokio::test]
 async fn policy_can_let_the_cookie_win_over_signals() {
     let up = Upstream::start().await;
-    let (_d, policy) = temp_file(
-        "p.yaml",
-        "extends: builtin\ndefault: opt-out\nsignals:\n  precedence: cookie\n  gpc: { deny: [analytics, marketing] }\n",
-    );
-    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
+    let policy = |default: &str| {
+        temp_file(
+            "p.yaml",
+            &format!(
+                "extends: builtin\ndefault: {default}\nsignals:\n  precedence: cookie\n  gpc: {{ deny: [analytics, marketing] }}\n"
+            ),
+        )
+    };
+    let (_d, opt_in) = policy("opt-in");
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&opt_in)]);
     let h = with(&[
         ("cookie", "cookie_consent=all"),
         ("dnt", "1"),
@@ -138,12 +143,27 @@ async fn policy_can_let_the_cookie_win_over_signals() {
     let got = get(&http1(), &proxy.url("/"), &h).await;
     assert!(got.set_cookie_names().contains(&"_fbp".to_string()));
     assert_eq!(names(&proxy.log(1)["signals"]), vec!["dnt", "gpc"]);
+    assert_eq!(names(&proxy.log(1)["granted"]).len(), 4);
+
+    // Under an opt-out default (the US model) GPC is an opt-out of sale and sharing, which the
+    // cookie does not override; DNT still yields to it.
+    let (_d2, opt_out) = policy("opt-out");
+    let proxy = Proxy::start(&up.url(), &["--policy", path_str(&opt_out)]);
+    let got = get(&http1(), &proxy.url("/"), &h).await;
+    assert!(!got.set_cookie_names().contains(&"_fbp".to_string()));
+    assert_eq!(
+        names(&proxy.log(1)["granted"]),
+        vec!["necessary", "preferences"]
+    );
+    let dnt_only = with(&[("cookie", "cookie_consent=all"), ("dnt", "1")]);
+    let got = get(&http1(), &proxy.url("/"), &dnt_only).await;
+    assert!(got.set_cookie_names().contains(&"_fbp".to_string()));
     // Without a consent cookie the signals apply to the opt-out default, with the policy's own
     // GPC rule.
     let got = get(&http1(), &proxy.url("/"), &with(&[("sec-gpc", "1")])).await;
     assert_eq!(got.set_cookie_names(), vec!["sessionid", "csrftoken"]);
     assert_eq!(
-        names(&proxy.log(2)["granted"]),
+        names(&proxy.log(3)["granted"]),
         vec!["necessary", "preferences"]
     );
 }
