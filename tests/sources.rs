@@ -2,6 +2,7 @@
 //! cookies), regional defaults, the GPC and DNT declarations, and Google Consent Mode.
 
 mod common;
+use common::tcf::recent;
 use common::*;
 use serde_json::Value;
 
@@ -12,7 +13,8 @@ const SETS: [(&str, &str); 3] = [
     ("x-set-cookie", "sessionid=s; Path=/"),
 ];
 
-/// TC strings with these purposes consented (TCF 2.3, CMP 300, built for these tests).
+/// TC strings with these purposes consented (TCF 2.3, CMP 300, built for these tests in 2023;
+/// [`recent`] re-dates them).
 const TCF_ANALYTICS: &str = "CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA"; // 1, 8, 9
 const TCF_ALL: &str = "CP1R2oAP1R2oAEsABBENCWFAAP_gAAAAAAYgAAAAAAAA"; // 1..=11
 const TCF_MARKETING: &str = "CP1R2oAP1R2oAEsABBENCWFAAPIAAAAAAAYgAAAAAAAA"; // 1, 2, 3, 4, 7
@@ -36,9 +38,23 @@ fn case(cookie: impl Into<String>, passes: &'static [&'static str], source: &'st
 fn cases() -> Vec<Case> {
     vec![
         case("cookie_consent=analytics", &["_ga"], "native"),
-        case(format!("euconsent-v2={TCF_ANALYTICS}"), &["_ga"], "tcf"),
-        case(format!("euconsent-v2={TCF_MARKETING}"), &["_fbp"], "tcf"),
-        case(format!("euconsent-v2={TCF_ALL}"), &["_ga", "_fbp"], "tcf"),
+        case(
+            format!("euconsent-v2={}", recent(TCF_ANALYTICS)),
+            &["_ga"],
+            "tcf",
+        ),
+        case(
+            format!("euconsent-v2={}", recent(TCF_MARKETING)),
+            &["_fbp"],
+            "tcf",
+        ),
+        case(
+            format!("euconsent-v2={}", recent(TCF_ALL)),
+            &["_ga", "_fbp"],
+            "tcf",
+        ),
+        // As made, in 2023: older than 13 months, it grants nothing.
+        case(format!("euconsent-v2={TCF_ALL}"), &[], "tcf-expired"),
         case(format!("euconsent-v2={TCF_V1}"), &[], "tcf-invalid"),
         case("euconsent-v2=not-a-tc-string", &[], "tcf-invalid"),
         case(
@@ -99,7 +115,7 @@ fn cases() -> Vec<Case> {
         ),
         // The native cookie comes first by default.
         case(
-            format!("euconsent-v2={TCF_ALL}; cookie_consent=none"),
+            format!("euconsent-v2={}; cookie_consent=none", recent(TCF_ALL)),
             &[],
             "native",
         ),
@@ -168,7 +184,7 @@ async fn sources_and_their_order_are_policy() {
         "extends: builtin\nconsent:\n  sources: [tcf, native]\n  onetrust:\n    groups: { C0001: necessary, C0009: marketing }\n",
     );
     let proxy = Proxy::start(&up.url(), &["--policy", path_str(&policy)]);
-    let both = format!("euconsent-v2={TCF_ALL}; cookie_consent=none");
+    let both = format!("euconsent-v2={}; cookie_consent=none", recent(TCF_ALL));
     let mut headers = SETS.to_vec();
     headers.push(("cookie", &both));
     let got = get(&http1(), &proxy.url("/"), &headers).await;

@@ -95,35 +95,12 @@ fn stale_tcf() -> &'static str {
 }
 
 /// A recent TC string granting purposes 1, 3, 4, 6–10: preferences and analytics, not
-/// marketing (purpose 2 is missing): the library's `tcfeuv2/purposes-and-vendors`, with its
-/// `Created` and `LastUpdated` (36 bits each, deciseconds, from bit 6 of the core segment) set
-/// to ten days ago, so that it stays recent. Returns it with that date in Unix seconds.
+/// marketing (purpose 2 is missing): the library's `tcfeuv2/purposes-and-vendors`, dated ten
+/// days ago so that it stays recent. Returns it with that date in Unix seconds.
 fn recent_tcf() -> (String, u64) {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let (tc, _) = tc_string("tcfeuv2/purposes-and-vendors");
-    let (core, rest) = tc.split_once('.').unwrap_or((tc, ""));
-    let mut bytes = URL_SAFE_NO_PAD.decode(core).unwrap();
     let at = now() - 10 * 24 * 3600;
-    let deciseconds = at * 10;
-    for field in [6, 42] {
-        for i in 0..36 {
-            let bit = field + i;
-            let mask = 0x80u8 >> (bit % 8);
-            if deciseconds >> (35 - i) & 1 == 1 {
-                bytes[bit / 8] |= mask;
-            } else {
-                bytes[bit / 8] &= !mask;
-            }
-        }
-    }
-    let mut restamped = URL_SAFE_NO_PAD.encode(bytes);
-    if !rest.is_empty() {
-        restamped = format!("{restamped}.{rest}");
-    }
-    let decoded = consent_proxy::consent::tcf::decode(&restamped).unwrap();
-    assert_eq!(decoded.last_updated / 10, at);
-    (restamped, at)
+    (common::tcf::dated(tc, at), at)
 }
 
 /// A CookieYes cookie granting analytics only (as in tests/sources.rs).
