@@ -8,10 +8,11 @@
 //! `euconsent-v2` cookie.
 
 mod common;
+use common::tcf::now;
 use common::*;
 use serde_json::Value;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Cookies the upstream sets, one per category: what passes shows what was granted.
 const SETS: [(&str, &str); 4] = [
@@ -74,13 +75,6 @@ fn tc_string(name: &str) -> (&'static str, u64) {
         .unwrap()
         .as_secs();
     (v["sectionString"].as_str().unwrap(), updated)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A stale TC string (older than thirteen months) granting purposes 1, 2, 3, 7 and 11: only
