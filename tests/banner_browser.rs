@@ -412,6 +412,23 @@ impl Journey {
             .await
     }
 
+    /// Every tag of the page neutralized (gtag.js, its inline configuration, the Meta Pixel
+    /// snippet) and none of their code run.
+    async fn assert_every_tag_held(&self, when: &str) {
+        assert_eq!(
+            self.neutralized().await,
+            ["analytics", "analytics", "marketing"],
+            "{}: {when}: gtag.js, its inline configuration and the Meta Pixel snippet, neutralized",
+            self.mode
+        );
+        assert_eq!(
+            self.tag_globals().await,
+            json!(["undefined", "undefined", "undefined"]),
+            "{}: {when}: no tag's code ran",
+            self.mode
+        );
+    }
+
     /// The state of the preference centre's three boxes: preferences, analytics, marketing.
     async fn boxes(&self) -> Value {
         self.eval(
@@ -528,18 +545,7 @@ async fn first_visit(j: &Journey) {
         "{}: the banner, right after <body>, styled and in view",
         j.mode
     );
-    assert_eq!(
-        j.neutralized().await,
-        ["analytics", "analytics", "marketing"],
-        "{}: gtag.js, its inline configuration and the Meta Pixel snippet, neutralized",
-        j.mode
-    );
-    assert_eq!(
-        j.tag_globals().await,
-        json!(["undefined", "undefined", "undefined"]),
-        "{}: no tag's code ran",
-        j.mode
-    );
+    j.assert_every_tag_held("first visit").await;
     j.assert_no_trackers_since(mark, "first visit").await;
     let fetched = j.browser.resources().await;
     assert!(
@@ -576,18 +582,7 @@ async fn reject_all(j: &Journey) -> String {
         .await;
     assert_eq!(j.h1().await, "Demo shop");
     j.assert_banner(false, "after Reject all").await;
-    assert_eq!(
-        j.neutralized().await,
-        ["analytics", "analytics", "marketing"],
-        "{}: after Reject all",
-        j.mode
-    );
-    assert_eq!(
-        j.tag_globals().await,
-        json!(["undefined", "undefined", "undefined"]),
-        "{}: after Reject all",
-        j.mode
-    );
+    j.assert_every_tag_held("after Reject all").await;
     j.assert_no_trackers_since(mark, "after Reject all").await;
     let (value, id, record) = j.choice(None, "after Reject all").await;
     assert_eq!(value, "none");
@@ -790,18 +785,7 @@ async fn withdraw(j: &Journey, previous: &str) {
     j.click_to(".cp-page a[href=\"/\"]", &j.home()).await;
     j.browser.open(&j.home()).await;
     j.assert_banner(false, "after withdrawal").await;
-    assert_eq!(
-        j.neutralized().await,
-        ["analytics", "analytics", "marketing"],
-        "{}: after withdrawal",
-        j.mode
-    );
-    assert_eq!(
-        j.tag_globals().await,
-        json!(["undefined", "undefined", "undefined"]),
-        "{}: after withdrawal",
-        j.mode
-    );
+    j.assert_every_tag_held("after withdrawal").await;
     j.assert_no_trackers_since(mark, "after withdrawal and two page loads")
         .await;
     j.assert_cookies(

@@ -155,6 +155,20 @@ impl Site {
         }
     }
 
+    /// The proxy's cookie granting all, beside a GPP opt-out of sale (usva): the cookie decides,
+    /// less marketing.
+    async fn an_opt_out_restricts_the_native_grant(&mut self) {
+        let usva = gpp("usva/opt-outs-12");
+        self.visit(&format!("cookie_consent=all; __gpp={usva}"))
+            .await
+            .expect(
+                &["pll_language", "_ga"],
+                &NO_MARKETING,
+                "native",
+                &["native", "gpp"],
+            );
+    }
+
     /// A page request with these consent cookies (and the tracking cookies) and extra headers.
     async fn visit_with(&mut self, cookie: &str, extra: &[(&str, &str)]) -> Outcome {
         let sent = if cookie.is_empty() {
@@ -369,15 +383,7 @@ async fn combine_first_takes_the_first_present_source() {
         .await
         .expect(&TRACKING, &ALL, "native", &["native", "tcf"]);
     // An opt-out restricts the first source's grant.
-    let usva = gpp("usva/opt-outs-12");
-    site.visit(&format!("cookie_consent=all; __gpp={usva}"))
-        .await
-        .expect(
-            &["pll_language", "_ga"],
-            &NO_MARKETING,
-            "native",
-            &["native", "gpp"],
-        );
+    site.an_opt_out_restricts_the_native_grant().await;
     // TCF listed first: TCF decides, and the log lists the sources in the policy's order.
     let mut site = Site::start(&combining("first", "tcf, native, gpp, cookieyes")).await;
     site.visit(&both).await.expect(
@@ -421,15 +427,7 @@ async fn combine_strictest_takes_the_intersection() {
             &["native", "tcf-invalid"],
         );
     // An opt-out restricts too.
-    let usva = gpp("usva/opt-outs-12");
-    site.visit(&format!("cookie_consent=all; __gpp={usva}"))
-        .await
-        .expect(
-            &["pll_language", "_ga"],
-            &NO_MARKETING,
-            "native",
-            &["native", "gpp"],
-        );
+    site.an_opt_out_restricts_the_native_grant().await;
 }
 
 #[tokio::test]

@@ -12,9 +12,8 @@
 //!   for a US Privacy section with `Y` in the opt-out place;
 //! - an `OptOut` reading (of `read`, of `usprivacy::parse`) never denies `necessary`, and a
 //!   grant always contains it;
-//! - a decoded US section has as many fields as its definition lists (the version, the core
-//!   fields, the three MSPA fields where the core does not list them) plus those of its second
-//!   segment; each in order, by name, of its width and number of entries;
+//! - a decoded US section has as many fields as its definition lists (the version first) plus
+//!   those of its second segment; each in order, by name, of its width and number of entries;
 //! - `read` is what its parts say: unreadable when the string or an applicable US or US Privacy
 //!   section does not decode, the TCF section read as the `euconsent-v2` cookie less what the
 //!   US sections deny, an opt-out when only US sections spoke, "not required" when no section
@@ -96,16 +95,13 @@ fn us_model(fields: &[(&str, Value)]) -> (CategorySet, bool) {
 /// A decoded US section has the fields its definition lists, in order, of their widths.
 fn check_fields(def: &SectionDef, text: &str, fields: &[(&'static str, Value)]) {
     let ctx = || format!("{} on {text:?}: {fields:?}", def.name);
-    // The MSPA fields follow the core, unless the core lists them itself (the newer states).
-    let mspa_in_core = def.core.iter().any(|f| f.0 == "MspaCoveredTransaction");
     let second = match def.second {
         Second::None => 0,
         Second::Gpc => 3,
         Second::Sensitive(_) => 2,
     };
-    let expected_len = 1 + def.core.len() + if mspa_in_core { 0 } else { 3 } + second;
-    assert_eq!(fields.len(), expected_len, "field count of {}", ctx());
-    let (first, rest) = fields.split_first().unwrap();
+    assert_eq!(fields.len(), def.fields.len() + second, "field count of {}", ctx());
+    let first = &fields[0];
     assert!(
         matches!(first.0, "Version" | "MspaVersion"),
         "first field of {}",
@@ -113,32 +109,20 @@ fn check_fields(def: &SectionDef, text: &str, fields: &[(&'static str, Value)]) 
     );
     let version = int(&first.1).unwrap_or_else(|| panic!("version of {}", ctx()));
     assert!(version < 64, "version of {}", ctx());
-    let (core, rest) = rest.split_at(def.core.len());
-    for ((name, entries, width), (got, value)) in def.core.iter().zip(core) {
-        assert_eq!(name, got, "core field order of {}", ctx());
+    let (core, second_fields) = fields.split_at(def.fields.len());
+    for (&field @ (name, _, width), (got, value)) in def.fields.iter().zip(core) {
+        assert_eq!(name, *got, "field order of {}", ctx());
         let limit = 1u64 << width;
-        match value {
-            Value::Int(i) => {
-                assert_eq!(*entries, 0, "{name} is a list in {}", ctx());
+        match (gpp::entries(def, version, field), value) {
+            (0, Value::Int(i)) => {
                 assert!(*i < limit, "{name} wider than {width} bits in {}", ctx());
             }
-            Value::List(l) => {
-                // usnat version 1 had 12 sensitive-data and 2 known-child entries.
-                let entries = match (def.name, version, *name) {
-                    ("usnat", 1, "SensitiveDataProcessing") => 12,
-                    ("usnat", 1, "KnownChildSensitiveDataConsents") => 2,
-                    _ => *entries,
-                };
-                assert_eq!(l.len(), entries as usize, "entries of {name} in {}", ctx());
+            (n, Value::List(l)) => {
+                assert_eq!(l.len(), n as usize, "entries of {name} in {}", ctx());
                 assert!(l.iter().all(|i| *i < limit), "{name} in {}", ctx());
             }
-            Value::Bool(_) => panic!("{name} is a flag in {}", ctx()),
+            (n, value) => panic!("{name} ({n} entries) read as {value:?} in {}", ctx()),
         }
-    }
-    let (mspa, second_fields) = rest.split_at(if mspa_in_core { 0 } else { 3 });
-    for (name, value) in mspa {
-        assert!(name.starts_with("Mspa"), "{name} in {}", ctx());
-        assert!(int(value).is_some_and(|i| i < 4), "{name} in {}", ctx());
     }
     let included = text.contains('.');
     let names: Vec<&str> = second_fields.iter().map(|(n, _)| *n).collect();

@@ -51,258 +51,252 @@ pub enum Second {
     Sensitive(u8),
 }
 
-/// One US section: its id, name, core fields in encoding order as (name, entries, bits per
-/// entry; 0 entries is a single value), and its second segment.
+/// One field of a US section: its name, its entries (0: a single value, not a list) and the
+/// bits of each.
+pub type Field = (&'static str, u8, u8);
+
+/// One US section: its id, name, every field of its core segment in encoding order, and its
+/// second segment.
 pub struct SectionDef {
     pub id: u16,
     pub name: &'static str,
-    pub core: &'static [(&'static str, u8, u8)],
+    pub fields: &'static [Field],
     pub second: Second,
 }
 
-macro_rules! core {
-    ($($name:literal $(x $n:literal)?),* $(,)?) => {
-        &[$(core!(@f $name $($n)?)),*]
+/// A 2-bit field, or a list of `n` of them.
+macro_rules! field {
+    ($name:literal) => {
+        ($name, 0, 2)
     };
-    (@f $name:literal) => { ($name, 0, 2) };
-    (@f $name:literal $n:literal) => { ($name, $n, 2) };
+    ($name:literal x $n:literal) => {
+        ($name, $n, 2)
+    };
 }
 
-const V6: (&str, u8, u8) = ("Version", 0, 6);
-const MSPA: [(&str, u8, u8); 3] = [
-    ("MspaCoveredTransaction", 0, 2),
-    ("MspaOptOutOptionMode", 0, 2),
-    ("MspaServiceProviderMode", 0, 2),
-];
-
-/// The fields of a section, `Version` first.
-fn fields(def: &SectionDef, version: u64) -> Vec<(&'static str, u8, u8)> {
-    let mut all: Vec<(&str, u8, u8)> = Vec::with_capacity(def.core.len() + 4);
-    let newer_states = matches!(def.name, "usmd" | "usin" | "usky" | "usri");
-    all.push(if newer_states {
-        ("MspaVersion", 0, 6)
-    } else {
-        V6
-    });
-    for f in def.core {
-        // usnat version 1 had fewer sensitive-data and known-child entries.
-        let f = match (def.name, version, f.0) {
-            ("usnat", 1, "SensitiveDataProcessing") => (f.0, 12, 2),
-            ("usnat", 1, "KnownChildSensitiveDataConsents") => (f.0, 2, 2),
-            _ => *f,
-        };
-        all.push(f);
-    }
-    if !newer_states {
-        all.extend(MSPA);
-    }
-    all
+/// The layout of the sections up to usmn: `Version` (6 bits), the section's own fields, then
+/// the three MSPA fields.
+macro_rules! state {
+    ($($name:literal $(x $n:literal)?),* $(,)?) => {
+        &[
+            ("Version", 0, 6),
+            $(field!($name $(x $n)?),)*
+            ("MspaCoveredTransaction", 0, 2),
+            ("MspaOptOutOptionMode", 0, 2),
+            ("MspaServiceProviderMode", 0, 2),
+        ]
+    };
 }
+
+/// The layout most states share: a processing notice, opt-outs of sale and of targeted
+/// advertising, `sdp` sensitive-data entries, the known-child consents (one value, or a list of
+/// `kc`), and consent to additional processing.
+macro_rules! processing_state {
+    ($sdp:literal $(, $kc:literal)?) => {
+        state![
+            "ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x $sdp,
+            "KnownChildSensitiveDataConsents" $(x $kc)?, "AdditionalDataProcessingConsent"
+        ]
+    };
+}
+
+/// The layout of the newest states (usmd onward): `MspaVersion` (6 bits) and the MSPA fields
+/// first.
+macro_rules! mspa_first {
+    ($($name:literal),* $(,)?) => {
+        &[
+            ("MspaVersion", 0, 6),
+            field!("MspaCoveredTransaction"),
+            field!("MspaMode"),
+            field!("ProcessingNotice"),
+            field!("SaleOptOutNotice"),
+            field!("TargetedAdvertisingOptOutNotice"),
+            field!("SaleOptOut"),
+            field!("TargetedAdvertisingOptOut"),
+            $(field!($name),)*
+            field!("AdditionalDataProcessingConsent"),
+        ]
+    };
+}
+
+const PROCESSING_8_KC3: &[Field] = processing_state!(8, 3);
+const PROCESSING_8_KC1: &[Field] = processing_state!(8);
+const MSPA_FIRST_KC: &[Field] = mspa_first!["KnownChildSensitiveDataConsents"];
 
 /// Every US section the library knows, by id.
 pub const SECTIONS: &[SectionDef] = &[
     SectionDef {
         id: 7,
         name: "usnat",
-        core: core!["SharingNotice", "SaleOptOutNotice", "SharingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "SharingOptOutNotice",
             "TargetedAdvertisingOptOutNotice", "SensitiveDataProcessingOptOutNotice",
             "SensitiveDataLimitUseNotice", "SaleOptOut", "SharingOptOut",
             "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 16,
-            "KnownChildSensitiveDataConsents" x 3, "PersonalDataConsents"],
+            "KnownChildSensitiveDataConsents" x 3, "PersonalDataConsents",
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 8,
         name: "usca",
-        core: core!["SaleOptOutNotice", "SharingOptOutNotice", "SensitiveDataLimitUseNotice",
+        fields: state![
+            "SaleOptOutNotice", "SharingOptOutNotice", "SensitiveDataLimitUseNotice",
             "SaleOptOut", "SharingOptOut", "SensitiveDataProcessing" x 9,
-            "KnownChildSensitiveDataConsents" x 2, "PersonalDataConsents"],
+            "KnownChildSensitiveDataConsents" x 2, "PersonalDataConsents",
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 9,
         name: "usva",
-        core: core!["SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents"],
+            "KnownChildSensitiveDataConsents",
+        ],
         second: Second::None,
     },
     SectionDef {
         id: 10,
         name: "usco",
-        core: core!["SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 7,
-            "KnownChildSensitiveDataConsents"],
+            "KnownChildSensitiveDataConsents",
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 11,
         name: "usut",
-        core: core!["SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SensitiveDataProcessingOptOutNotice", "SaleOptOut", "TargetedAdvertisingOptOut",
-            "SensitiveDataProcessing" x 8, "KnownChildSensitiveDataConsents"],
+            "SensitiveDataProcessing" x 8, "KnownChildSensitiveDataConsents",
+        ],
         second: Second::None,
     },
     SectionDef {
         id: 12,
         name: "usct",
-        core: core!["SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents" x 3],
+            "KnownChildSensitiveDataConsents" x 3,
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 13,
         name: "usfl",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents" x 3, "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC3,
         second: Second::None,
     },
     SectionDef {
         id: 14,
         name: "usmt",
-        core: core!["SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "SharingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents" x 3, "AdditionalDataProcessingConsent"],
+            "KnownChildSensitiveDataConsents" x 3, "AdditionalDataProcessingConsent",
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 15,
         name: "usor",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 11,
-            "KnownChildSensitiveDataConsents" x 3, "AdditionalDataProcessingConsent"],
+        fields: processing_state!(11, 3),
         second: Second::Gpc,
     },
     SectionDef {
         id: 16,
         name: "ustx",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents", "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC1,
         second: Second::Gpc,
     },
     SectionDef {
         id: 17,
         name: "usde",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 9,
-            "KnownChildSensitiveDataConsents" x 5, "AdditionalDataProcessingConsent"],
+        fields: processing_state!(9, 5),
         second: Second::Gpc,
     },
     SectionDef {
         id: 18,
         name: "usia",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
+        fields: state![
+            "ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
             "SensitiveDataOptOutNotice", "SaleOptOut", "TargetedAdvertisingOptOut",
-            "SensitiveDataProcessing" x 8, "KnownChildSensitiveDataConsents"],
+            "SensitiveDataProcessing" x 8, "KnownChildSensitiveDataConsents",
+        ],
         second: Second::Gpc,
     },
     SectionDef {
         id: 19,
         name: "usne",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents", "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC1,
         second: Second::Gpc,
     },
     SectionDef {
         id: 20,
         name: "usnh",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents" x 3, "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC3,
         second: Second::Gpc,
     },
     SectionDef {
         id: 21,
         name: "usnj",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 10,
-            "KnownChildSensitiveDataConsents" x 5, "AdditionalDataProcessingConsent"],
+        fields: processing_state!(10, 5),
         second: Second::Gpc,
     },
     SectionDef {
         id: 22,
         name: "ustn",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents", "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC1,
         second: Second::Gpc,
     },
     SectionDef {
         id: 23,
         name: "usmn",
-        core: core!["ProcessingNotice", "SaleOptOutNotice", "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut", "TargetedAdvertisingOptOut", "SensitiveDataProcessing" x 8,
-            "KnownChildSensitiveDataConsents", "AdditionalDataProcessingConsent"],
+        fields: PROCESSING_8_KC1,
         second: Second::Gpc,
     },
     SectionDef {
         id: 24,
         name: "usmd",
-        core: core![
-            "MspaCoveredTransaction",
-            "MspaMode",
-            "ProcessingNotice",
-            "SaleOptOutNotice",
-            "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut",
-            "TargetedAdvertisingOptOut",
-            "AdditionalDataProcessingConsent"
-        ],
+        fields: mspa_first![],
         second: Second::Gpc,
     },
     SectionDef {
         id: 25,
         name: "usin",
-        core: core![
-            "MspaCoveredTransaction",
-            "MspaMode",
-            "ProcessingNotice",
-            "SaleOptOutNotice",
-            "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut",
-            "TargetedAdvertisingOptOut",
-            "KnownChildSensitiveDataConsents",
-            "AdditionalDataProcessingConsent"
-        ],
+        fields: MSPA_FIRST_KC,
         second: Second::Sensitive(8),
     },
     SectionDef {
         id: 26,
         name: "usky",
-        core: core![
-            "MspaCoveredTransaction",
-            "MspaMode",
-            "ProcessingNotice",
-            "SaleOptOutNotice",
-            "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut",
-            "TargetedAdvertisingOptOut",
-            "KnownChildSensitiveDataConsents",
-            "AdditionalDataProcessingConsent"
-        ],
+        fields: MSPA_FIRST_KC,
         second: Second::Sensitive(8),
     },
     SectionDef {
         id: 27,
         name: "usri",
-        core: core![
-            "MspaCoveredTransaction",
-            "MspaMode",
-            "ProcessingNotice",
-            "SaleOptOutNotice",
-            "TargetedAdvertisingOptOutNotice",
-            "SaleOptOut",
-            "TargetedAdvertisingOptOut",
-            "KnownChildSensitiveDataConsents",
-            "AdditionalDataProcessingConsent"
-        ],
+        fields: MSPA_FIRST_KC,
         second: Second::Sensitive(8),
     },
 ];
+
+/// The entries a field has in a section of this version: usnat version 1 had 12 sensitive-data
+/// and 2 known-child entries.
+pub fn entries(def: &SectionDef, version: u64, (name, entries, _): Field) -> u8 {
+    match (def.name, version, name) {
+        ("usnat", 1, "SensitiveDataProcessing") => 12,
+        ("usnat", 1, "KnownChildSensitiveDataConsents") => 2,
+        _ => entries,
+    }
+}
 
 /// The TCF EU v2 section's id, and the US Privacy section's.
 pub const TCFEUV2: u16 = 2;
@@ -411,19 +405,16 @@ pub fn header(text: &str) -> Result<Vec<u16>, GppError> {
 pub fn decode_us(def: &SectionDef, text: &str) -> Result<Vec<(&'static str, Value)>, GppError> {
     let mut segments = text.split('.');
     let mut core = Bits::new(segments.next().unwrap_or(""))?;
-    let mut out = Vec::new();
-    let first = fields(def, 0)[0];
-    let version = core.int(first.2)?;
-    out.push((first.0, Value::Int(version)));
-    for (name, entries, width) in fields(def, version).into_iter().skip(1) {
-        let value = if entries == 0 {
-            Value::Int(core.int(width)?)
-        } else {
-            Value::List(
-                (0..entries)
-                    .map(|_| core.int(width))
-                    .collect::<Result<_, _>>()?,
-            )
+    let mut out = Vec::with_capacity(def.fields.len() + 3);
+    let Some((&(version_name, _, version_bits), rest)) = def.fields.split_first() else {
+        return Err(GppError(format!("{}: no fields", def.name)));
+    };
+    let version = core.int(version_bits)?;
+    out.push((version_name, Value::Int(version)));
+    for &field @ (name, _, width) in rest {
+        let value = match entries(def, version, field) {
+            0 => Value::Int(core.int(width)?),
+            n => Value::List((0..n).map(|_| core.int(width)).collect::<Result<_, _>>()?),
         };
         out.push((name, value));
     }

@@ -228,6 +228,36 @@ fn segment_bytes(segment: &str) -> Result<Vec<u8>, TcfError> {
         .map_err(|_| TcfError::Base64)
 }
 
+/// `tc` with its `Created` and `LastUpdated` fields (36 bits each, from bit 6 of the core
+/// segment) set to `deciseconds` since the epoch; every other bit, and the other segments, as
+/// they were. `None` when the core segment is not base64url or too short to hold them.
+pub fn with_dates(tc: &str, deciseconds: u64) -> Option<String> {
+    let (core, rest) = match tc.split_once('.') {
+        Some((core, rest)) => (core, Some(rest)),
+        None => (tc, None),
+    };
+    let mut bytes = segment_bytes(core).ok()?;
+    if bytes.len() * 8 < 78 {
+        return None;
+    }
+    for field in [6, 42] {
+        for i in 0..36 {
+            let bit = field + i;
+            let mask = 0x80u8 >> (bit % 8);
+            if deciseconds >> (35 - i) & 1 == 1 {
+                bytes[bit / 8] |= mask;
+            } else {
+                bytes[bit / 8] &= !mask;
+            }
+        }
+    }
+    let core = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    Some(match rest {
+        Some(rest) => format!("{core}.{rest}"),
+        None => core,
+    })
+}
+
 /// Decodes a TC string.
 pub fn decode(s: &str) -> Result<TcString, TcfError> {
     let s = s.trim();
@@ -695,5 +725,26 @@ mod tests {
         fn random_v2_cores_never_panic(tail in "[A-Za-z0-9_-]{0,300}") {
             let _ = decode(&format!("C{tail}"));
         }
+    }
+
+    #[test]
+    fn a_string_redated_differs_only_in_its_dates() {
+        let tc = "CP1R2oAP1R2oAEsABBENCWFAAIGAAAAAAAYgAAAAAAAA";
+        let old = decode(tc).unwrap();
+        let new = decode(&with_dates(tc, 17_959_968_000).unwrap()).unwrap();
+        assert_eq!(
+            (new.created, new.last_updated),
+            (17_959_968_000, 17_959_968_000)
+        );
+        let undated = |mut t: TcString| {
+            t.created = 0;
+            t.last_updated = 0;
+            t
+        };
+        assert_eq!(undated(old), undated(new));
+        assert_eq!(with_dates("CP1R", 1), None);
+        assert_eq!(with_dates("not base64!", 1), None);
+        let segmented = with_dates(&format!("{tc}.IAAA"), 1).unwrap();
+        assert!(segmented.ends_with(".IAAA"));
     }
 }

@@ -15,7 +15,7 @@ pub const STYLESHEET_PATH: &str = "/.well-known/consent-proxy/consent.css";
 /// How long a choice lasts by default: six months, the renewal period the CNIL recommends.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(182 * 24 * 3600);
 /// The longest lifetime a policy may give: 13 months.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(396 * 24 * 3600);
+pub const MAX_LIFETIME: Duration = crate::consent::format::THIRTEEN_MONTHS;
 /// The cookie that ties the banner's form to the browser it was shown in (signed double
 /// submit): strictly necessary, HttpOnly, for the session.
 pub const CSRF_COOKIE: &str = "consent_proxy_csrf";

@@ -113,23 +113,12 @@ async fn tracker_answer(
 
 impl Trackers {
     pub async fn start() -> Trackers {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let cert = rcgen::generate_simple_self_signed(
+        let acceptor = self_signed_acceptor(
             TRACKER_DOMAINS
                 .iter()
                 .flat_map(|d| [d.to_string(), format!("*.{d}")])
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()),
+                .collect(),
         );
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -776,3 +776,19 @@ impl Drop for ChromeDriver {
         let _ = self.child.wait();
     }
 }
+
+/// A TLS acceptor, speaking HTTP/1.1, for a fresh self-signed certificate naming `names` (a
+/// browser told to ignore certificate errors takes it).
+pub fn self_signed_acceptor(names: Vec<String>) -> tokio_rustls::TlsAcceptor {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(names).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        cert.signing_key.serialize_der(),
+    ));
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
