@@ -541,6 +541,68 @@ pub struct ConfigFile {
     /// Where consent records are stored (SQLite by default).
     #[serde(default)]
     pub consent_records: RecordStoreFile,
+    /// Several sites in one proxy, each chosen by the request's host. Without it, the file's
+    /// `upstream`, `policy` and `server_names` make the one site.
+    pub sites: Option<Vec<SiteFile>>,
+}
+
+/// One entry of `sites`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// The site's name in the decision log (`site`) and the metrics (`site` label).
+    #[serde(deserialize_with = "de_site_name")]
+    pub name: String,
+    /// The host names the site answers, matched on `Host` (or the HTTP/2 authority) and on the
+    /// TLS server name: exact names, or `*.example.com` for any one label before it.
+    #[serde(deserialize_with = "de_server_names")]
+    pub server_names: Vec<String>,
+    #[serde(deserialize_with = "de_upstream")]
+    pub upstream: Upstream,
+    /// Relative paths are relative to the config file's directory.
+    pub policy: Option<PathBuf>,
+    /// The site's certificates, chosen by SNI with every other site's.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A site's name: it goes into log records and metric labels as it is.
+fn de_site_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "site name `{name}`: use 1 to 64 of a-z, 0-9, `-`, `_` and `.`"
+        )));
+    }
+    Ok(name)
+}
+
+/// A site's server names, lower-cased: at least one, each a host name or `*.` and one.
+fn de_server_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    if names.is_empty() {
+        return Err(serde::de::Error::custom(
+            "list at least one server name (e.g. [www.example.com, example.com])",
+        ));
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            crate::sites::ServerName::parse(&n)
+                .map(|_| n.to_ascii_lowercase())
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
+/// An upstream URL, judged where it is written.
+fn de_upstream<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Upstream, D::Error> {
+    let s = String::deserialize(d)?;
+    Upstream::parse(&s).map_err(serde::de::Error::custom)
 }
 
 /// The upstream origin: where every request goes.
@@ -578,19 +640,40 @@ impl Upstream {
     }
 }
 
+/// One site the proxy fronts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSettings {
+    pub name: String,
+    /// Empty for the one site of a config without `sites`: it answers any host.
+    pub server_names: Vec<String>,
+    pub upstream: Upstream,
+    /// Without it, the built-in policy.
+    pub policy: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+}
+
+impl SiteSettings {
+    /// The name of the one site of a config without `sites`.
+    pub const SINGLE: &str = "default";
+}
+
 /// Everything the server needs, resolved from file and flags.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    pub upstream: Upstream,
     pub upstream_ca: Option<PathBuf>,
+    /// The listener's certificates: the file's `tls`, then each site's.
     pub tls: Option<TlsFiles>,
     pub log: LogSettings,
-    pub policy: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip: IpMode,
+    /// Host names an absolute-form request may name, for a config without `sites`.
     pub server_names: Vec<String>,
+    /// At least one. A config without `sites` has one, named `default`, that answers any host.
+    pub sites: Vec<SiteSettings>,
+    /// The sites came from `sites`: a request for a host none of them names is refused (421).
+    pub virtual_hosts: bool,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub underscores_in_headers: Underscores,
@@ -612,9 +695,7 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| LocatedError::whole(&name, e.to_string()))?;
     let mut file: ConfigFile = read_yaml(&name, &text)?;
-    file.client_ip
-        .validate()
-        .map_err(|m| LocatedError::whole(&name, format!("client_ip: {m}")))?;
+    check_sites(&file).map_err(|m| LocatedError::whole(&name, m))?;
     if let Some(dir) = path.parent() {
         let relative = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -624,6 +705,14 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
         file.policy.iter_mut().for_each(relative);
         file.upstream_ca.iter_mut().for_each(relative);
         file.log.file.iter_mut().for_each(relative);
+        file.client_ip.key_file_mut().into_iter().for_each(relative);
+        for site in file.sites.iter_mut().flatten() {
+            site.policy.iter_mut().for_each(relative);
+            for c in site.tls.iter_mut().flat_map(|t| t.certificates.iter_mut()) {
+                relative(&mut c.cert);
+                relative(&mut c.key);
+            }
+        }
         match &mut file.consent_records.backend {
             RecordBackendFile::Sqlite { path } => path.iter_mut().for_each(relative),
             RecordBackendFile::Postgres {
@@ -636,13 +725,53 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, LocatedError> {
             relative(&mut c.key);
         }
     }
-    if file.tls.as_ref().is_some_and(|t| t.certificates.is_empty()) {
+    let site_tls = file.sites.iter().flatten().map(|s| s.tls.as_ref());
+    if std::iter::once(file.tls.as_ref())
+        .chain(site_tls)
+        .any(|t| t.is_some_and(|t| t.certificates.is_empty()))
+    {
         return Err(LocatedError::whole(
             &name,
             "tls.certificates: list at least one certificate",
         ));
     }
     Ok(file)
+}
+
+/// `sites` and the one-site settings exclude each other; site names and server names are unique.
+fn check_sites(file: &ConfigFile) -> Result<(), String> {
+    let Some(sites) = &file.sites else {
+        return Ok(());
+    };
+    if sites.is_empty() {
+        return Err("sites: list at least one site, or leave `sites` out".into());
+    }
+    let single = [
+        ("upstream", file.upstream.is_some()),
+        ("policy", file.policy.is_some()),
+        ("server_names", !file.server_names.is_empty()),
+    ];
+    if let Some((key, _)) = single.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "`{key}` is for a config without `sites`; with `sites`, give it in each site"
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut hosts = std::collections::HashMap::new();
+    for site in sites {
+        if !names.insert(site.name.as_str()) {
+            return Err(format!("sites: two sites are named `{}`", site.name));
+        }
+        for host in &site.server_names {
+            if let Some(other) = hosts.insert(host.as_str(), site.name.as_str()) {
+                return Err(format!(
+                    "sites: `{host}` is a server name of both `{other}` and `{}`",
+                    site.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Merges the file (if any) and the flags. Flags win.
@@ -652,10 +781,48 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
         Some(l) => l,
         None => DEFAULT_LISTEN.parse().expect("valid default"),
     };
-    let upstream = o
-        .upstream
-        .or(file.upstream)
-        .ok_or("no upstream: pass --upstream URL or set `upstream` in the config file")?;
+    let (sites, virtual_hosts) = match file.sites {
+        Some(sites) => {
+            if o.upstream.is_some() || o.policy.is_some() {
+                return Err("--upstream and --policy set the one site of a config without \
+                            `sites`; this config lists `sites`: set them in each site"
+                    .into());
+            }
+            let sites = sites
+                .into_iter()
+                .map(|s| SiteSettings {
+                    name: s.name,
+                    server_names: s.server_names,
+                    upstream: s.upstream,
+                    policy: s.policy,
+                    tls: s.tls,
+                })
+                .collect();
+            (sites, true)
+        }
+        None => {
+            let upstream = o
+                .upstream
+                .or(file.upstream)
+                .ok_or("no upstream: pass --upstream URL or set `upstream` in the config file")?;
+            let site = SiteSettings {
+                name: SiteSettings::SINGLE.to_string(),
+                server_names: Vec::new(),
+                upstream: Upstream::parse(&upstream)?,
+                policy: o.policy.or(file.policy),
+                tls: None,
+            };
+            (vec![site], false)
+        }
+    };
+    // One certificate list for the listener: SNI picks among them all.
+    let certificates: Vec<CertificateFiles> = file
+        .tls
+        .iter()
+        .chain(sites.iter().filter_map(|s| s.tls.as_ref()))
+        .flat_map(|t| t.certificates.iter().cloned())
+        .collect();
+    let tls = (!certificates.is_empty()).then_some(TlsFiles { certificates });
     let admin_listen = match o.admin_listen.or(file.admin_listen) {
         Some(l) => l,
         None => DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
@@ -663,14 +830,14 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
     Ok(Settings {
         listen,
         admin_listen,
-        upstream: Upstream::parse(&upstream)?,
         upstream_ca: file.upstream_ca,
-        tls: file.tls,
+        tls,
         log: file.log,
-        policy: o.policy.or(file.policy),
         trusted_proxies: file.trusted_proxies,
         client_ip: file.client_ip,
         server_names: file.server_names,
+        sites,
+        virtual_hosts,
         timeouts: file.timeouts,
         limits: file.limits,
         underscores_in_headers: file.underscores_in_headers,
@@ -730,10 +897,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.yaml:2:") && e.contains("no port"), "{e}");
-        assert_eq!(s.upstream.authority.as_str(), "b:2");
+        assert_eq!(s.sites.len(), 1);
+        assert_eq!(s.sites[0].name, "default");
+        assert_eq!(s.sites[0].upstream.authority.as_str(), "b:2");
         assert_eq!(s.timeouts.upstream_response, Duration::from_secs(2));
         assert_eq!(s.timeouts.upstream_connect, Duration::from_secs(5));
-        assert_eq!(s.client_ip, IpMode::Hmac);
+        assert_eq!(s.client_ip, IpMode::Hmac { key_file: None });
         assert_eq!(s.limits.rewrite_memory, 16 << 20);
     }
 

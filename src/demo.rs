@@ -454,7 +454,7 @@ pub async fn run(
     );
     let sink = Arc::new(LogSink::stdout());
     let records = settings.consent_records.clone();
-    let state = Arc::new(State::new(settings, policy, sink.clone())?);
+    let state = Arc::new(State::new(settings, vec![policy], None, sink.clone())?);
     crate::server::open_consent_store(&state, &records).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

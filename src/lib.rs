@@ -19,6 +19,7 @@ pub mod memory;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod sites;
 pub mod url_path;
 pub mod withheld;
 

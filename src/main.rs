@@ -1,7 +1,7 @@
 //! The command line: serve, check, demo.
 
 use clap::{Parser, Subcommand};
-use consent_proxy::audit::LogSink;
+use consent_proxy::audit::{LogSink, Secret};
 use consent_proxy::config::{self, Overrides};
 use consent_proxy::policy::CompiledPolicy;
 use consent_proxy::proxy::{tls, upstream};
@@ -259,17 +259,26 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
         match config::load_file(c) {
             Ok(file) => {
                 // The files the config names must load too.
-                let tls = file.tls.as_ref().map(tls::Tls::new).transpose();
+                let site_tls = file.sites.iter().flatten().filter_map(|s| s.tls.as_ref());
+                let tls = file
+                    .tls
+                    .iter()
+                    .chain(site_tls)
+                    .try_for_each(|t| tls::Tls::new(t).map(|_| ()));
                 let ca = file
                     .upstream_ca
                     .as_deref()
                     .map(upstream::trusted_cas)
                     .transpose();
-                if let Err(e) = tls.map(|_| ()).and(ca.map(|_| ())) {
+                let key = file.client_ip.key_file().map(Secret::read).transpose();
+                if let Err(e) = tls.and(ca.map(|_| ())).and(key.map(|_| ())) {
                     say(format_args!("{}: {e}", c.display()));
                     return ExitCode::FAILURE;
                 }
                 say(format_args!("{}: ok", c.display()));
+                if let Some(sites) = file.sites.filter(|_| policy_path.is_none()) {
+                    return check_sites(&sites);
+                }
                 policy_path = policy_path.or(file.policy);
             }
             Err(e) => {
@@ -288,6 +297,30 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Checks each site's policy, and prints each site's summary under its name.
+fn check_sites(sites: &[config::SiteFile]) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for site in sites {
+        match load_policy(site.policy.as_deref()) {
+            Ok(p) => {
+                say(format_args!(
+                    "site {} ({}) → {}://{}:",
+                    site.name,
+                    site.server_names.join(", "),
+                    site.upstream.scheme,
+                    site.upstream.authority
+                ));
+                say(check_summary(&p));
+            }
+            Err(e) => {
+                say(format_args!("site {}: {e}", site.name));
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
 }
 
 /// The policy's summary, with its default said as the policy says it: `opt-in` or `opt-out`,
@@ -336,16 +369,16 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
         config: config_path.map(Path::to_path_buf),
         overrides,
     };
-    let (settings, policy) = match sources.load() {
+    let loaded = match sources.load() {
         Ok(loaded) => loaded,
         Err(e) => {
             complain(format_args!("consent-proxy: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    let sink = match &settings.log.file {
+    let sink = match &loaded.settings.log.file {
         None => LogSink::stdout(),
-        Some(path) => match LogSink::daily_file(path, settings.log.retention_days) {
+        Some(path) => match LogSink::daily_file(path, loaded.settings.log.retention_days) {
             Ok(s) => s,
             Err(e) => {
                 complain(format_args!("consent-proxy: {e}"));
@@ -355,7 +388,7 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
     };
     let sink = Arc::new(sink);
     let code = run_async(
-        server::run(sources, (settings, policy), sink.clone()),
+        server::run(sources, loaded, sink.clone()),
         workers,
     );
     // The runtime is gone: every request task has ended and written its record. Flush them.

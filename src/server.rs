@@ -1,10 +1,10 @@
 //! Running the proxy: the listeners, the admin listener, reloads (SIGHUP and file changes),
 //! and the drain on SIGTERM or SIGINT.
 
-use crate::audit::{LogSink, Minimizer};
-use crate::config::{self, Overrides, Settings};
+use crate::audit::{LogSink, Secret};
+use crate::config::{self, Overrides, Settings, SiteSettings};
 use crate::policy::{self, CompiledPolicy};
-use crate::proxy::{self, State, admin, tls};
+use crate::proxy::{self, Keys, State, admin, tls};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,9 +18,33 @@ pub struct Sources {
     pub overrides: Overrides,
 }
 
+/// What the sources give: the settings, a policy per site (in the order of `settings.sites`),
+/// and the key file's secret.
+pub struct Loaded {
+    pub settings: Settings,
+    pub policies: Vec<CompiledPolicy>,
+    pub secret: Option<Secret>,
+}
+
 impl Sources {
-    /// Reads the config file (if any), merges the flags, and loads the policy it names.
-    pub fn load(&self) -> Result<(Settings, CompiledPolicy), String> {
+    /// Reads the config file (if any), merges the flags, reads the key file and loads each
+    /// site's policy. Any failure fails the whole.
+    pub fn load(&self) -> Result<Loaded, String> {
+        let (settings, secret) = self.load_settings()?;
+        let policies = settings
+            .sites
+            .iter()
+            .map(|site| site_policy(&settings, site))
+            .collect::<Result<_, _>>()?;
+        Ok(Loaded {
+            settings,
+            policies,
+            secret,
+        })
+    }
+
+    /// The settings and the key file's secret, without the policies.
+    fn load_settings(&self) -> Result<(Settings, Option<Secret>), String> {
         let file = self
             .config
             .as_deref()
@@ -28,20 +52,40 @@ impl Sources {
             .transpose()
             .map_err(|e| e.to_string())?;
         let settings = config::resolve(file, self.overrides.clone())?;
-        let policy = load_policy(settings.policy.as_deref()).map_err(|e| e.to_string())?;
-        Ok((settings, policy))
+        let secret = settings
+            .client_ip
+            .key_file()
+            .map(Secret::read)
+            .transpose()?;
+        Ok((settings, secret))
+    }
+
+    /// The files the flags or the config file name now, loaded or not: the policies and the
+    /// key file.
+    fn files_named(&self) -> Vec<PathBuf> {
+        let file = self
+            .config
+            .as_deref()
+            .and_then(|c| config::load_file(c).ok());
+        let mut named: Vec<PathBuf> = self.overrides.policy.iter().cloned().collect();
+        if let Some(file) = file {
+            named.extend(file.policy);
+            named.extend(file.client_ip.key_file().map(Path::to_path_buf));
+            named.extend(file.sites.into_iter().flatten().filter_map(|s| s.policy));
+        }
+        named
     }
 }
 
-impl Sources {
-    /// The policy file the flags or the config file name now, loaded or not.
-    fn policy_named(&self) -> Option<PathBuf> {
-        let from_file = || {
-            let config = self.config.as_deref()?;
-            config::load_file(config).ok()?.policy
-        };
-        self.overrides.policy.clone().or_else(from_file)
-    }
+/// A site's policy. With `sites`, an error names the site.
+pub fn site_policy(settings: &Settings, site: &SiteSettings) -> Result<CompiledPolicy, String> {
+    load_policy(site.policy.as_deref()).map_err(|e| {
+        if settings.virtual_hosts {
+            format!("site `{}`: {e}", site.name)
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 pub fn load_policy(path: Option<&Path>) -> Result<CompiledPolicy, policy::PolicyError> {
@@ -57,12 +101,12 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Runs the proxy until SIGTERM or SIGINT, then drains. `loaded` is what `sources` gave at
 /// startup; reloads read them again. Startup errors are returned.
-pub async fn run(
-    sources: Sources,
-    loaded: (Settings, CompiledPolicy),
-    sink: Arc<LogSink>,
-) -> Result<(), String> {
-    let (mut settings, policy) = loaded;
+pub async fn run(sources: Sources, loaded: Loaded, sink: Arc<LogSink>) -> Result<(), String> {
+    let Loaded {
+        mut settings,
+        policies,
+        secret,
+    } = loaded;
     let started = settings.clone();
     let listener = proxy::bind(settings.listen)
         .await
@@ -77,21 +121,12 @@ pub async fn run(
         .transpose()?;
     settings.listen = listener.local_addr().map_err(|e| e.to_string())?;
     settings.admin_listen = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    let listening = format!(
-        "listening on {}://{}, forwarding to {}://{}, policy {} ({} mode); admin on http://{}",
-        if tls.is_some() { "https" } else { "http" },
-        settings.listen,
-        settings.upstream.scheme,
-        settings.upstream.authority,
-        policy.source,
-        policy.mode.as_str(),
-        settings.admin_listen,
-    );
-    let records = policy
-        .banner
-        .is_some()
+    let listening = listening(&settings, &policies, tls.is_some());
+    let records = policies
+        .iter()
+        .any(|p| p.banner.is_some())
         .then(|| settings.consent_records.clone());
-    let state = Arc::new(State::new(settings, policy, sink)?);
+    let state = Arc::new(State::new(settings, policies, secret, sink)?);
     if let Some(records) = records {
         open_consent_store(&state, &records).await?;
     }
@@ -118,11 +153,55 @@ pub async fn run(
     Ok(())
 }
 
-/// Tries one connection to the upstream at start, and warns if it cannot be reached: the proxy
-/// serves anyway (answering 502 until the upstream is up), and `/readyz` does not depend on it.
+/// What the proxy says once it listens: where, and for each site where it forwards to and under
+/// which policy.
+fn listening(settings: &Settings, policies: &[CompiledPolicy], tls: bool) -> String {
+    let forwarding = |site: &SiteSettings, policy: &CompiledPolicy| {
+        format!(
+            "forwarding to {}://{}, policy {} ({} mode)",
+            site.upstream.scheme,
+            site.upstream.authority,
+            policy.source,
+            policy.mode.as_str()
+        )
+    };
+    let sites = if settings.virtual_hosts {
+        let each: Vec<String> = settings
+            .sites
+            .iter()
+            .zip(policies)
+            .map(|(site, policy)| {
+                format!(
+                    "site {} ({}) {}",
+                    site.name,
+                    site.server_names.join(", "),
+                    forwarding(site, policy)
+                )
+            })
+            .collect();
+        format!("{} sites: {}", each.len(), each.join("; "))
+    } else {
+        forwarding(&settings.sites[0], &policies[0])
+    };
+    format!(
+        "listening on {}://{}, {sites}; admin on http://{}",
+        if tls { "https" } else { "http" },
+        settings.listen,
+        settings.admin_listen,
+    )
+}
+
+/// Tries one connection to each site's upstream at start, and warns for those that cannot be
+/// reached: the proxy serves anyway (answering 502 until the upstream is up), and `/readyz`
+/// does not depend on them.
 async fn probe_upstream(state: Arc<State>) {
     let snapshot = state.current.load_full();
-    let upstream = &snapshot.settings.upstream;
+    for site in &snapshot.sites {
+        probe_one(&site.upstream, snapshot.settings.timeouts.upstream_connect).await;
+    }
+}
+
+async fn probe_one(upstream: &config::Upstream, timeout: Duration) {
     let port =
         upstream
             .authority
@@ -137,7 +216,6 @@ async fn probe_upstream(state: Arc<State>) {
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let timeout = snapshot.settings.timeouts.upstream_connect;
     let connected =
         tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await;
     let problem = match connected {
@@ -267,18 +345,22 @@ impl Contents {
     }
 }
 
-/// Every file a reload reads: the config, the policy (the one in force, and the one the config
-/// names now if it has not loaded), what the policy names, the certificates.
+/// Every file a reload reads: the config, the policies (those in force, and those the config
+/// names now if they have not loaded), what the policies name, the key file, the certificates.
 fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<PathBuf> {
     let current = state.current.load();
     let mut files: Vec<PathBuf> = sources.config.iter().cloned().collect();
-    files.extend(current.policy.files.iter().cloned());
-    if let Some(p) = sources.policy_named()
-        && !files.contains(&p)
+    let in_force = current.sites.iter().flat_map(|s| s.policy.files.iter().cloned());
+    let key = current.settings.client_ip.key_file().map(Path::to_path_buf);
+    for f in in_force
+        .chain(key)
+        .chain(sources.files_named())
+        .chain(tls_files.iter().cloned())
     {
-        files.push(p);
+        if !files.contains(&f) {
+            files.push(f);
+        }
     }
-    files.extend(tls_files.iter().cloned());
     files
 }
 
@@ -455,19 +537,22 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
     })
 }
 
-/// Validates the config and policy as they are now on disk and, if both are good, puts them in
-/// force. What a running process cannot change (listen addresses, upstream, TLS files, log
-/// file) keeps its value from startup; a change to it is reported. `unchanged`: no file has
-/// changed since the last look, for the log. The rewrite memo stays when the policy's contents
-/// are the same as those in force (its pages were rewritten under the same rules).
+/// Validates the config and policies as they are now on disk and puts them in force. What a
+/// running process cannot change (listen addresses, the sites with their names, upstreams and
+/// certificates, TLS files, log file) keeps its value from startup; a change to it is reported.
+/// Each site's policy is judged alone: one that does not load keeps that site's policy in
+/// force, and the others take theirs. When the config (or the key file) does not load, or no
+/// site's policy does, nothing changes and the error is returned. `unchanged`: no file has
+/// changed since the last look, for the log. A site's rewrite memo stays when its policy's
+/// contents are the same as those in force (its pages were rewritten under the same rules).
 pub fn reload(
     state: &State,
     sources: &Sources,
     started: &Settings,
     unchanged: bool,
 ) -> Result<(), String> {
-    let (mut new, policy) = sources
-        .load()
+    let (mut new, secret) = sources
+        .load_settings()
         .inspect_err(|_| state.metrics.reloaded(false))?;
     // What changed of a setting read only at start: its name, and whether it changed.
     macro_rules! changed {
@@ -478,10 +563,19 @@ pub fn reload(
             )
         };
     }
+    // The sites as they route and forward; their policies may change.
+    let layout = |s: &Settings| {
+        let sites: Vec<_> = s
+            .sites
+            .iter()
+            .map(|x| (x.name.clone(), x.server_names.clone(), x.upstream.clone(), x.tls.clone()))
+            .collect();
+        (sites, s.virtual_hosts, s.server_names.clone())
+    };
     let fixed = [
         changed!(listen),
         changed!(admin_listen),
-        changed!(upstream),
+        ("sites", layout(&new) != layout(started)),
         changed!(upstream_ca),
         changed!(tls),
         changed!(log),
@@ -499,48 +593,99 @@ pub fn reload(
     ];
     for (name, changed) in fixed {
         if changed {
+            let name = if name == "sites" {
+                "sites, upstream or server_names"
+            } else {
+                name
+            };
             tracing::warn!("reload: `{name}` changed; it takes effect on restart");
         }
     }
     let current = state.current.load();
     let old = &current.settings;
+    // The sites stay as they started; each takes the policy file its entry names now.
+    let policy_files: Vec<Option<PathBuf>> = old
+        .sites
+        .iter()
+        .map(|site| match new.sites.iter().find(|n| n.name == site.name) {
+            Some(n) => n.policy.clone(),
+            None => site.policy.clone(),
+        })
+        .collect();
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;
-    new.upstream = old.upstream.clone();
+    new.sites = old.sites.clone();
+    for (site, file) in new.sites.iter_mut().zip(policy_files) {
+        site.policy = file;
+    }
+    new.virtual_hosts = old.virtual_hosts;
+    new.server_names = old.server_names.clone();
     new.upstream_ca = old.upstream_ca.clone();
     new.tls = old.tls.clone();
     new.log = old.log.clone();
-    // The same minimizer (and so the same daily HMAC key) unless its mode changed.
-    let minimizer = if new.client_ip == old.client_ip {
-        current.minimizer.clone()
-    } else {
-        Arc::new(Minimizer::new(new.client_ip))
-    };
-    tracing::info!(
-        "reloaded: policy {} ({} mode){}",
-        policy.source,
-        policy.mode.as_str(),
-        if unchanged { ", no file changed" } else { "" }
-    );
-    if policy.banner.is_some() && state.consents.get().is_none() {
-        tracing::warn!(
-            "reload: the banner is switched on, but consent records are opened at start: it is \
-             shown once the proxy restarts"
-        );
+    let loaded: Vec<Result<CompiledPolicy, String>> = new
+        .sites
+        .iter()
+        .map(|site| site_policy(&new, site))
+        .collect();
+    if loaded.iter().all(Result::is_err) {
+        state.metrics.reloaded(false);
+        let errors: Vec<String> = loaded.into_iter().filter_map(Result::err).collect();
+        return Err(errors.join("; "));
     }
-    let memo = current.memo.clone().filter(|_| {
-        policy.digest == current.policy.digest
-            && new.limits.rewrite_cache == old.limits.rewrite_cache
-    });
+    // The same keys (the same daily HMAC key, the same form key) unless the mode or the key
+    // file's secret changed.
+    let keys = if current.keys.minimizer.same(&new.client_ip, secret.as_ref()) {
+        current.keys.clone()
+    } else {
+        tracing::info!("reload: the client address key changed");
+        Keys::new(&new.client_ip, secret)
+    };
+    let mut failed = false;
+    let mut policies = Vec::with_capacity(loaded.len());
+    for (site, policy) in current.sites.iter().zip(loaded) {
+        match policy {
+            Ok(policy) => {
+                let same_rules = policy.digest == site.policy.digest
+                    && new.limits.rewrite_cache == old.limits.rewrite_cache;
+                tracing::info!(
+                    "reloaded: {}policy {} ({} mode){}",
+                    if new.virtual_hosts {
+                        format!("site {}: ", site.name)
+                    } else {
+                        String::new()
+                    },
+                    policy.source,
+                    policy.mode.as_str(),
+                    if unchanged { ", no file changed" } else { "" }
+                );
+                if policy.banner.is_some() && state.consents.get().is_none() {
+                    tracing::warn!(
+                        "reload: the banner is switched on, but consent records are opened at \
+                         start: it is shown once the proxy restarts"
+                    );
+                }
+                let memo = site.memo.clone().filter(|_| same_rules);
+                policies.push((Arc::new(policy), memo));
+            }
+            Err(e) => {
+                failed = true;
+                tracing::error!(
+                    "reload ({}) failed for this site, its policy in force stays: {e}",
+                    site.name
+                );
+                policies.push((site.policy.clone(), site.memo.clone()));
+            }
+        }
+    }
     state.current.store(Arc::new(proxy::Snapshot::new(
         new,
-        policy,
-        minimizer,
+        policies,
+        keys,
         &state.metrics,
-        memo,
     )));
     // Counted once in force, so that whoever watches the count sees the new policy.
-    state.metrics.reloaded(true);
+    state.metrics.reloaded(!failed);
     Ok(())
 }
 

@@ -5,6 +5,6 @@ pub mod ip;
 pub mod record;
 pub mod sink;
 
-pub use ip::{IpMode, Minimizer};
+pub use ip::{IpMode, Minimizer, Secret};
 pub use record::Decision;
 pub use sink::LogSink;

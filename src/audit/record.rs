@@ -12,6 +12,10 @@ pub struct Decision {
     pub ts: String,
     /// The minimized client address.
     pub client: String,
+    /// The site the request was for (`default` for a config without `sites`); absent when it
+    /// was for none (answered 421).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<std::sync::Arc<str>>,
     pub method: String,
     pub host: String,
     /// The request path, without its query string.

@@ -166,6 +166,7 @@ mod tests {
 
     fn decision() -> Decision {
         Decision {
+            site: None,
             ts: "t".into(),
             client: "c".into(),
             method: "GET".into(),

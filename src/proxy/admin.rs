@@ -56,7 +56,10 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
             state.metrics.encode(),
         ),
         COOKIES => {
-            let report = state.inventory.report(&state.current.load().policy);
+            let snapshot = state.current.load();
+            let policies: Vec<&crate::policy::CompiledPolicy> =
+                snapshot.sites.iter().map(|s| &*s.policy).collect();
+            let report = state.inventory.report(&policies);
             match serde_json::to_vec_pretty(&report) {
                 Ok(json) => answer(StatusCode::OK, "application/json", json),
                 Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n"),

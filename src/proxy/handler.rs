@@ -8,7 +8,7 @@ use super::body::InnerBody;
 use super::body::{IdleTimeout, LoggedBody, RecordGuard, RewriteBody, Unanswerable, empty, full};
 use super::coding::{decode, encode};
 use super::upstream::{self, Failure};
-use super::{Snapshot, State, conn, framing as stream, preferences};
+use super::{Site, Snapshot, State, conn, framing as stream, preferences};
 use crate::audit::Decision;
 use crate::config::Settings;
 use crate::consent::{self, Consent};
@@ -18,6 +18,7 @@ use crate::filter::underscores::{self, Underscores};
 use crate::filter::{consent_mode, declarations, framing, html, path, request, response, withheld};
 use crate::policy::sources::{Country, TkMode};
 use crate::policy::{CompiledPolicy, Mode};
+use crate::sites::{self, Misdirected};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -44,6 +45,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The connection is TLS.
     pub tls: bool,
+    /// The server name its TLS handshake asked for (SNI).
+    pub sni: Option<Arc<str>>,
     /// Its place under `limits.max_connections`.
     pub slot: Option<conn::Slot>,
     /// Set when the connection switches protocols: its request heads are no longer checked.
@@ -58,6 +61,10 @@ pub struct Ctx {
     pub state: Arc<State>,
     /// One snapshot for the whole request: a reload in the middle does not mix two.
     pub snapshot: Arc<Snapshot>,
+    /// The request's site in `snapshot.sites` (the first when it is for none).
+    pub site: usize,
+    /// Why the request is for no site, when it is not.
+    misdirected: Option<Misdirected>,
     pub peer: Peer,
     /// The Host the client asked for.
     pub host: Option<String>,
@@ -81,9 +88,16 @@ impl Ctx {
     fn new(state: Arc<State>, peer: Peer, req: &Request<Incoming>) -> Ctx {
         let admission = state.capacity.admit(peer.slot.clone());
         let snapshot = state.current.load_full();
-        let (policy, settings) = (&snapshot.policy, &snapshot.settings);
-        let client = forward::client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
         let host = request_host(req);
+        let routed = if snapshot.settings.virtual_hosts {
+            let name = host.as_deref().and_then(sites::host_of);
+            snapshot.routes.route(name.as_deref(), peer.sni.as_deref())
+        } else {
+            Ok(0)
+        };
+        let site = *routed.as_ref().unwrap_or(&0);
+        let (policy, settings) = (&snapshot.sites[site].policy, &snapshot.settings);
+        let client = forward::client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
         let country = policy.regions.as_ref().and_then(|r| {
             forward::trusted_header(
                 peer.addr.ip(),
@@ -97,7 +111,8 @@ impl Ctx {
         let mut guard = RecordGuard::new(
             Decision {
                 ts: String::new(),
-                client: snapshot.minimizer.minimize(client),
+                site: routed.is_ok().then(|| snapshot.sites[site].name.clone()),
+                client: snapshot.keys.minimizer.minimize(client),
                 method: clip(req.method().as_str()),
                 host: clip(host.as_deref().unwrap_or("")),
                 path: clip(&path::without_params(req.uri().path())),
@@ -126,6 +141,8 @@ impl Ctx {
             dnt_sent: req.headers().contains_key("dnt"),
             state,
             snapshot,
+            site,
+            misdirected: routed.err(),
             peer,
             host,
             consent,
@@ -138,7 +155,12 @@ impl Ctx {
     }
 
     pub fn policy(&self) -> &CompiledPolicy {
-        &self.snapshot.policy
+        &self.snapshot.sites[self.site].policy
+    }
+
+    /// The request's site.
+    pub fn site(&self) -> &Site {
+        &self.snapshot.sites[self.site]
     }
 
     fn settings(&self) -> &Settings {
@@ -227,10 +249,16 @@ fn accept_checks(ctx: &mut Ctx, req: &Request<Incoming>) -> Option<Response<Inne
             "bad_request",
         )));
     }
-    if misdirected(ctx.settings(), req) {
+    let misdirected = ctx.misdirected.or_else(|| {
+        let s = ctx.settings();
+        let upstream = &ctx.site().upstream.authority;
+        (!s.virtual_hosts && absolute_form_elsewhere(s, upstream, req))
+            .then_some(Misdirected::UnknownHost)
+    });
+    if let Some(why) = misdirected {
         return Some(ctx.refuse(
             StatusCode::MISDIRECTED_REQUEST,
-            "421 Misdirected Request: this proxy does not serve that host\n",
+            why.answer(),
             "misdirected",
         ));
     }
@@ -315,7 +343,8 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let snapshot = ctx.snapshot.clone();
-    let (policy, settings) = (&snapshot.policy, &snapshot.settings);
+    let site = &snapshot.sites[ctx.site];
+    let (policy, settings) = (&site.policy, &snapshot.settings);
     request::filter_cookie_header(
         &mut parts.headers,
         policy,
@@ -377,7 +406,7 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
         let authority = parts
             .uri
             .authority()
-            .unwrap_or(&settings.upstream.authority);
+            .unwrap_or(&site.upstream.authority);
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             parts.headers.insert(HOST, v);
         }
@@ -388,8 +417,8 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
         .map_or("/", |p| p.as_str())
         .to_string();
     parts.uri = match Uri::builder()
-        .scheme(settings.upstream.scheme.clone())
-        .authority(settings.upstream.authority.clone())
+        .scheme(site.upstream.scheme.clone())
+        .authority(site.upstream.authority.clone())
         .path_and_query(path_and_query)
         .build()
     {
@@ -484,7 +513,7 @@ fn upstream_headers(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<Incomin
     let state = ctx.state.clone();
     response::filter_set_cookies(
         &mut parts.headers,
-        &ctx.snapshot.policy,
+        &ctx.snapshot.sites[ctx.site].policy,
         ctx.consent.granted,
         ctx.enforce,
         &mut ctx.guard.decision.cookies,
@@ -498,7 +527,8 @@ fn upstream_headers(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<Incomin
 async fn body_phase(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<InnerBody> {
     let (mut parts, body) = resp.into_parts();
     let snapshot = ctx.snapshot.clone();
-    let (policy, settings) = (&snapshot.policy, &snapshot.settings);
+    let site = &snapshot.sites[ctx.site];
+    let (policy, settings) = (&site.policy, &snapshot.settings);
     let enforce = ctx.enforce;
     let upstream_body = IdleTimeout::new(
         body.map_err(Into::into).boxed_unsync(),
@@ -565,7 +595,7 @@ async fn body_phase(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<InnerBo
         .filter(|_| enforce)
         .map(|b| b.apply(&mut parts.headers));
     // A banner carries the visitor's own form token: the page is not remembered.
-    let memo = snapshot
+    let memo = site
         .memo
         .clone()
         .filter(|_| !matches!(&body_start, Some((_, true))));
@@ -700,8 +730,13 @@ fn closing(mut resp: Response<InnerBody>) -> Response<InnerBody> {
     resp
 }
 
-/// True if an absolute-form HTTP/1 request names a host this proxy does not serve.
-fn misdirected(s: &Settings, req: &Request<Incoming>) -> bool {
+/// True if an absolute-form HTTP/1 request names a host this proxy does not serve (a config
+/// without `sites`: its `server_names`, its upstream, its listen address).
+fn absolute_form_elsewhere(
+    s: &Settings,
+    upstream: &http::uri::Authority,
+    req: &Request<Incoming>,
+) -> bool {
     if req.version() == Version::HTTP_2 {
         return false; // HTTP/2 always carries an authority; it plays the role of Host.
     }
@@ -710,7 +745,7 @@ fn misdirected(s: &Settings, req: &Request<Incoming>) -> bool {
     };
     let host = authority.host();
     let served = s.server_names.iter().any(|n| n.eq_ignore_ascii_case(host))
-        || authority == &s.upstream.authority
+        || authority == upstream
         || authority.as_str() == s.listen.to_string();
     !served
 }

@@ -69,7 +69,9 @@ impl Inventory {
 
     /// The inventory classified under `policy`: unknown names first, then by how often they
     /// were seen, then by name.
-    pub fn report(&self, policy: &CompiledPolicy) -> Report {
+    /// The names seen, each classified by the first of `policies` (the sites' policies, in
+    /// order) that knows it.
+    pub fn report(&self, policies: &[&CompiledPolicy]) -> Report {
         // Copied out, so that classifying and sorting do not hold up the requests.
         let (names, unlisted) = {
             let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,7 +87,12 @@ impl Inventory {
         let mut cookies: Vec<Entry> = names
             .into_iter()
             .map(|(name, c)| {
-                let (category, vendor) = match policy.classify(&name) {
+                let verdict = policies
+                    .iter()
+                    .map(|p| p.classify(&name))
+                    .find(|v| !matches!(v, Verdict::Unknown))
+                    .unwrap_or(Verdict::Unknown);
+                let (category, vendor) = match verdict {
                     Verdict::ConsentCookie => (Some("necessary"), Some("consent".to_string())),
                     Verdict::Known(k) => (
                         Some(k.category.as_str()),
@@ -128,7 +135,7 @@ mod tests {
         inv.record("sessionid", false);
         inv.record("zzz_unknown", true);
         inv.record("zzz_unknown", false);
-        let r = inv.report(&policy);
+        let r = inv.report(&[&policy]);
         let names: Vec<&str> = r.cookies.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["zzz_unknown", "mystery", "_ga", "sessionid"]);
         assert_eq!(r.cookies[0].category, None);
@@ -138,15 +145,15 @@ mod tests {
         for i in 0..MAX_NAMES + 5 {
             inv.record(&format!("n{i}"), true);
         }
-        let r = inv.report(&policy);
+        let r = inv.report(&[&policy]);
         assert_eq!(r.cookies.len(), MAX_NAMES);
         assert_eq!(r.unlisted, 9);
         inv.record(&"x".repeat(MAX_NAME_LEN + 1), true);
-        assert_eq!(inv.report(&policy).unlisted, 10);
+        assert_eq!(inv.report(&[&policy]).unlisted, 10);
         // A name already listed is still counted when the inventory is full.
         inv.record("_ga", true);
         assert_eq!(
-            inv.report(&policy)
+            inv.report(&[&policy])
                 .cookies
                 .iter()
                 .find(|e| e.name == "_ga")

@@ -8,17 +8,24 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The site a request was for (`sites[].name`, `default` without `sites`); empty for a request
+/// refused as for no site.
+type Site = Option<Arc<str>>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
+    site: Site,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
+    site: Site,
     category: &'static str,
     /// `granted` or `denied`.
     action: &'static str,
@@ -26,8 +33,14 @@ struct DecisionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
+    site: Site,
     /// `request` (withheld from the site) or `response` (a dropped `Set-Cookie`).
     direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabel {
+    site: Site,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,12 +64,12 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabel, Counter>,
     decisions: Family<DecisionLabels, Counter>,
-    /// The `decisions` series, `[granted, denied]` per non-necessary category (in
+    /// Per site, the `decisions` series, `[granted, denied]` per non-necessary category (in
     /// `Category::ALL` order), looked up once instead of per request.
-    decision_series: Vec<(Category, [Counter; 2])>,
+    decision_series: Vec<(Site, Vec<(Category, [Counter; 2])>)>,
     cookies_stripped: Family<DirectionLabel, Counter>,
-    tags_neutralized: Counter,
-    blocked: Counter,
+    tags_neutralized: Family<SiteLabel, Counter>,
+    blocked: Family<SiteLabel, Counter>,
     upstream_latency: Histogram,
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
@@ -70,20 +83,21 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(&[])
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Metrics with the `decisions` series of these sites looked up in advance.
+    pub fn new(sites: &[Arc<str>]) -> Metrics {
         let mut registry = Registry::with_prefix("consent_proxy");
         let m = Metrics {
             requests: Family::default(),
             decisions: Family::default(),
             decision_series: Vec::new(),
             cookies_stripped: Family::default(),
-            tags_neutralized: Counter::default(),
-            blocked: Counter::default(),
+            tags_neutralized: Family::default(),
+            blocked: Family::default(),
             // 1 ms to about 33 s.
             upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             in_flight: Gauge::default(),
@@ -166,19 +180,12 @@ impl Metrics {
             "Diagnostic lines not written because their place wrote too many in 10 s",
             crate::logs::suppressed_lines().clone(),
         );
-        let decision_series = Category::ALL
-            .into_iter()
-            .filter(|c| *c != Category::Necessary)
-            .map(|c| {
-                let series = |action| {
-                    m.decisions
-                        .get_or_create(&DecisionLabels {
-                            category: c.as_str(),
-                            action,
-                        })
-                        .clone()
-                };
-                (c, [series("granted"), series("denied")])
+        let decision_series = sites
+            .iter()
+            .map(|site| {
+                let site = Some(site.clone());
+                let series = Metrics::decision_series(&m.decisions, &site);
+                (site, series)
             })
             .collect();
         Metrics {
@@ -188,12 +195,47 @@ impl Metrics {
         }
     }
 
+    /// The `decisions` series of one site.
+    fn decision_series(
+        decisions: &Family<DecisionLabels, Counter>,
+        site: &Site,
+    ) -> Vec<(Category, [Counter; 2])> {
+        Category::ALL
+            .into_iter()
+            .filter(|c| *c != Category::Necessary)
+            .map(|c| {
+                let series = |action| {
+                    decisions
+                        .get_or_create(&DecisionLabels {
+                            site: site.clone(),
+                            category: c.as_str(),
+                            action,
+                        })
+                        .clone()
+                };
+                (c, [series("granted"), series("denied")])
+            })
+            .collect()
+    }
+
     /// Counts a finished request from its decision record.
     pub fn record(&self, d: &Decision) {
+        let site = &d.site;
         self.requests
-            .get_or_create(&StatusLabel { status: d.status })
+            .get_or_create(&StatusLabel {
+                site: site.clone(),
+                status: d.status,
+            })
             .inc();
-        for (c, [granted, denied]) in &self.decision_series {
+        let looked_up;
+        let series = match self.decision_series.iter().find(|(s, _)| s == site) {
+            Some((_, series)) => series,
+            None => {
+                looked_up = Metrics::decision_series(&self.decisions, site);
+                &looked_up
+            }
+        };
+        for (c, [granted, denied]) in series {
             if d.granted.contains(*c) {
                 granted.inc();
             } else {
@@ -207,13 +249,22 @@ impl Metrics {
         for (direction, n) in stripped {
             if n > 0 {
                 self.cookies_stripped
-                    .get_or_create(&DirectionLabel { direction })
+                    .get_or_create(&DirectionLabel {
+                        site: site.clone(),
+                        direction,
+                    })
                     .inc_by(n as u64);
             }
         }
-        self.tags_neutralized.inc_by(d.tags_neutralized as u64);
+        if d.tags_neutralized > 0 {
+            self.tags_neutralized
+                .get_or_create(&SiteLabel { site: site.clone() })
+                .inc_by(d.tags_neutralized as u64);
+        }
         if d.blocked {
-            self.blocked.inc();
+            self.blocked
+                .get_or_create(&SiteLabel { site: site.clone() })
+                .inc();
         }
     }
 
@@ -296,9 +347,10 @@ mod tests {
 
     #[test]
     fn a_record_moves_the_counters() {
-        let m = Metrics::new();
+        let m = Metrics::new(&["shop".into()]);
         let mut d = Decision {
             ts: String::new(),
+            site: Some("shop".into()),
             client: String::new(),
             method: "GET".into(),
             host: String::new(),
@@ -324,12 +376,12 @@ mod tests {
         m.upstream_latency(Duration::from_millis(3));
         let text = m.encode();
         for line in [
-            "consent_proxy_requests_total{status=\"204\"} 1",
-            "consent_proxy_decisions_total{category=\"analytics\",action=\"granted\"} 1",
-            "consent_proxy_decisions_total{category=\"marketing\",action=\"denied\"} 1",
-            "consent_proxy_cookies_stripped_total{direction=\"response\"} 2",
-            "consent_proxy_tags_neutralized_total 3",
-            "consent_proxy_requests_blocked_total 1",
+            "consent_proxy_requests_total{site=\"shop\",status=\"204\"} 1",
+            "consent_proxy_decisions_total{site=\"shop\",category=\"analytics\",action=\"granted\"} 1",
+            "consent_proxy_decisions_total{site=\"shop\",category=\"marketing\",action=\"denied\"} 1",
+            "consent_proxy_cookies_stripped_total{site=\"shop\",direction=\"response\"} 2",
+            "consent_proxy_tags_neutralized_total{site=\"shop\"} 3",
+            "consent_proxy_requests_blocked_total{site=\"shop\"} 1",
             "consent_proxy_in_flight_requests 1",
             "consent_proxy_policy_reloads_total{result=\"failure\"} 1",
             "consent_proxy_upstream_response_seconds_count 1",

@@ -15,8 +15,10 @@ pub mod preferences;
 pub mod tls;
 pub mod upstream;
 
-use crate::audit::{LogSink, Minimizer};
-use crate::config::Settings;
+use crate::audit::ip;
+use crate::audit::{IpMode, LogSink, Minimizer, Secret};
+use crate::config::{Settings, Upstream};
+use crate::sites::Routes;
 use crate::filter::memo::Memo;
 use crate::policy::CompiledPolicy;
 use arc_swap::ArcSwap;
@@ -29,34 +31,86 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
-/// What a reload replaces, as one unit: a request sees one settings-and-policy pair.
-pub struct Snapshot {
-    /// The listeners, TLS files and upstream stay as they were at start.
-    pub settings: Settings,
-    pub policy: CompiledPolicy,
-    pub minimizer: Arc<Minimizer>,
+/// One site, as a snapshot serves it.
+pub struct Site {
+    /// Its name, for the decision log and the metrics.
+    pub name: Arc<str>,
+    pub upstream: Upstream,
+    pub policy: Arc<CompiledPolicy>,
     /// Rewritten documents under this policy; `None` when `limits.rewrite_cache` is 0.
     pub memo: Option<Arc<Memo>>,
 }
 
+/// The keys a snapshot works with: the client address's minimizer and the banner's form key.
+#[derive(Clone)]
+pub struct Keys {
+    pub minimizer: Arc<Minimizer>,
+    /// The key of the banner's CSRF tokens: derived from the key file's secret, so that every
+    /// replica accepts the forms of the others, else drawn at random.
+    pub csrf: [u8; 32],
+}
+
+impl Keys {
+    /// The keys of `mode`, from `secret` (the key file's) if given.
+    pub fn new(mode: &IpMode, secret: Option<Secret>) -> Keys {
+        let csrf = secret
+            .as_ref()
+            .map_or_else(ip::fresh_key, |s| s.derive("banner-csrf"));
+        Keys {
+            minimizer: Arc::new(Minimizer::new(mode.clone(), secret)),
+            csrf,
+        }
+    }
+}
+
+/// What a reload replaces, as one unit: a request sees one settings-and-policies set.
+pub struct Snapshot {
+    /// The listeners, TLS files, sites and upstreams stay as they were at start.
+    pub settings: Settings,
+    /// In the order of `settings.sites`.
+    pub sites: Vec<Site>,
+    pub routes: Routes,
+    pub keys: Keys,
+}
+
 impl Snapshot {
-    /// A snapshot with the rewrite memo `keep`, or else an empty one sized by `settings`,
-    /// counting into `metrics`.
+    /// A snapshot of `settings` with a policy per site (in order), each site keeping the
+    /// rewrite memo given for it or else getting an empty one sized by `settings`, counting
+    /// into `metrics`.
     pub fn new(
         settings: Settings,
-        policy: CompiledPolicy,
-        minimizer: Arc<Minimizer>,
+        policies: Vec<(Arc<CompiledPolicy>, Option<Arc<Memo>>)>,
+        keys: Keys,
         metrics: &metrics::Metrics,
-        keep: Option<Arc<Memo>>,
     ) -> Snapshot {
+        let sites = settings
+            .sites
+            .iter()
+            .zip(policies)
+            .map(|(site, (policy, keep))| Site {
+                name: Arc::from(site.name.as_str()),
+                upstream: site.upstream.clone(),
+                policy,
+                memo: keep.or_else(|| {
+                    Memo::new(settings.limits.rewrite_cache, metrics.memo_counters()).map(Arc::new)
+                }),
+            })
+            .collect();
+        let routes = Routes::new(
+            settings.sites.iter().map(|s| s.server_names.as_slice()),
+            settings.virtual_hosts,
+        );
         Snapshot {
-            memo: keep.or_else(|| {
-                Memo::new(settings.limits.rewrite_cache, metrics.memo_counters()).map(Arc::new)
-            }),
             settings,
-            policy,
-            minimizer,
+            sites,
+            routes,
+            keys,
         }
+    }
+
+    /// The site named `name`.
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| &*s.name == name)
     }
 }
 
@@ -74,31 +128,33 @@ pub struct State {
     pub tasks: tokio_util::task::TaskTracker,
     /// Requests in flight (`limits.max_requests`, fixed at start).
     pub capacity: admission::Capacity,
-    /// Where consent choices are recorded: opened at start when the policy has the banner on.
+    /// Where consent choices are recorded: opened at start when a site's policy has the banner
+    /// on.
     pub consents: std::sync::OnceLock<crate::audit::consents::ConsentStore>,
-    /// The key of the banner's CSRF tokens: drawn at start.
-    pub csrf_key: [u8; 32],
 }
 
 impl State {
+    /// `policies`: one per site, in the order of `settings.sites`; `secret`: the key file's.
     /// Fails when the upstream client cannot be built (an unreadable CA bundle).
     pub fn new(
         settings: Settings,
-        policy: CompiledPolicy,
+        policies: Vec<CompiledPolicy>,
+        secret: Option<Secret>,
         sink: Arc<LogSink>,
     ) -> Result<State, String> {
-        let metrics = Arc::new(metrics::Metrics::new());
-        let minimizer = Arc::new(Minimizer::new(settings.client_ip));
-        let mut csrf_key = [0u8; 32];
-        getrandom::fill(&mut csrf_key).map_err(|e| format!("no random numbers: {e}"))?;
+        let names: Vec<Arc<str>> = settings
+            .sites
+            .iter()
+            .map(|s| Arc::from(s.name.as_str()))
+            .collect();
+        let metrics = Arc::new(metrics::Metrics::new(&names));
+        let keys = Keys::new(&settings.client_ip, secret);
+        let policies = policies.into_iter().map(|p| (Arc::new(p), None)).collect();
         Ok(State {
             consents: std::sync::OnceLock::new(),
-            csrf_key,
             client: upstream::client(&settings)?,
             capacity: admission::Capacity::new(settings.limits.max_requests),
-            current: ArcSwap::from_pointee(Snapshot::new(
-                settings, policy, minimizer, &metrics, None,
-            )),
+            current: ArcSwap::from_pointee(Snapshot::new(settings, policies, keys, &metrics)),
             sink,
             metrics,
             inventory: inventory::Inventory::default(),
@@ -195,17 +251,23 @@ pub async fn serve(
                     let peer = handler::Peer {
                         addr: peer,
                         tls: tls.is_some(),
+                        sni: None,
                         slot: Some(conn::Slot(Arc::new(slot))),
                         upgraded: upgraded.clone(),
                         share: share.clone(),
                     };
                     let metrics = state.metrics.clone();
-                    let svc = service_fn(move |req| {
-                        counter.started();
-                        handler::handle(state.clone(), peer.clone(), req)
-                    });
+                    // The service of a connection, once its TLS server name is known.
+                    let service = move |sni: Option<Arc<str>>| {
+                        let peer = handler::Peer { sni, ..peer };
+                        service_fn(move |req| {
+                            counter.started();
+                            handler::handle(state.clone(), peer.clone(), req)
+                        })
+                    };
                     let result = match tls {
                         None => {
+                            let svc = service(None);
                             let protocol = conn::Protocol::Detect;
                             let io = calm::CalmIo::new(stream, share.clone());
                             let io = framing::Guard::new(io, max_head, upgraded.clone());
@@ -216,6 +278,7 @@ pub async fn serve(
                         Some(acceptor) => {
                             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
+                                    let svc = service(stream.get_ref().1.server_name().map(Arc::from));
                                     // Exactly the protocol ALPN chose.
                                     let protocol =
                                         conn::Protocol::from_alpn(stream.get_ref().1.alpn_protocol());

@@ -95,7 +95,7 @@ pub fn body_start(ctx: &Ctx, parts: &http::request::Parts) -> Option<BodyStart> 
     let return_to = page::safe_return(Some(here));
     if !decided(ctx.consent.source) {
         let (cookie, fresh) = csrf_cookie(&parts.headers)?;
-        let token = page::csrf_token(&ctx.state.csrf_key, &cookie);
+        let token = page::csrf_token(&ctx.snapshot.keys.csrf, &cookie);
         let html = page::banner_html(&View {
             banner,
             texts,
@@ -228,7 +228,7 @@ pub async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<InnerBody>, Request<Incoming>> {
     let snapshot = ctx.snapshot.clone();
-    let Some(banner) = snapshot.policy.banner.as_ref() else {
+    let Some(banner) = snapshot.sites[ctx.site].policy.banner.as_ref() else {
         return Err(req);
     };
     let path = req.uri().path();
@@ -302,7 +302,7 @@ fn preference_centre(
             "no_randomness",
         );
     };
-    let token = page::csrf_token(&ctx.state.csrf_key, &cookie);
+    let token = page::csrf_token(&ctx.snapshot.keys.csrf, &cookie);
     let consent_id = request_cookies(req.headers())
         .find(|(n, v)| *n == banner.id_cookie && is_valid_id(v))
         .map(|(_, v)| v.to_string());
@@ -440,7 +440,7 @@ async fn record_choice(
     // another path or domain comes first in some browsers).
     let token_ok = request_cookies(&parts.headers)
         .filter(|(n, _)| *n == CSRF_COOKIE)
-        .any(|(_, c)| page::csrf_valid(&ctx.state.csrf_key, c, &form.csrf));
+        .any(|(_, c)| page::csrf_valid(&ctx.snapshot.keys.csrf, c, &form.csrf));
     if !token_ok {
         return problem_page(
             ctx,
@@ -460,7 +460,7 @@ async fn apply_choice(
     headers: &HeaderMap,
     form: Form,
 ) -> Response<InnerBody> {
-    let policy = &ctx.snapshot.policy;
+    let policy = &ctx.snapshot.sites[ctx.site].policy;
     let denied_by_signals = signal_denied(ctx);
     let granted = page::granted_by(&form, denied_by_signals);
     let before = decided(ctx.consent.source).then_some(ctx.consent.granted);
