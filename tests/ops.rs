@@ -46,12 +46,13 @@ async fn admin_endpoints() {
     assert_eq!(got.status, 200);
     assert!(got.header("content-type")[0].starts_with("application/openmetrics-text"));
     for line in [
-        "consent_proxy_requests_total{status=\"200\"} 2",
-        "consent_proxy_requests_total{status=\"204\"} 1",
-        "consent_proxy_decisions_total{category=\"marketing\",action=\"denied\"} 3",
-        "consent_proxy_cookies_stripped_total{direction=\"response\"} 2",
-        "consent_proxy_tags_neutralized_total 4",
-        "consent_proxy_requests_blocked_total 1",
+        // Without `sites`, the one site is `default`.
+        "consent_proxy_requests_total{site=\"default\",status=\"200\"} 2",
+        "consent_proxy_requests_total{site=\"default\",status=\"204\"} 1",
+        "consent_proxy_decisions_total{site=\"default\",category=\"marketing\",action=\"denied\"} 3",
+        "consent_proxy_cookies_stripped_total{site=\"default\",direction=\"response\"} 2",
+        "consent_proxy_tags_neutralized_total{site=\"default\"} 4",
+        "consent_proxy_requests_blocked_total{site=\"default\"} 1",
         "consent_proxy_upstream_response_seconds_count 2",
         "consent_proxy_in_flight_requests 0",
     ] {
