@@ -784,9 +784,11 @@ pub fn resolve(file: Option<ConfigFile>, o: Overrides) -> Result<Settings, Strin
     let (sites, virtual_hosts) = match file.sites {
         Some(sites) => {
             if o.upstream.is_some() || o.policy.is_some() {
-                return Err("--upstream and --policy set the one site of a config without \
+                return Err(
+                    "--upstream and --policy set the one site of a config without \
                             `sites`; this config lists `sites`: set them in each site"
-                    .into());
+                        .into(),
+                );
             }
             let sites = sites
                 .into_iter()

@@ -387,10 +387,7 @@ fn serve(overrides: Overrides, config_path: Option<&Path>, workers: Option<u16>)
         },
     };
     let sink = Arc::new(sink);
-    let code = run_async(
-        server::run(sources, loaded, sink.clone()),
-        workers,
-    );
+    let code = run_async(server::run(sources, loaded, sink.clone()), workers);
     // The runtime is gone: every request task has ended and written its record. Flush them.
     sink.close();
     tracing::info!("stopped");

@@ -350,7 +350,10 @@ impl Contents {
 fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<PathBuf> {
     let current = state.current.load();
     let mut files: Vec<PathBuf> = sources.config.iter().cloned().collect();
-    let in_force = current.sites.iter().flat_map(|s| s.policy.files.iter().cloned());
+    let in_force = current
+        .sites
+        .iter()
+        .flat_map(|s| s.policy.files.iter().cloned());
     let key = current.settings.client_ip.key_file().map(Path::to_path_buf);
     for f in in_force
         .chain(key)
@@ -568,7 +571,14 @@ pub fn reload(
         let sites: Vec<_> = s
             .sites
             .iter()
-            .map(|x| (x.name.clone(), x.server_names.clone(), x.upstream.clone(), x.tls.clone()))
+            .map(|x| {
+                (
+                    x.name.clone(),
+                    x.server_names.clone(),
+                    x.upstream.clone(),
+                    x.tls.clone(),
+                )
+            })
             .collect();
         (sites, s.virtual_hosts, s.server_names.clone())
     };
@@ -607,10 +617,12 @@ pub fn reload(
     let policy_files: Vec<Option<PathBuf>> = old
         .sites
         .iter()
-        .map(|site| match new.sites.iter().find(|n| n.name == site.name) {
-            Some(n) => n.policy.clone(),
-            None => site.policy.clone(),
-        })
+        .map(
+            |site| match new.sites.iter().find(|n| n.name == site.name) {
+                Some(n) => n.policy.clone(),
+                None => site.policy.clone(),
+            },
+        )
         .collect();
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;

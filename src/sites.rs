@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn host_values_lose_port_dot_and_case() {
-        assert_eq!(host_of("Shop.Example:8443").as_deref(), Some("shop.example"));
+        assert_eq!(
+            host_of("Shop.Example:8443").as_deref(),
+            Some("shop.example")
+        );
         assert_eq!(host_of("shop.example.").as_deref(), Some("shop.example"));
         assert_eq!(host_of("[::1]:8080").as_deref(), Some("[::1]"));
         assert_eq!(host_of(":80"), None);
@@ -201,7 +204,10 @@ mod tests {
     fn host_and_server_name_must_agree() {
         let r = routes();
         assert_eq!(r.route(Some("shop.example"), None), Ok(0));
-        assert_eq!(r.route(Some("shop.example"), Some("www.shop.example")), Ok(0));
+        assert_eq!(
+            r.route(Some("shop.example"), Some("www.shop.example")),
+            Ok(0)
+        );
         assert_eq!(
             r.route(Some("shop.example"), Some("blog.example")),
             Err(Misdirected::OtherServerName)

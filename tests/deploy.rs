@@ -19,6 +19,12 @@ const DOCKERFILE: &str = "deploy/Dockerfile";
 const PROXY: &str = "consent-proxy";
 /// The ConfigMap holding the policy, in both manifests.
 const POLICY_CONFIGMAP: &str = "consent-proxy-policy";
+/// The config sections that let several replicas act as one: the client-address key, and the
+/// consent records' database.
+const SHARED_STATE: [&str; 2] = ["client_ip", "consent_records"];
+/// The Secrets holding them in the standalone manifest.
+const KEYS_SECRET: &str = "consent-proxy-keys";
+const DB_SECRET: &str = "consent-proxy-db";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -172,45 +178,106 @@ impl Manifest {
         found[0]
     }
 
-    /// The text of the ConfigMap key that the pod mounts at `path` in `container`.
-    fn mounted_file(&self, deployment: &Value, container: &Value, path: &str) -> Option<String> {
+    /// The one object of `kind` named `name`, if the manifest has it.
+    fn object(&self, kind: &str, name: &str) -> Option<&Value> {
+        let found: Vec<_> = self
+            .of_kind(kind)
+            .into_iter()
+            .filter(|d| text(d, "/metadata/name") == Some(name))
+            .collect();
+        assert!(found.len() <= 1, "{}: {kind}s named {name}", self.file);
+        found.first().copied()
+    }
+
+    /// The ConfigMap or Secret key that the pod mounts at `path` in `container`: through a
+    /// `configMap` or `secret` volume, or one of the sources of a `projected` volume.
+    fn mounted(&self, deployment: &Value, container: &Value, path: &str) -> Option<Mounted> {
         let volumes = list(deployment, "/spec/template/spec/volumes");
         for mount in list(container, "/volumeMounts") {
             let Some(volume) = volumes.iter().find(|v| name(v) == name(mount)) else {
                 continue;
             };
-            let Some(cm_name) = text(volume, "/configMap/name") else {
-                continue;
-            };
-            let cm = self.config_map(cm_name);
-            let Some(data) = cm.pointer("/data").and_then(Value::as_object) else {
-                continue;
-            };
-            let items = list(volume, "/configMap/items");
-            for (key, value) in data {
-                // Where the key appears in the volume, if it is projected at all.
-                let in_volume = if items.is_empty() {
-                    Some(key.as_str())
+            // (kind, object name, items) of each object projected into the volume.
+            let mut sources: Vec<(&'static str, &str, &[Value])> = Vec::new();
+            if let Some(n) = text(volume, "/configMap/name") {
+                sources.push(("ConfigMap", n, list(volume, "/configMap/items")));
+            }
+            if let Some(n) = text(volume, "/secret/secretName") {
+                sources.push(("Secret", n, list(volume, "/secret/items")));
+            }
+            for source in list(volume, "/projected/sources") {
+                if let Some(n) = text(source, "/configMap/name") {
+                    sources.push(("ConfigMap", n, list(source, "/configMap/items")));
+                }
+                if let Some(n) = text(source, "/secret/name") {
+                    sources.push(("Secret", n, list(source, "/secret/items")));
+                }
+            }
+            for (kind, object, items) in sources {
+                // Where each key appears in the volume: as the items say, else every key of the
+                // object under its own name.
+                let placed: Vec<(String, String)> = if items.is_empty() {
+                    self.object(kind, object)
+                        .map(data_keys)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|k| (k.clone(), k))
+                        .collect()
                 } else {
                     items
                         .iter()
-                        .find(|i| text(i, "/key") == Some(key))
-                        .and_then(|i| text(i, "/path"))
+                        .filter_map(|i| Some((text(i, "/key")?.into(), text(i, "/path")?.into())))
+                        .collect()
                 };
-                let Some(in_volume) = in_volume else { continue };
-                let mount_path = text(mount, "/mountPath").unwrap_or_default();
-                let at = match text(mount, "/subPath") {
-                    Some(sub) if sub == in_volume => mount_path.to_string(),
-                    Some(_) => continue,
-                    None => format!("{}/{in_volume}", mount_path.trim_end_matches('/')),
-                };
-                if at == path {
-                    return value.as_str().map(str::to_string);
+                for (key, in_volume) in placed {
+                    let mount_path = text(mount, "/mountPath").unwrap_or_default();
+                    let at = match text(mount, "/subPath") {
+                        Some(sub) if sub == in_volume => mount_path.to_string(),
+                        Some(_) => continue,
+                        None => format!("{}/{in_volume}", mount_path.trim_end_matches('/')),
+                    };
+                    if at == path {
+                        return Some(Mounted {
+                            kind,
+                            name: object.to_string(),
+                            key,
+                        });
+                    }
                 }
             }
         }
         None
     }
+
+    /// The text of the ConfigMap key that the pod mounts at `path` in `container`.
+    fn mounted_file(&self, deployment: &Value, container: &Value, path: &str) -> Option<String> {
+        let m = self.mounted(deployment, container, path)?;
+        if m.kind != "ConfigMap" {
+            return None;
+        }
+        self.config_map(&m.name)
+            .pointer("/data")
+            .and_then(|d| d.get(&m.key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
+/// A file in a pod: a key of a ConfigMap or Secret.
+#[derive(Debug, PartialEq)]
+struct Mounted {
+    kind: &'static str,
+    name: String,
+    key: String,
+}
+
+/// The keys of a ConfigMap or Secret.
+fn data_keys(object: &Value) -> Vec<String> {
+    ["/data", "/stringData", "/binaryData"]
+        .into_iter()
+        .filter_map(|p| object.pointer(p).and_then(Value::as_object))
+        .flat_map(|m| m.keys().cloned())
+        .collect()
 }
 
 fn env<'a>(container: &'a Value, var: &str) -> Option<&'a str> {
@@ -294,6 +361,69 @@ fn is_loopback_host(authority: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a label selector (`matchLabels`, `matchExpressions`) selects a pod with `labels`. An
+/// empty selector is refused: it would select every pod in the namespace.
+fn selector_matches(selector: &Value, labels: &serde_json::Map<String, Value>) -> bool {
+    let match_labels = selector.pointer("/matchLabels").and_then(Value::as_object);
+    let expressions = list(selector, "/matchExpressions");
+    if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_empty() {
+        return false;
+    }
+    match_labels
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && expressions.iter().all(|e| {
+            let value = text(e, "/key")
+                .and_then(|k| labels.get(k))
+                .and_then(Value::as_str);
+            let values: Vec<&str> = list(e, "/values")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            match text(e, "/operator") {
+                Some("In") => value.is_some_and(|v| values.contains(&v)),
+                Some("NotIn") => value.is_none_or(|v| !values.contains(&v)),
+                Some("Exists") => value.is_some(),
+                Some("DoesNotExist") => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+fn pod_labels(deployment: &Value) -> &serde_json::Map<String, Value> {
+    deployment
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .expect("the pod template has labels")
+}
+
+/// The HorizontalPodAutoscalers that scale `deployment`.
+fn autoscalers<'a>(m: &'a Manifest, deployment: &Value) -> Vec<&'a Value> {
+    m.of_kind("HorizontalPodAutoscaler")
+        .into_iter()
+        .filter(|h| {
+            text(h, "/spec/scaleTargetRef/apiVersion") == Some("apps/v1")
+                && text(h, "/spec/scaleTargetRef/kind") == Some("Deployment")
+                && text(h, "/spec/scaleTargetRef/name") == text(deployment, "/metadata/name")
+        })
+        .collect()
+}
+
+/// The fewest replicas `deployment` runs: its autoscaler's minimum, else its `replicas`
+/// (Kubernetes' defaults are 1 for both).
+fn min_replicas(m: &Manifest, deployment: &Value) -> u64 {
+    let count = |v: &Value, pointer: &str| v.pointer(pointer).and_then(Value::as_u64).unwrap_or(1);
+    match autoscalers(m, deployment).as_slice() {
+        [] => count(deployment, "/spec/replicas"),
+        hpas => hpas
+            .iter()
+            .map(|h| count(h, "/spec/minReplicas"))
+            .min()
+            .unwrap_or(1),
+    }
 }
 
 /// Checks one manifest against the binary; returns nothing, panics on the first disagreement.
@@ -482,14 +612,23 @@ fn check_manifest(file: &'static str, topology: Topology) {
         !services.is_empty(),
         "{file}: no Service selects the proxy's pod"
     );
-    let upstream = settings.upstream.authority.as_str();
-    let upstream_port = settings.upstream.authority.port_u16().unwrap_or(
-        if settings.upstream.scheme == http::uri::Scheme::HTTPS {
-            443
-        } else {
-            80
-        },
+    // One site: the manifests configure a single upstream, not `sites`.
+    assert_eq!(
+        settings.sites.len(),
+        1,
+        "{file}: the proxy serves one site ({:?})",
+        settings.sites.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
+    let site = &settings.sites[0].upstream;
+    let upstream = site.authority.as_str();
+    let upstream_port =
+        site.authority
+            .port_u16()
+            .unwrap_or(if site.scheme == http::uri::Scheme::HTTPS {
+                443
+            } else {
+                80
+            });
     let others: Vec<&Value> = list(pod, "/containers")
         .iter()
         .filter(|c| name(c) != PROXY)
@@ -587,12 +726,9 @@ fn check_manifest(file: &'static str, topology: Topology) {
                 "{file}: a standalone proxy cannot reach a site on loopback ({upstream})"
             );
             assert!(
-                deployment
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_u64)
-                    .is_some_and(|r| r >= 2),
-                "{file}: run at least two replicas, so that a rollout never leaves the site \
-                 unreachable"
+                min_replicas(&m, deployment) >= 2,
+                "{file}: run at least two replicas, so that a rollout or a node drain never \
+                 leaves the site unreachable"
             );
         }
     }
@@ -649,16 +785,391 @@ fn manifests_agree_with_each_other() {
         td.pointer(term),
         "terminationGracePeriodSeconds differ"
     );
+    let data = |m: &Manifest, key: &str| -> String {
+        text(m.config_map(POLICY_CONFIGMAP), &format!("/data/{key}"))
+            .unwrap_or_else(|| panic!("{}: {POLICY_CONFIGMAP} has no {key}", m.file))
+            .to_string()
+    };
     assert_eq!(
-        sidecar.config_map(POLICY_CONFIGMAP).pointer("/data"),
-        standalone.config_map(POLICY_CONFIGMAP).pointer("/data"),
-        "the {POLICY_CONFIGMAP} ConfigMaps differ"
+        data(&sidecar, "policy.yaml"),
+        data(&standalone, "policy.yaml"),
+        "the {POLICY_CONFIGMAP} ConfigMaps' policies differ"
+    );
+    // The configs differ only in what several replicas share.
+    let config_without_shared_state = |m: &Manifest| -> Value {
+        let mut config: Value = serde_yaml::from_str(&data(m, "config.yaml"))
+            .unwrap_or_else(|e| panic!("{}: config.yaml: {e}", m.file));
+        if let Some(map) = config.as_object_mut() {
+            for key in SHARED_STATE {
+                map.remove(key);
+            }
+        }
+        config
+    };
+    assert_eq!(
+        config_without_shared_state(&sidecar),
+        config_without_shared_state(&standalone),
+        "the {POLICY_CONFIGMAP} ConfigMaps' configs differ in more than {SHARED_STATE:?}"
     );
     assert_ne!(
         env(sc, "CONSENT_PROXY_UPSTREAM"),
         env(tc, "CONSENT_PROXY_UPSTREAM"),
         "a sidecar and a standalone proxy cannot forward to the same place"
     );
+}
+
+// ---- The standalone proxy as a shared tier ------------------------------------------------
+
+#[test]
+fn standalone_autoscaler_scales_the_proxy_deployment() {
+    let m = Manifest::load(STANDALONE);
+    let (deployment, _) = m.proxy();
+    let all = m.of_kind("HorizontalPodAutoscaler");
+    assert_eq!(all.len(), 1, "{STANDALONE}: HorizontalPodAutoscalers");
+    let hpa = all[0];
+    assert_eq!(
+        text(hpa, "/apiVersion"),
+        Some("autoscaling/v2"),
+        "{STANDALONE}: the autoscaler's API"
+    );
+    let target = hpa.pointer("/spec/scaleTargetRef").unwrap_or(&Value::Null);
+    assert_eq!(
+        autoscalers(&m, deployment),
+        [hpa],
+        "{STANDALONE}: the autoscaler's scaleTargetRef {target} is not the proxy's Deployment \
+         (apps/v1, Deployment, {})",
+        name(deployment)
+    );
+
+    let min = min_replicas(&m, deployment);
+    let max = hpa
+        .pointer("/spec/maxReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    assert!(
+        min >= 2,
+        "{STANDALONE}: minReplicas {min}: a single replica leaves the site unreachable while it \
+         restarts"
+    );
+    assert!(
+        max > min,
+        "{STANDALONE}: maxReplicas {max} leaves nothing to scale above minReplicas {min}"
+    );
+    assert!(
+        deployment.pointer("/spec/replicas").is_none(),
+        "{STANDALONE}: with an autoscaler the Deployment must not set replicas: every \
+         `kubectl apply` would reset the count the autoscaler chose"
+    );
+
+    // CPU utilization is a percentage of the CPU request: without a request on every container
+    // of the pod the autoscaler cannot compute it and never scales.
+    let cpu: Vec<&Value> = list(hpa, "/spec/metrics")
+        .iter()
+        .filter(|x| {
+            text(x, "/type") == Some("Resource") && text(x, "/resource/name") == Some("cpu")
+        })
+        .collect();
+    assert!(
+        !cpu.is_empty(),
+        "{STANDALONE}: the autoscaler has no CPU metric"
+    );
+    for metric in cpu {
+        if text(metric, "/resource/target/type") == Some("Utilization") {
+            assert!(
+                metric
+                    .pointer("/resource/target/averageUtilization")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|u| u > 0),
+                "{STANDALONE}: the CPU target has no averageUtilization"
+            );
+            for c in list(deployment, "/spec/template/spec/containers") {
+                assert!(
+                    c.pointer("/resources/requests/cpu").is_some(),
+                    "{STANDALONE}: container {} has no CPU request, which the autoscaler's \
+                     utilization target needs",
+                    name(c)
+                );
+            }
+        }
+    }
+
+    // Scaling down waits for the load to stay low, so that a dip does not drain replicas that
+    // the next minute needs again.
+    let window = hpa
+        .pointer("/spec/behavior/scaleDown/stabilizationWindowSeconds")
+        .and_then(Value::as_u64);
+    assert!(
+        window.is_some_and(|w| w >= 60),
+        "{STANDALONE}: the autoscaler's scale-down stabilization window ({window:?}) should be \
+         at least a minute"
+    );
+}
+
+#[test]
+fn standalone_disruption_budget_and_spread_select_the_proxy_pods() {
+    let m = Manifest::load(STANDALONE);
+    let (deployment, _) = m.proxy();
+    let labels = pod_labels(deployment);
+
+    let budgets = m.of_kind("PodDisruptionBudget");
+    assert_eq!(budgets.len(), 1, "{STANDALONE}: PodDisruptionBudgets");
+    let pdb = budgets[0];
+    assert_eq!(text(pdb, "/apiVersion"), Some("policy/v1"));
+    let selector = pdb.pointer("/spec/selector").unwrap_or(&Value::Null);
+    assert!(
+        selector_matches(selector, labels),
+        "{STANDALONE}: the PodDisruptionBudget's selector {selector} does not select the proxy's \
+         pods {labels:?}"
+    );
+    let max_unavailable = pdb.pointer("/spec/maxUnavailable");
+    assert_eq!(
+        max_unavailable.and_then(Value::as_u64),
+        Some(1),
+        "{STANDALONE}: the PodDisruptionBudget should let one replica at a time go \
+         (maxUnavailable: 1), found {max_unavailable:?}"
+    );
+    assert!(
+        min_replicas(&m, deployment) > 1,
+        "{STANDALONE}: with maxUnavailable 1 a single replica may be evicted, taking the site down"
+    );
+
+    let constraints = list(deployment, "/spec/template/spec/topologySpreadConstraints");
+    for c in constraints {
+        let selector = c.pointer("/labelSelector").unwrap_or(&Value::Null);
+        assert!(
+            selector_matches(selector, labels),
+            "{STANDALONE}: the topology spread constraint over {} selects {selector}, not the \
+             proxy's pods {labels:?}: it would spread nothing",
+            text(c, "/topologyKey").unwrap_or("?")
+        );
+        assert!(
+            c.pointer("/maxSkew")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s >= 1),
+            "{STANDALONE}: maxSkew"
+        );
+    }
+    let on = |key: &str| -> &Value {
+        constraints
+            .iter()
+            .find(|c| text(c, "/topologyKey") == Some(key))
+            .unwrap_or_else(|| panic!("{STANDALONE}: the pods are not spread over {key}"))
+    };
+    on("kubernetes.io/hostname");
+    assert_eq!(
+        text(on("topology.kubernetes.io/zone"), "/whenUnsatisfiable"),
+        Some("ScheduleAnyway"),
+        "{STANDALONE}: spreading over zones must not keep a replica from starting in a \
+         cluster with a single zone or a full one"
+    );
+}
+
+#[test]
+fn standalone_rollout_keeps_capacity_and_drains_within_the_grace_period() {
+    let m = Manifest::load(STANDALONE);
+    let (deployment, proxy) = m.proxy();
+
+    // A new pod is ready before an old one goes.
+    let strategy = deployment.pointer("/spec/strategy").unwrap_or(&Value::Null);
+    assert_eq!(
+        text(strategy, "/type"),
+        Some("RollingUpdate"),
+        "{STANDALONE}: strategy"
+    );
+    assert_eq!(
+        strategy.pointer("/rollingUpdate/maxUnavailable"),
+        Some(&Value::from(0)),
+        "{STANDALONE}: a rollout must not take a replica away before its replacement is ready"
+    );
+    assert_eq!(
+        strategy.pointer("/rollingUpdate/maxSurge"),
+        Some(&Value::from(1)),
+        "{STANDALONE}: with maxUnavailable 0 a rollout needs maxSurge to make progress"
+    );
+
+    // The kubelet kills the pod terminationGracePeriodSeconds after the preStop hook starts:
+    // the hook's sleep and the proxy's shutdown_grace (from its config, as the crate reads it)
+    // must both fit, with a second to spare.
+    let settings = proxy_settings(&m, deployment, proxy);
+    let grace = ceil_secs(settings.timeouts.shutdown_grace);
+    let sleep = pre_stop_sleep(proxy);
+    let termination = deployment
+        .pointer("/spec/template/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(30);
+    assert!(sleep > 0, "{STANDALONE}: the proxy has no preStop sleep");
+    assert!(
+        termination > sleep + grace,
+        "{STANDALONE}: terminationGracePeriodSeconds {termination} <= preStop {sleep} s + \
+         shutdown_grace {grace} s"
+    );
+}
+
+/// The bytes of a Secret's key as the pod sees them: `stringData` as written, `data` decoded.
+fn secret_bytes(secret: &Value, key: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if let Some(s) = secret.pointer("/stringData").and_then(|d| d.get(key)) {
+        return s.as_str().map(|s| s.as_bytes().to_vec());
+    }
+    let encoded = secret.pointer("/data").and_then(|d| d.get(key))?.as_str()?;
+    Some(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_else(|e| panic!("Secret {}: data.{key} is not base64: {e}", name(secret))),
+    )
+}
+
+#[test]
+fn standalone_replicas_share_the_key_and_the_records() {
+    use consent_proxy::audit::ip::{IpMode, Secret};
+    use consent_proxy::config::{PostgresUrl, RecordBackend};
+
+    let m = Manifest::load(STANDALONE);
+    let (deployment, proxy) = m.proxy();
+    let settings = proxy_settings(&m, deployment, proxy);
+
+    // The file at `path` comes from the Secret `secret`, which the manifest gives with that key.
+    let from_secret = |what: &str, path: &Path, secret: &str| -> Vec<u8> {
+        let at = path.to_str().unwrap();
+        let mounted = m
+            .mounted(deployment, proxy, at)
+            .unwrap_or_else(|| panic!("{STANDALONE}: nothing is mounted at {what} {at}"));
+        assert_eq!(
+            (mounted.kind, mounted.name.as_str()),
+            ("Secret", secret),
+            "{STANDALONE}: {what} {at} should come from the Secret {secret}"
+        );
+        let object = m
+            .object("Secret", secret)
+            .unwrap_or_else(|| panic!("{STANDALONE}: no Secret {secret}"));
+        secret_bytes(object, &mounted.key).unwrap_or_else(|| {
+            panic!(
+                "{STANDALONE}: the Secret {secret} has no key {} (mounted at {at})",
+                mounted.key
+            )
+        })
+    };
+
+    // One client-address key for all replicas: the same visitor, the same pseudonym, and a
+    // banner form rendered by one replica accepted by another.
+    assert!(
+        matches!(settings.client_ip, IpMode::Hmac { .. }),
+        "{STANDALONE}: client_ip should be `mode: hmac` with a shared key_file, found {:?}",
+        settings.client_ip
+    );
+    let key_file = settings.client_ip.key_file().unwrap_or_else(|| {
+        panic!(
+            "{STANDALONE}: client_ip has no key_file: each replica would draw its own key, so \
+             one visitor gets a pseudonym per replica and banner forms fail across replicas"
+        )
+    });
+    let placeholder = from_secret("client_ip.key_file", key_file, KEYS_SECRET);
+    // The manifest's placeholder is public: the proxy must refuse it rather than run with it.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("client-ip.key");
+    std::fs::write(&copy, &placeholder).unwrap();
+    assert!(
+        Secret::read(&copy).is_err(),
+        "{STANDALONE}: the placeholder in the Secret {KEYS_SECRET} is accepted as a key; it must \
+         be too short to be used by mistake"
+    );
+
+    // One database for the consent records of all replicas.
+    match &settings.consent_records.backend {
+        RecordBackend::Postgres {
+            url: PostgresUrl::File(url_file),
+        } => {
+            let url = from_secret("consent_records.url_file", url_file, DB_SECRET);
+            let url = String::from_utf8(url).unwrap();
+            assert!(
+                url.trim().starts_with("postgres://") || url.trim().starts_with("postgresql://"),
+                "{STANDALONE}: the Secret {DB_SECRET} should hold a postgres:// URL"
+            );
+        }
+        other => panic!(
+            "{STANDALONE}: consent_records should be `store: postgres` with a url_file from the \
+             Secret {DB_SECRET}, so that every replica records into one database; found {other:?}"
+        ),
+    }
+}
+
+#[test]
+fn kubernetes_schemas_accept_the_manifests_and_reject_a_broken_copy() {
+    const SCRIPT: &str = "scripts/kube-validate";
+    let run = |files: &[&Path]| -> (Option<i32>, String) {
+        let out = Command::new(root().join(SCRIPT))
+            .arg("--no-install")
+            .args(files)
+            .output()
+            .unwrap_or_else(|e| panic!("run {SCRIPT}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(3) {
+            panic!(
+                "{stderr}\nThe Kubernetes schema validator (kubernetes-validate, from PyPI) is not \
+                 installed. Run scripts/kube-validate once (it installs the pinned version), or \
+                 scripts/test."
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        (out.status.code(), format!("{stdout}{stderr}"))
+    };
+
+    // The manifests as they are (the script's default: deploy/kubernetes/*.yaml).
+    let (code, output) = run(&[]);
+    assert_eq!(code, Some(0), "{SCRIPT} rejects the manifests:\n{output}");
+    for file in [SIDECAR, STANDALONE] {
+        assert!(
+            output.contains(&format!("ok    {file}:")),
+            "{SCRIPT} did not check {file}:\n{output}"
+        );
+    }
+
+    // Broken copies: each mistake is caught, and named.
+    let original = read(STANDALONE);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("standalone.yaml");
+    for (mistake, from, to, named) in [
+        (
+            "a misspelt field",
+            "minReplicas: 2",
+            "minReplica: 2",
+            "'minReplica' was unexpected",
+        ),
+        (
+            "a field in the wrong place",
+            "    rollingUpdate:\n      maxUnavailable: 0\n",
+            "    maxUnavailable: 0\n    rollingUpdate:\n",
+            "spec.strategy: Additional properties are not allowed ('maxUnavailable'",
+        ),
+        (
+            "a wrong type",
+            "maxReplicas: 10",
+            "maxReplicas: ten",
+            "spec.maxReplicas",
+        ),
+        (
+            "an API Kubernetes does not have",
+            "apiVersion: autoscaling/v2",
+            "apiVersion: autoscaling/v9",
+            "autoscaling/v9",
+        ),
+    ] {
+        assert!(
+            original.contains(from),
+            "{STANDALONE} no longer contains {from:?}: update this test"
+        );
+        std::fs::write(&broken, original.replacen(from, to, 1)).unwrap();
+        let (code, output) = run(&[&broken]);
+        assert_eq!(
+            code,
+            Some(1),
+            "{SCRIPT} accepts {STANDALONE} with {mistake}:\n{output}"
+        );
+        assert!(
+            output.contains(named),
+            "{SCRIPT} does not name {mistake} ({named}):\n{output}"
+        );
+    }
 }
 
 // ---- Dockerfile ---------------------------------------------------------------------------

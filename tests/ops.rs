@@ -7,24 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn wait_for_metric(proxy: &Proxy, series: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(proxy, series).await < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{series} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Replaces a file the way editors do: write a temporary file, rename it over the old one.
-fn replace(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints() {
     let up = Upstream::start().await;

@@ -286,7 +286,11 @@ async fn beyond_capacity_requests_are_shed_at_once_and_the_proxy_recovers() {
         .count();
     assert_eq!(overloaded, shed);
     assert_eq!(
-        metric(&proxy, "consent_proxy_requests_total{site=\"default\",status=\"503\"}").await,
+        metric(
+            &proxy,
+            "consent_proxy_requests_total{site=\"default\",status=\"503\"}"
+        )
+        .await,
         shed as f64
     );
     // Back to normal as soon as the load is gone.

@@ -94,7 +94,10 @@ impl TryFrom<IpModeFields> for IpMode {
                 if f.ipv4_prefix.is_some() || f.ipv6_prefix.is_some() {
                     return Err("`ipv4_prefix` and `ipv6_prefix` are for `mode: prefix`".into());
                 }
-                if f.key_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                if f.key_file
+                    .as_ref()
+                    .is_some_and(|p| p.as_os_str().is_empty())
+                {
                     return Err("key_file is empty".into());
                 }
                 Ok(IpMode::Hmac {
@@ -261,7 +264,7 @@ impl Minimizer {
             && (!matches!(mode, IpMode::Hmac { .. }) || self.secret.as_ref() == secret)
     }
 
-/// The minimized form of an address, as the decision log shows it.
+    /// The minimized form of an address, as the decision log shows it.
     pub fn minimize(&self, ip: IpAddr) -> String {
         self.minimize_on(ip, utc_day())
     }
@@ -430,7 +433,8 @@ mod tests {
         // Another process (another key) gives another value.
         assert_ne!(
             a,
-            Minimizer::new(IpMode::Hmac { key_file: None }, None).minimize("203.0.113.77".parse().unwrap())
+            Minimizer::new(IpMode::Hmac { key_file: None }, None)
+                .minimize("203.0.113.77".parse().unwrap())
         );
     }
 
@@ -457,7 +461,10 @@ mod tests {
         assert_ne!(a.minimize_on(ip, 20_000), a.minimize_on(ip, 20_001));
         assert_eq!(b.minimize_on(ip, 20_001), a.minimize_on(ip, 20_001));
         // Another secret (a rotation), another pseudonym.
-        assert_ne!(keyed(secret(8)).minimize_on(ip, 20_000), a.minimize_on(ip, 20_000));
+        assert_ne!(
+            keyed(secret(8)).minimize_on(ip, 20_000),
+            a.minimize_on(ip, 20_000)
+        );
         // The key is HKDF-SHA256 of the secret with the date: fixed by the algorithm alone.
         assert_eq!(utc_date(20_000), "2024-10-04");
         let hk = Hkdf::<Sha256>::new(Some(b"consent-proxy v1"), &[7u8; 32]);
@@ -473,14 +480,23 @@ mod tests {
     fn key_files_are_read_whole_less_one_line_end() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k");
-        std::fs::write(&f, [b'x'; 32].iter().chain(b"\n").copied().collect::<Vec<u8>>())
-            .unwrap();
+        std::fs::write(
+            &f,
+            [b'x'; 32].iter().chain(b"\n").copied().collect::<Vec<u8>>(),
+        )
+        .unwrap();
         assert_eq!(Secret::read(&f).unwrap(), Secret(vec![b'x'; 32]));
         std::fs::write(&f, b"short\n").unwrap();
         let e = Secret::read(&f).unwrap_err();
-        assert!(e.contains("holds 5 bytes") && e.contains("at least 32"), "{e}");
+        assert!(
+            e.contains("holds 5 bytes") && e.contains("at least 32"),
+            "{e}"
+        );
         let e = Secret::read(&dir.path().join("missing")).unwrap_err();
-        assert!(e.contains("client_ip.key_file") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("client_ip.key_file") && e.contains("missing"),
+            "{e}"
+        );
         // Never printed.
         assert_eq!(format!("{:?}", secret(7)), "Secret(<32 bytes>)");
     }

@@ -256,11 +256,7 @@ fn accept_checks(ctx: &mut Ctx, req: &Request<Incoming>) -> Option<Response<Inne
             .then_some(Misdirected::UnknownHost)
     });
     if let Some(why) = misdirected {
-        return Some(ctx.refuse(
-            StatusCode::MISDIRECTED_REQUEST,
-            why.answer(),
-            "misdirected",
-        ));
+        return Some(ctx.refuse(StatusCode::MISDIRECTED_REQUEST, why.answer(), "misdirected"));
     }
     // Beyond capacity: shed at once, rather than after a queue. (After the refusals above,
     // which close the connection and say why in the record.)
@@ -403,10 +399,7 @@ fn request_filter(ctx: &mut Ctx, mut req: Request<Incoming>) -> Next {
         parts.headers.insert(HOST, v);
     }
     if !parts.headers.contains_key(HOST) {
-        let authority = parts
-            .uri
-            .authority()
-            .unwrap_or(&site.upstream.authority);
+        let authority = parts.uri.authority().unwrap_or(&site.upstream.authority);
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             parts.headers.insert(HOST, v);
         }

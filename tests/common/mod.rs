@@ -359,6 +359,25 @@ pub async fn metric(proxy: &Proxy, series: &str) -> f64 {
 }
 
 /// `data` in a content coding.
+/// Waits until a metric of the proxy reaches `at_least` (10 s at most).
+pub async fn wait_for_metric(proxy: &Proxy, series: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(proxy, series).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Replaces a file the way editors do: write a temporary file, rename it over the old one.
+pub fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
     use async_compression::tokio::bufread::{
         BrotliEncoder, DeflateEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder,

@@ -1,0 +1,501 @@
+//! End to end: several sites in one proxy (`sites:`). Each host reaches its own upstream under
+//! its own policy, declarations and banner texts; an unknown host is answered 421; on TLS the
+//! server name picks the certificate and must agree with the host; the decision log and the
+//! metrics name the site; and a site whose policy breaks on reload keeps its old one while the
+//! others take their new ones.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+const SHOP_POLICY: &str = "extends: builtin\nconsent_cookie: shop_consent\ndeclarations:\n  gpc: { last_update: 2026-11-01 }\nbanner:\n  enabled: true\n  texts:\n    en: { preferences_title: Cookies at the shop }\n";
+const BLOG_POLICY: &str = "extends: builtin\nconsent_cookie: blog_consent\nbanner:\n  enabled: true\n  texts:\n    en: { preferences_title: Cookies on the blog }\n";
+
+/// A config of two sites, `shop` (shop.example and any one label before it) and `blog`
+/// (blog.example), with their policies beside it; `extra` goes under each site.
+fn two_sites(dir: &Path, shop: &str, blog: &str, extra: [&str; 2]) -> std::path::PathBuf {
+    std::fs::write(dir.join("shop.yaml"), SHOP_POLICY).unwrap();
+    std::fs::write(dir.join("blog.yaml"), BLOG_POLICY).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "consent_records: {{ path: records.db }}\n\
+             sites:\n\
+             \x20 - name: shop\n\
+             \x20   server_names: [shop.example, '*.shop.example']\n\
+             \x20   upstream: {shop}\n\
+             \x20   policy: shop.yaml\n{}\
+             \x20 - name: blog\n\
+             \x20   server_names: [Blog.Example]\n\
+             \x20   upstream: {blog}\n\
+             \x20   policy: blog.yaml\n{}",
+            extra[0], extra[1]
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// A GET to the proxy with this Host.
+async fn at(proxy: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    get(&http1(), &proxy.url(path), &all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_host_reaches_its_own_site() {
+    let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
+    let proxy = Proxy::spawn({
+        let mut c = std::process::Command::new(bin());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config);
+        c
+    });
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("2 sites: site shop (shop.example, *.shop.example)")
+            && said.contains("site blog (blog.example)"),
+        "{said}"
+    );
+    let ga = [("x-set-cookie", "_ga=1; Path=/")];
+
+    // Each site reads its own consent cookie and reaches its own upstream.
+    let got = at(
+        &proxy,
+        "shop.example",
+        "/a",
+        &[("cookie", "shop_consent=all"), ga[0]],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.set_cookie_names(), ["_ga"]);
+    assert_eq!(shop_up.last_seen().path, "/a");
+    let got = at(
+        &proxy,
+        "www.shop.example:8080",
+        "/b",
+        &[("cookie", "blog_consent=all"), ga[0]],
+    )
+    .await;
+    assert!(
+        !got.set_cookie_names().contains(&"_ga".to_string()),
+        "the blog's cookie grants nothing at the shop: {:?}",
+        got.set_cookies()
+    );
+    assert_eq!(shop_up.last_seen().path, "/b");
+    let got = at(
+        &proxy,
+        "BLOG.example",
+        "/c",
+        &[("cookie", "blog_consent=all"), ga[0]],
+    )
+    .await;
+    assert_eq!(got.set_cookie_names(), ["_ga"]);
+    assert_eq!(blog_up.last_seen().path, "/c");
+    assert_eq!(blog_up.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(shop_up.hits.load(Ordering::SeqCst), 2);
+
+    // Declarations and banner texts are the site's own.
+    let got = at(&proxy, "shop.example", "/.well-known/gpc.json", &[]).await;
+    assert_eq!(got.header("content-type"), ["application/json"]);
+    assert!(got.body.contains("\"gpc\":true"), "{}", got.body);
+    let got = at(&proxy, "blog.example", "/.well-known/gpc.json", &[]).await;
+    assert!(
+        got.header("content-type")[0].starts_with("text/html"),
+        "the blog's own answer"
+    );
+    assert_eq!(blog_up.last_seen().path, "/.well-known/gpc.json");
+    let prefs = "/.well-known/consent-proxy/preferences";
+    let shop = at(&proxy, "shop.example", prefs, &[]).await;
+    let blog = at(&proxy, "blog.example", prefs, &[]).await;
+    assert!(shop.body.contains("Cookies at the shop"), "{}", shop.body);
+    assert!(!shop.body.contains("Cookies on the blog"));
+    assert!(blog.body.contains("Cookies on the blog"), "{}", blog.body);
+
+    // HTTP/2 names its host in the authority.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (authority, status) in [("blog.example", 200), ("elsewhere.example", 421)] {
+        let req = http::Request::get(format!("http://{authority}/h2"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{authority}");
+    }
+    assert_eq!(blog_up.last_seen().path, "/h2");
+
+    // A host no site names: 421, and nothing reaches an upstream.
+    let before = shop_up.hits.load(Ordering::SeqCst) + blog_up.hits.load(Ordering::SeqCst);
+    for host in [
+        "unknown.example",
+        "a.b.shop.example",
+        "127.0.0.1",
+        "shop.example.evil",
+    ] {
+        let got = at(&proxy, host, "/", &[]).await;
+        assert_eq!(got.status, 421, "{host}");
+        assert!(
+            got.body.contains("does not serve that host"),
+            "{}",
+            got.body
+        );
+    }
+    assert_eq!(
+        shop_up.hits.load(Ordering::SeqCst) + blog_up.hits.load(Ordering::SeqCst),
+        before
+    );
+
+    // The log names the site; a misdirected request names none.
+    let logs = proxy.logs(13);
+    let site_of = |path: &str, host: &str| {
+        logs.iter()
+            .find(|r| r["path"] == path && r["host"].as_str().unwrap().eq_ignore_ascii_case(host))
+            .unwrap_or_else(|| panic!("no record of {host}{path}: {logs:?}"))["site"]
+            .clone()
+    };
+    assert_eq!(site_of("/a", "shop.example"), "shop");
+    assert_eq!(site_of("/b", "www.shop.example:8080"), "shop");
+    assert_eq!(site_of("/c", "blog.example"), "blog");
+    let misdirected = logs
+        .iter()
+        .find(|r| r["host"] == "unknown.example")
+        .unwrap();
+    assert_eq!(misdirected["error"], "misdirected");
+    assert!(misdirected.get("site").is_none(), "{misdirected}");
+
+    // The metrics carry the site.
+    for (series, value) in [
+        (
+            "consent_proxy_requests_total{site=\"shop\",status=\"200\"}",
+            4.0,
+        ),
+        (
+            "consent_proxy_requests_total{site=\"blog\",status=\"200\"}",
+            4.0,
+        ),
+        (
+            "consent_proxy_requests_total{site=\"\",status=\"421\"}",
+            5.0,
+        ),
+        (
+            "consent_proxy_cookies_stripped_total{site=\"shop\",direction=\"response\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&proxy, series).await, value, "{series}");
+    }
+}
+
+/// A TLS client trusting only `cert_pem`, asking for `name`.
+async fn tls_to(
+    addr: std::net::SocketAddr,
+    cert_pem: &Path,
+    name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert_pem).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
+        .await
+}
+
+/// Writes a self-signed certificate for `name` and its key; returns their paths.
+fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host() {
+    let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let (shop_cert, shop_key) = certificate(dir.path(), "shop.example");
+    let (blog_cert, blog_key) = certificate(dir.path(), "blog.example");
+    let tls = |c: &Path, k: &Path| {
+        format!(
+            "\x20   tls: {{ certificates: [{{ cert: {}, key: {} }}] }}\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let config = two_sites(
+        dir.path(),
+        &shop_up.url(),
+        &blog_up.url(),
+        [&tls(&shop_cert, &shop_key), &tls(&blog_cert, &blog_key)],
+    );
+    let proxy = Proxy::spawn({
+        let mut c = std::process::Command::new(bin());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config);
+        c
+    });
+
+    // Each name gets its site's certificate: a client trusting only that one completes.
+    let request = |host: &'static str| {
+        http::Request::get("/t")
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let shop = tls_to(proxy.addr, &shop_cert, "shop.example")
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(shop))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send.send_request(request("shop.example")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    // The same connection, another site's host: 421, and nothing reaches the blog.
+    send.ready().await.unwrap();
+    let resp = send.send_request(request("blog.example")).await.unwrap();
+    assert_eq!(resp.status(), 421);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("opened for another host"));
+    assert_eq!(blog_up.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(shop_up.hits.load(Ordering::SeqCst), 1);
+
+    let blog = tls_to(proxy.addr, &blog_cert, "blog.example")
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(blog))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send.send_request(request("blog.example")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(blog_up.hits.load(Ordering::SeqCst), 1);
+    // A client asking for the blog does not accept the shop's certificate.
+    assert!(
+        tls_to(proxy.addr, &shop_cert, "blog.example")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_on_reload_keeps_that_site_and_not_the_others() {
+    let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
+    let proxy = Proxy::spawn({
+        let mut c = std::process::Command::new(bin());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config);
+        c
+    });
+    let grants = |host: &'static str, cookie: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let got = at(
+                proxy,
+                host,
+                "/",
+                &[("cookie", cookie), ("x-set-cookie", "_ga=1; Path=/")],
+            )
+            .await;
+            got.set_cookie_names().contains(&"_ga".to_string())
+        }
+    };
+    assert!(grants("shop.example", "shop_consent=all").await);
+    assert!(grants("blog.example", "blog_consent=all").await);
+
+    // The blog's policy breaks, then the shop's changes: the shop takes its new policy, the
+    // blog keeps the one in force.
+    replace(
+        &dir.path().join("blog.yaml"),
+        "consent_cookie: blog_new\ncookies:\n  - { name: x, category: bogus }\n",
+    );
+    replace(
+        &dir.path().join("shop.yaml"),
+        &SHOP_POLICY.replace("shop_consent", "shop_new"),
+    );
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"failure\"}",
+        1.0,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !grants("shop.example", "shop_new=all").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shop never took its new policy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!grants("shop.example", "shop_consent=all").await);
+    assert!(
+        grants("blog.example", "blog_consent=all").await,
+        "the blog's policy stays"
+    );
+    assert!(!grants("blog.example", "blog_new=all").await);
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("reload (blog) failed for this site") && said.contains("bogus"),
+        "{said}"
+    );
+    assert!(said.contains("reloaded: site shop: policy"), "{said}");
+
+    // Fixed, it loads.
+    replace(
+        &dir.path().join("blog.yaml"),
+        &BLOG_POLICY.replace("blog_consent", "blog_new"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !grants("blog.example", "blog_new=all").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the blog never took its fixed policy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(grants("shop.example", "shop_new=all").await);
+}
+
+#[test]
+fn a_config_with_sites_is_checked_site_by_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_sites(
+        dir.path(),
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        ["", ""],
+    );
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("site shop (shop.example, *.shop.example) → http://127.0.0.1:1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("site blog (blog.example) → http://127.0.0.1:2:"),
+        "{text}"
+    );
+
+    // A broken site policy fails the check, named.
+    std::fs::write(
+        dir.path().join("blog.yaml"),
+        "cookies:\n  - { name: x, category: bogus }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("site blog: ") && text.contains("bogus"),
+        "{text}"
+    );
+
+    // Errors of the sites themselves, with where they are.
+    for (yaml, expected) in [
+        (
+            "sites:\n  - name: a\n    server_names: []\n    upstream: http://a\n",
+            "list at least one server name",
+        ),
+        (
+            "sites:\n  - name: a\n    server_names: [a.example:443]\n    upstream: http://a\n",
+            "without scheme, port or path",
+        ),
+        (
+            "sites:\n  - name: A B\n    server_names: [a.example]\n    upstream: http://a\n",
+            "site name `A B`",
+        ),
+        (
+            "sites:\n  - name: a\n    server_names: [a.example]\n    upstream: a.example\n",
+            "needs a scheme",
+        ),
+        (
+            "sites:\n  - name: a\n    server_names: [a.example]\n    upstream: http://a\n  - name: b\n    server_names: [A.example]\n    upstream: http://b\n",
+            "`a.example` is a server name of both `a` and `b`",
+        ),
+        (
+            "sites:\n  - name: a\n    server_names: [a.example]\n    upstream: http://a\n  - name: a\n    server_names: [b.example]\n    upstream: http://b\n",
+            "two sites are named `a`",
+        ),
+        (
+            "upstream: http://x\nsites:\n  - name: a\n    server_names: [a.example]\n    upstream: http://a\n",
+            "`upstream` is for a config without `sites`",
+        ),
+        ("sites: []\n", "list at least one site"),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{yaml}");
+        assert!(text.contains(expected), "{yaml}: {text}");
+    }
+
+    // --upstream is for the one site of a config without `sites`.
+    std::fs::write(
+        &config,
+        "sites:\n  - name: a\n    server_names: [a.example]\n    upstream: http://a\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://b",
+            "--config",
+        ])
+        .arg(&config)
+        .env("CONSENT_PROXY_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set them in each site"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
