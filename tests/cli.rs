@@ -455,3 +455,129 @@ fn a_listen_address_without_a_port_is_refused_with_a_hint() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no port"), "{err}");
 }
+
+/// Every section of the config file refuses a key it does not know, with where it is: a
+/// misspelt setting is never silently ignored.
+#[test]
+fn every_config_section_refuses_unknown_keys_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost-key.pem");
+    let site = "sites:\n  - name: a\n    server_names: [a.example]\n    upstream: http://a\n";
+    // (section, the file with `bogus` in it, the position of `bogus`)
+    let cases = [
+        (
+            "the top level",
+            "upstream: http://a\nbogus: 1\n".to_string(),
+            (2, 1),
+        ),
+        (
+            "timeouts",
+            "timeouts:\n  upstream_connect: 1s\n  bogus: 1s\n".into(),
+            (3, 3),
+        ),
+        ("limits", "limits:\n  bogus: 1\n".into(), (2, 3)),
+        (
+            "log",
+            "log:\n  retention_days: 3\n  bogus: x\n".into(),
+            (3, 3),
+        ),
+        (
+            "tls",
+            format!("tls:\n  certificates: [{{cert: {cert}, key: {key}}}]\n  bogus: 1\n"),
+            (3, 3),
+        ),
+        (
+            "tls.certificates",
+            format!(
+                "tls:\n  certificates:\n    - cert: {cert}\n      key: {key}\n      bogus: 1\n"
+            ),
+            (5, 7),
+        ),
+        (
+            "client_ip (prefix)",
+            "client_ip:\n  ipv4_prefix: 16\n  bogus: 1\n".into(),
+            (3, 3),
+        ),
+        (
+            "client_ip (hmac)",
+            "client_ip:\n  mode: hmac\n  keyfile: /k\n".into(),
+            (3, 3),
+        ),
+        (
+            "consent_records",
+            "consent_records:\n  store: sqlite\n  bogus: 1\n".into(),
+            (3, 3),
+        ),
+        ("sites", format!("{site}    bogus: 1\n"), (5, 5)),
+        (
+            "sites[].tls",
+            format!(
+                "{site}    tls:\n      certificates: [{{cert: {cert}, key: {key}}}]\n      bogus: 1\n"
+            ),
+            (7, 7),
+        ),
+        (
+            "sites[].tls.certificates",
+            format!(
+                "{site}    tls:\n      certificates:\n        - {{cert: {cert}, key: {key}, bogus: 1}}\n"
+            ),
+            (7, 27 + cert.len() + key.len()),
+        ),
+    ];
+    for (section, yaml, (line, column)) in cases {
+        std::fs::write(&config, &yaml).unwrap();
+        let (code, out, _) = run(&["check", "--config", path_str(&config)]);
+        assert_eq!(code, 1, "{section}: {out}");
+        let at = format!("{}:{line}:{column}: ", config.display());
+        assert!(out.starts_with(&at), "{section}: expected {at} in {out}");
+        assert!(
+            out.contains("unknown field `bogus`") || out.contains("unknown field `keyfile`"),
+            "{section}: {out}"
+        );
+        // Without the unknown key, the same file is accepted: the key alone was refused.
+        let fixed: String = yaml
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("bogus") && !l.contains("keyfile"))
+            .map(|l| format!("{}\n", l.replace(", bogus: 1", "")))
+            .collect();
+        let fixed = if fixed.contains("upstream") {
+            fixed
+        } else {
+            format!("upstream: http://a\n{fixed}")
+        };
+        std::fs::write(&config, &fixed).unwrap();
+        let (code, out, _) = run(&["check", "--config", path_str(&config)]);
+        assert_eq!(code, 0, "{section}: {fixed}\n{out}");
+    }
+}
+
+/// `client_ip: {mode: hmac, key_file}` is read: the file must exist and hold a secret.
+#[test]
+fn the_client_address_key_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "upstream: http://a\nclient_ip:\n  mode: hmac\n  key_file: keys/client-ip.key\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check", "--config", path_str(&config)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("client_ip.key_file") && out.contains("keys/client-ip.key"),
+        "{out}"
+    );
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/client-ip.key"), "too short\n").unwrap();
+    let (code, out, _) = run(&["check", "--config", path_str(&config)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("holds 9 bytes") && out.contains("at least 32"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("keys/client-ip.key"), "q".repeat(44) + "\n").unwrap();
+    let (code, out, _) = run(&["check", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{out}");
+}
