@@ -110,7 +110,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "target" / "load"
-BIN = ROOT / "target" / "release" / "consent-proxy"
+# Where `cargo build --release` (run in ROOT by prepare()) puts the binary: CARGO_TARGET_DIR, as
+# cargo reads it, else target/.
+BIN = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target") / "release" / "consent-proxy"
 
 
 def log(msg):
@@ -274,12 +276,15 @@ def peak_rss_kib(pid):
     return status_kib(pid, "VmHWM")
 
 
-def prepare(clean=True):
+def prepare(clean=True, build=True):
     """Tools, the release binary, and target/load with the upstream's files. `clean` empties
-    target/load first; the overload mode keeps it, so that its report is appended."""
+    target/load first; the overload mode keeps it, so that its report is appended. `build`
+    False: BIN is used as it is (benches/replicas.py --bin)."""
     ensure_tools()
-    log("building the release binary")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    if build:
+        log("building the release binary")
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT,
+                       check=True)
     if clean and WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -297,9 +302,10 @@ def cpu_layout(workers):
     return ncpu, proxy_cpus, side_cpus
 
 
-def start_upstream(procs, port, cpus):
+def start_upstream(procs, port, cpus, extra=""):
     """nginx serving the page at / and its per-request variant at /dynamic (SSI), both with
-    their Set-Cookie headers, and the JSON resource."""
+    their Set-Cookie headers, and the JSON resource; `extra`: more of its server block
+    (benches/replicas.py adds a slow location)."""
     add_cookies = "\n".join(f'        add_header Set-Cookie "{c}";' for c in COOKIES)
     procs.append(start_nginx("upstream", max(1, len(cpus)), cpus, f"""
     server {{
@@ -317,7 +323,7 @@ def start_upstream(procs, port, cpus):
 {add_cookies}
             try_files /dynamic.html =404;
         }}
-        location = /data.json {{ default_type application/json; }}
+        location = /data.json {{ default_type application/json; }}{extra}
     }}"""))
     wait_port(port, procs[-1], "the upstream nginx")
 
@@ -393,12 +399,17 @@ def cpu_times():
 
 
 def requests_by_status(admin_port):
-    """consent_proxy_requests_total by status, from the admin port's /metrics."""
+    """consent_proxy_requests_total by status, from the admin port's /metrics (summed over any
+    other label, such as site)."""
     status, _, text = get(admin_port, "/metrics")
     if status != 200:
         return None
-    return {m[1]: int(float(m[2])) for m in re.finditer(
-        r'^consent_proxy_requests_total\{status="(\d+)"\} (\S+)$', text, re.M)}
+    counts = {}
+    for m in re.finditer(r'^consent_proxy_requests_total\{([^}]*)\} (\S+)$', text, re.M):
+        code = re.search(r'(?:^|,)status="(\d+)"', m[1])
+        if code:
+            counts[code[1]] = counts.get(code[1], 0) + int(float(m[2]))
+    return counts
 
 
 def in_flight(admin_port):
