@@ -35,6 +35,7 @@ fn record(ts_ms: i64, kind: ChoiceKind) -> ConsentRecord {
         },
         client: "2001:db8::/48".into(),
         path: "/kontakt/übersicht".into(),
+        site: Some("shop".into()),
     }
 }
 
@@ -249,4 +250,45 @@ async fn postgres_store_keeps_records_and_fails_fast_when_the_server_does() {
     let rec = record(5_000_000, ChoiceKind::Settings);
     store.insert(&rec).await.unwrap();
     assert_eq!(replica.get(&rec.id).await.unwrap(), Some(rec));
+}
+
+/// A table made before records carried their site (as an operator may have created it): the
+/// store adds the column, keeps the old records without a site, and stores the site of new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_table_without_the_site_column_gains_it() {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    let url = pg.url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE consent_records (id TEXT COLLATE \"C\" PRIMARY KEY,
+               ts_ms BIGINT NOT NULL, kind TEXT NOT NULL, choices JSONB NOT NULL,
+               texts_version TEXT NOT NULL, policy_version TEXT NOT NULL, region TEXT,
+               signals TEXT[] NOT NULL, client TEXT NOT NULL, path TEXT NOT NULL);
+             INSERT INTO consent_records VALUES ('0123456789abcdef0123456789abcdef', 5, 'accept',
+               '{\"necessary\": true}', 't', 'p', NULL, '{}', '203.0.113.0/24', '/');",
+        )
+        .await
+        .unwrap();
+    let store = ConsentStore::open(&postgres(PostgresUrl::Inline(url.clone())))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", pg.log()));
+    let old = store
+        .get("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.kind, old.site), (ChoiceKind::Accept, None));
+    let new = record(6, ChoiceKind::Reject);
+    store.insert(&new).await.unwrap();
+    assert_eq!(store.get(&new.id).await.unwrap(), Some(new));
+    // Opened again, the column is there: nothing to add.
+    ConsentStore::open(&postgres(PostgresUrl::Inline(url)))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
 }

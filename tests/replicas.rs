@@ -302,6 +302,7 @@ async fn two_replicas_agree_and_a_rolling_restart_loses_no_request() {
     }
     assert!(records.iter().all(|r| *r == records[0]), "{records:?}");
     assert_eq!(records[0]["kind"], "accept");
+    assert_eq!(records[0]["site"], "default");
     assert_eq!(records[0]["client"], expected.as_str());
     // The control hashes the same visitor to another pseudonym.
     get(

@@ -487,6 +487,7 @@ async fn apply_choice(
         region: ctx.consent.region.map(|c| c.as_str().to_string()),
         signals: ctx.consent.signals.names().map(str::to_string).collect(),
         client: ctx.guard.decision.client.clone(),
+        site: Some(ctx.site().name.to_string()),
         path: path::without_params(form.return_to.split(['?', '#']).next().unwrap_or("/"))
             .into_owned(),
     };

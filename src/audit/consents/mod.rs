@@ -82,6 +82,10 @@ pub struct ConsentRecord {
     pub client: String,
     /// The page path the choice was made on.
     pub path: String,
+    /// The site it was made on (`sites[].name`, `default` without `sites`); `None` in records
+    /// stored before sites were recorded.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 impl Serialize for ConsentRecord {
@@ -99,6 +103,7 @@ impl Serialize for ConsentRecord {
             signals: &'a [String],
             client: &'a str,
             path: &'a str,
+            site: &'a Option<String>,
         }
         Exported {
             id: &self.id,
@@ -112,6 +117,7 @@ impl Serialize for ConsentRecord {
             signals: &self.signals,
             client: &self.client,
             path: &self.path,
+            site: &self.site,
         }
         .serialize(s)
     }
@@ -421,6 +427,7 @@ fn from_row(
     signals: Vec<String>,
     client: String,
     path: String,
+    site: Option<String>,
 ) -> Result<ConsentRecord, StoreError> {
     let corrupt = |what: String| {
         StoreError::new(
@@ -442,6 +449,7 @@ fn from_row(
         signals,
         client,
         path,
+        site,
     })
 }
 
@@ -468,6 +476,7 @@ pub(super) mod tests {
             signals: vec!["dnt".into(), "gpc".into()],
             client: "203.0.113.0/24".into(),
             path: "/products/ünïcode?".into(),
+            site: Some("shop".into()),
         }
     }
 

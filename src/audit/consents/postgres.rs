@@ -32,17 +32,30 @@ CREATE TABLE IF NOT EXISTS consent_records (
     region TEXT,
     signals TEXT[] NOT NULL,
     client TEXT NOT NULL,
-    path TEXT NOT NULL
+    path TEXT NOT NULL,
+    site TEXT
 );
 CREATE INDEX IF NOT EXISTS consent_records_ts ON consent_records (ts_ms, id);
 COMMIT;
 "#;
 
+/// A table created before records carried their site gets the column (under the same lock).
+const ADD_SITE: &str = r#"
+BEGIN;
+SELECT pg_advisory_xact_lock(7228164017385160385);
+ALTER TABLE consent_records ADD COLUMN IF NOT EXISTS site TEXT;
+COMMIT;
+"#;
+
+const HAS_SITE: &str = "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+    WHERE table_schema = current_schema() AND table_name = 'consent_records' \
+    AND column_name = 'site')";
+
 const INSERT: &str = "INSERT INTO consent_records \
-    (id, ts_ms, kind, choices, texts_version, policy_version, region, signals, client, path) \
-    VALUES ($1, $2, $3, CAST($4::text AS jsonb), $5, $6, $7, $8, $9, $10)";
+    (id, ts_ms, kind, choices, texts_version, policy_version, region, signals, client, path, site) \
+    VALUES ($1, $2, $3, CAST($4::text AS jsonb), $5, $6, $7, $8, $9, $10, $11)";
 const SELECT: &str = "SELECT id, ts_ms, kind, choices::text, texts_version, policy_version, \
-    region, signals, client, path FROM consent_records";
+    region, signals, client, path, site FROM consent_records";
 const PURGE: &str = "DELETE FROM consent_records WHERE id IN \
     (SELECT id FROM consent_records WHERE ts_ms < $1 LIMIT $2)";
 
@@ -99,6 +112,21 @@ impl Postgres {
             if !exists {
                 client.batch_execute(SCHEMA).await.map_err(|e| {
                     format!("cannot create the consent_records table: {}", message(&e))
+                })?;
+            }
+            let has_site: bool = client
+                .query_one(HAS_SITE, &[])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| message(&e))?;
+            if !has_site {
+                client.batch_execute(ADD_SITE).await.map_err(|e| {
+                    format!(
+                        "the consent_records table has no `site` column and it cannot be added \
+                         ({}): run `ALTER TABLE consent_records ADD COLUMN site TEXT` as the \
+                         table's owner",
+                        message(&e)
+                    )
                 })?;
             }
             prepare(client).await.map_err(|e| message(&e))
@@ -217,6 +245,7 @@ impl Postgres {
                             &rec.signals,
                             &rec.client,
                             &rec.path,
+                            &rec.site,
                         ],
                     )
                     .await
@@ -283,9 +312,10 @@ impl Postgres {
                 row.try_get::<_, Vec<String>>(7)?,
                 row.try_get::<_, String>(8)?,
                 row.try_get::<_, String>(9)?,
+                row.try_get::<_, Option<String>>(10)?,
             ))
         };
-        let (id, ts_ms, kind, choices, texts, policy, region, signals, client, path) = read()
+        let (id, ts_ms, kind, choices, texts, policy, region, signals, client, path, site) = read()
             .map_err(|e| {
                 StoreError::new(
                     StoreErrorKind::Corrupt,
@@ -294,6 +324,7 @@ impl Postgres {
             })?;
         from_row(
             &self.name, id, ts_ms, &kind, &choices, texts, policy, region, signals, client, path,
+            site,
         )
     }
 }

@@ -18,7 +18,7 @@ const QUEUE: usize = 1024;
 /// Inserts committed together at most.
 const GROUP: usize = 256;
 /// The schema this code writes, in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS consent_records (
@@ -31,14 +31,21 @@ CREATE TABLE IF NOT EXISTS consent_records (
     region TEXT,
     signals TEXT NOT NULL,
     client TEXT NOT NULL,
-    path TEXT NOT NULL
+    path TEXT NOT NULL,
+    site TEXT
 );
 CREATE INDEX IF NOT EXISTS consent_records_ts ON consent_records (ts_ms, id);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+COMMIT;";
+
+/// Schema 1 to 2: records carry their site.
+const MIGRATE_1_2: &str = "BEGIN IMMEDIATE;
+ALTER TABLE consent_records ADD COLUMN site TEXT;
+PRAGMA user_version = 2;
 COMMIT;";
 
 const COLUMNS: &str =
-    "id, ts_ms, kind, choices, texts_version, policy_version, region, signals, client, path";
+    "id, ts_ms, kind, choices, texts_version, policy_version, region, signals, client, path, site";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -237,9 +244,14 @@ fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
             "it was written by a newer version of the proxy (schema {version}; this one knows {SCHEMA_VERSION})"
         ));
     }
-    if let Err(e) = conn.execute_batch(SCHEMA) {
+    let (batch, doing) = if version == 1 {
+        (MIGRATE_1_2, "add the site column to")
+    } else {
+        (SCHEMA, "create")
+    };
+    if let Err(e) = conn.execute_batch(batch) {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(format!("cannot create the consent_records table: {e}"));
+        return Err(format!("cannot {doing} the consent_records table: {e}"));
     }
     Ok(conn)
 }
@@ -318,7 +330,7 @@ fn insert_group(conn: &mut Connection, group: Vec<(ConsentRecord, Reply<()>)>, n
     let mut results = Vec::with_capacity(group.len());
     let mut abort = None;
     match tx.prepare(&format!(
-        "INSERT INTO consent_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO consent_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     )) {
         Err(e) => abort = Some(e),
         Ok(mut stmt) => {
@@ -334,6 +346,7 @@ fn insert_group(conn: &mut Connection, group: Vec<(ConsentRecord, Reply<()>)>, n
                     to_json(&rec.signals),
                     rec.client,
                     rec.path,
+                    rec.site,
                 ]);
                 match outcome {
                     Ok(_) => results.push(Ok(())),
@@ -407,6 +420,7 @@ fn read_row(
         signals,
         row.get(8)?,
         row.get(9)?,
+        row.get(10)?,
     ))
 }
 
@@ -657,6 +671,48 @@ mod tests {
             .unwrap();
         let e = Sqlite::open(&newer).await.err().unwrap();
         assert!(e.contains("newer version"), "{e}");
+    }
+
+    /// A file of schema 1 (before records carried their site) is migrated: its records stay,
+    /// without a site, and new ones carry theirs.
+    #[tokio::test]
+    async fn a_schema_1_file_gains_the_site_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE consent_records (id TEXT NOT NULL PRIMARY KEY, ts_ms INTEGER NOT NULL,
+                   kind TEXT NOT NULL, choices TEXT NOT NULL, texts_version TEXT NOT NULL,
+                   policy_version TEXT NOT NULL, region TEXT, signals TEXT NOT NULL,
+                   client TEXT NOT NULL, path TEXT NOT NULL);
+                 INSERT INTO consent_records VALUES ('0123456789abcdef0123456789abcdef', 5,
+                   'accept', '{\"necessary\":true}', 't', 'p', NULL, '[]', '203.0.113.0/24', '/');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        let store = open(&path).await;
+        let old = store
+            .get("0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (old.kind, old.site),
+            (super::super::ChoiceKind::Accept, None)
+        );
+        let new = sample(6);
+        store.insert(&new).await.unwrap();
+        assert_eq!(
+            store.get(&new.id).await.unwrap().unwrap().site.as_deref(),
+            Some("shop")
+        );
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// Another process holding the write lock (an operator's `sqlite3` shell in a transaction, a
