@@ -361,10 +361,10 @@ async fn two_replicas_agree_and_a_rolling_restart_loses_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut timeline = Vec::new();
-    for i in 0..2 {
+    for (i, &port) in ports.iter().enumerate() {
         let before = ok.load(Ordering::SeqCst);
         let old = replicas.remove(i);
-        let (config, port) = (shared.clone(), ports[i]);
+        let config = shared.clone();
         let (status, new) = tokio::task::spawn_blocking(move || {
             let mut old = old;
             let status = old.terminate();

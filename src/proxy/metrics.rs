@@ -17,6 +17,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// refused as for no site.
 type Site = Option<Arc<str>>;
 
+/// The `decisions` series of one site, `[granted, denied]` per non-necessary category.
+type DecisionSeries = Vec<(Category, [Counter; 2])>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     site: Site,
@@ -66,7 +69,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     /// Per site, the `decisions` series, `[granted, denied]` per non-necessary category (in
     /// `Category::ALL` order), looked up once instead of per request.
-    decision_series: Vec<(Site, Vec<(Category, [Counter; 2])>)>,
+    decision_series: Vec<(Site, DecisionSeries)>,
     cookies_stripped: Family<DirectionLabel, Counter>,
     tags_neutralized: Family<SiteLabel, Counter>,
     blocked: Family<SiteLabel, Counter>,
@@ -196,10 +199,7 @@ impl Metrics {
     }
 
     /// The `decisions` series of one site.
-    fn decision_series(
-        decisions: &Family<DecisionLabels, Counter>,
-        site: &Site,
-    ) -> Vec<(Category, [Counter; 2])> {
+    fn decision_series(decisions: &Family<DecisionLabels, Counter>, site: &Site) -> DecisionSeries {
         Category::ALL
             .into_iter()
             .filter(|c| *c != Category::Necessary)

@@ -50,7 +50,7 @@ const COLUMNS: &str =
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Job {
-    Insert(ConsentRecord, Reply<()>),
+    Insert(Box<ConsentRecord>, Reply<()>),
     Get(String, Reply<Option<ConsentRecord>>),
     Export {
         from_ms: i64,
@@ -172,7 +172,7 @@ impl Sqlite {
 
     pub(super) async fn insert(&self, rec: &ConsentRecord) -> Result<(), StoreError> {
         let op = format!("insert {}", rec.id);
-        self.call(&op, |reply| Job::Insert(rec.clone(), reply))
+        self.call(&op, |reply| Job::Insert(Box::new(rec.clone()), reply))
             .await
     }
 
@@ -311,14 +311,14 @@ fn failed(name: &str, op: &str, e: &rusqlite::Error) -> StoreError {
 /// Inserts a group in one transaction; each is answered after the commit. A duplicate ID fails
 /// only its own insert; any other failure (disk full, I/O error, a lock held too long) fails the
 /// whole group, which is rolled back.
-fn insert_group(conn: &mut Connection, group: Vec<(ConsentRecord, Reply<()>)>, name: &str) {
+fn insert_group(conn: &mut Connection, group: Vec<(Box<ConsentRecord>, Reply<()>)>, name: &str) {
     // A caller that stopped waiting (its deadline passed) was told the outcome is unknown; its
     // record is not written now.
     let group: Vec<_> = group.into_iter().filter(|(_, r)| !r.is_closed()).collect();
     if group.is_empty() {
         return;
     }
-    let fail_all = |group: Vec<(ConsentRecord, Reply<()>)>, e: &rusqlite::Error| {
+    let fail_all = |group: Vec<(Box<ConsentRecord>, Reply<()>)>, e: &rusqlite::Error| {
         for (rec, reply) in group {
             let _ = reply.send(Err(failed(name, &format!("insert {}", rec.id), e)));
         }
