@@ -276,8 +276,14 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 say(format_args!("{}: ok", c.display()));
-                if let Some(sites) = file.sites.filter(|_| policy_path.is_none()) {
-                    return check_sites(&sites);
+                if let Some(sites) = file.sites {
+                    // Each site's policy; then the one given with --policy, if any.
+                    if !check_sites(&sites) {
+                        return ExitCode::FAILURE;
+                    }
+                    if policy_path.is_none() {
+                        return ExitCode::SUCCESS;
+                    }
                 }
                 policy_path = policy_path.or(file.policy);
             }
@@ -299,9 +305,10 @@ fn check(policy_path: Option<&Path>, config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Checks each site's policy, and prints each site's summary under its name.
-fn check_sites(sites: &[config::SiteFile]) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
+/// Checks each site's policy, and prints each site's summary under its name. False when one
+/// does not load.
+fn check_sites(sites: &[config::SiteFile]) -> bool {
+    let mut ok = true;
     for site in sites {
         match load_policy(site.policy.as_deref()) {
             Ok(p) => {
@@ -316,11 +323,11 @@ fn check_sites(sites: &[config::SiteFile]) -> ExitCode {
             }
             Err(e) => {
                 say(format_args!("site {}: {e}", site.name));
-                code = ExitCode::FAILURE;
+                ok = false;
             }
         }
     }
-    code
+    ok
 }
 
 /// The policy's summary, with its default said as the policy says it: `opt-in` or `opt-out`,

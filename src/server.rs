@@ -4,7 +4,7 @@
 use crate::audit::{LogSink, Secret};
 use crate::config::{self, Overrides, Settings, SiteSettings};
 use crate::policy::{self, CompiledPolicy};
-use crate::proxy::{self, Keys, State, admin, tls};
+use crate::proxy::{self, KeysChange, State, admin, tls};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,6 +119,9 @@ pub async fn run(sources: Sources, loaded: Loaded, sink: Arc<LogSink>) -> Result
         .as_ref()
         .map(|files| tls::Tls::new(files).map(Arc::new))
         .transpose()?;
+    if let Some(tls) = &tls {
+        warn_uncovered(&settings, tls);
+    }
     settings.listen = listener.local_addr().map_err(|e| e.to_string())?;
     settings.admin_listen = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let listening = listening(&settings, &policies, tls.is_some());
@@ -151,6 +154,27 @@ pub async fn run(sources: Sources, loaded: Loaded, sink: Arc<LogSink>) -> Result
     let _ = stop_admin.send(());
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
     Ok(())
+}
+
+/// Warns of each server name of a site that no certificate names: a browser asking for it gets
+/// the first certificate and refuses it. (A wildcard server name is judged by one name under
+/// it.)
+fn warn_uncovered(settings: &Settings, tls: &tls::Tls) {
+    for site in &settings.sites {
+        for name in &site.server_names {
+            let probe = match name.strip_prefix("*.") {
+                Some(rest) => format!("a.{rest}"),
+                None => name.clone(),
+            };
+            if !tls.covers(&probe) {
+                tracing::warn!(
+                    "site {}: no TLS certificate names `{name}`: clients asking for it are given \
+                     the first certificate, which they refuse; add one under the site's `tls`",
+                    site.name
+                );
+            }
+        }
+    }
 }
 
 /// What the proxy says once it listens: where, and for each site where it forwards to and under
@@ -448,6 +472,7 @@ fn spawn_reloader(
                 Ok((now, result)) => {
                     seen = now;
                     if let Some((files, result)) = result {
+                        watch.rewatch();
                         files.iter().for_each(|f| watch.add(f));
                         if let Err((why, e)) = result {
                             tracing::error!(
@@ -521,6 +546,22 @@ impl Watch {
             Ok(()) => self.dirs.push(dir),
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP")
+            }
+        }
+    }
+}
+
+impl Watch {
+    /// Watches every directory again. A directory reached through a symbolic link (a Kubernetes
+    /// volume's `keys -> ..data/keys`) is replaced by the next update of the volume, and its
+    /// watch goes with it: watching its path again follows the link to the new one.
+    fn rewatch(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for dir in &self.dirs {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch: reload with SIGHUP");
             }
         }
     }
@@ -645,14 +686,17 @@ pub fn reload(
         let errors: Vec<String> = loaded.into_iter().filter_map(Result::err).collect();
         return Err(errors.join("; "));
     }
-    // The same keys (the same daily HMAC key, the same form key) unless the mode or the key
-    // file's secret changed.
-    let keys = if current.keys.minimizer.same(&new.client_ip, secret.as_ref()) {
-        current.keys.clone()
-    } else {
-        tracing::info!("reload: the client address key changed");
-        Keys::new(&new.client_ip, secret)
-    };
+    // The same keys (the same daily HMAC key, the same form key) unless `client_ip` or the key
+    // file's secret changed; the same form key unless the secret changed.
+    let (keys, change) = current.keys.reloaded(&new.client_ip, secret);
+    match change {
+        KeysChange::Nothing => {}
+        KeysChange::Mode => tracing::info!("reload: client_ip changed"),
+        KeysChange::Secret => tracing::info!(
+            "reload: the key file's secret changed: new client address pseudonyms and a new \
+             banner form key"
+        ),
+    }
     let mut failed = false;
     let mut policies = Vec::with_capacity(loaded.len());
     for (site, policy) in current.sites.iter().zip(loaded) {
@@ -721,6 +765,44 @@ mod tests {
         std::fs::write(&f, "mode: report-only\n").unwrap();
         let written = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         assert_eq!(written.ok().flatten(), Some(Trigger::FileEvent));
+    }
+
+    /// A Kubernetes Secret volume with the key in a subdirectory: `keys -> ..data/keys`,
+    /// `..data -> ..TIMESTAMP`. Each update writes a new timestamped directory, swaps `..data`
+    /// and deletes the old one; every update is seen, not only the first.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn every_update_of_a_volume_behind_symlinks_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let version = |n: u32| {
+            let v = root.join(format!("..2026_11_30_{n:02}"));
+            std::fs::create_dir_all(v.join("keys")).unwrap();
+            std::fs::write(
+                v.join("keys/client-ip.key"),
+                format!("secret number {n:02} ......."),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(&v, root.join("..data_tmp")).unwrap();
+            std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+            if n > 1 {
+                std::fs::remove_dir_all(root.join(format!("..2026_11_30_{:02}", n - 1))).unwrap();
+            }
+        };
+        version(1);
+        std::os::unix::fs::symlink("..data/keys", root.join("keys")).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watch = Watch::new(tx);
+        watch.add(&root.join("keys/client-ip.key"));
+        for n in 2..5 {
+            version(n);
+            let seen = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            assert_eq!(seen.ok().flatten(), Some(Trigger::FileEvent), "update {n}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while rx.try_recv().is_ok() {}
+            // As after each reload.
+            watch.rewatch();
+        }
     }
 
     #[test]

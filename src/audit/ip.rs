@@ -16,11 +16,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How client addresses are minimized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpMode {
-    /// Keep only the network prefix: `203.0.113.0/24`.
-    Prefix { ipv4_prefix: u8, ipv6_prefix: u8 },
+    /// Keep only the network prefix: `203.0.113.0/24`. A `key_file` keys only the banner's
+    /// forms here.
+    Prefix {
+        ipv4_prefix: u8,
+        ipv6_prefix: u8,
+        key_file: Option<PathBuf>,
+    },
     /// A keyed HMAC-SHA256 of the address with a key replaced daily, so the same visitor is
-    /// linkable within a day and never across days. Without `key_file` the key is random and
-    /// held in memory only; with it, it is derived from the file's secret and the date.
+    /// linkable within a day. Without `key_file` the key is random and held in memory only
+    /// (never linkable across days or restarts); with it, it is derived from the file's secret
+    /// and the date, and whoever holds the secret can recompute any day's key.
     Hmac { key_file: Option<PathBuf> },
 }
 
@@ -36,6 +42,7 @@ impl Default for IpMode {
         IpMode::Prefix {
             ipv4_prefix: default_v4(),
             ipv6_prefix: default_v6(),
+            key_file: None,
         }
     }
 }
@@ -66,11 +73,14 @@ impl TryFrom<IpModeFields> for IpMode {
     /// Refuses a setting of the other mode, and prefixes longer than the defaults: those would
     /// keep more of the address than Google Analytics' anonymization does, up to all of it.
     fn try_from(f: IpModeFields) -> Result<IpMode, String> {
+        if f.key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("key_file is empty".into());
+        }
         match f.mode {
             ModeName::Prefix => {
-                if f.key_file.is_some() {
-                    return Err("`key_file` is for `mode: hmac`".into());
-                }
                 let ipv4_prefix = f.ipv4_prefix.unwrap_or(default_v4());
                 let ipv6_prefix = f.ipv6_prefix.unwrap_or(default_v6());
                 if ipv4_prefix > default_v4() {
@@ -88,17 +98,12 @@ impl TryFrom<IpModeFields> for IpMode {
                 Ok(IpMode::Prefix {
                     ipv4_prefix,
                     ipv6_prefix,
+                    key_file: f.key_file,
                 })
             }
             ModeName::Hmac => {
                 if f.ipv4_prefix.is_some() || f.ipv6_prefix.is_some() {
                     return Err("`ipv4_prefix` and `ipv6_prefix` are for `mode: prefix`".into());
-                }
-                if f.key_file
-                    .as_ref()
-                    .is_some_and(|p| p.as_os_str().is_empty())
-                {
-                    return Err("key_file is empty".into());
                 }
                 Ok(IpMode::Hmac {
                     key_file: f.key_file,
@@ -129,19 +134,18 @@ impl<'de> Deserialize<'de> for IpMode {
 }
 
 impl IpMode {
-    /// The key file, in keyed-hash mode with one.
+    /// The key file, if one is given: it keys the pseudonyms in keyed-hash mode and the
+    /// banner's forms in either mode.
     pub fn key_file(&self) -> Option<&Path> {
         match self {
-            IpMode::Hmac { key_file } => key_file.as_deref(),
-            IpMode::Prefix { .. } => None,
+            IpMode::Hmac { key_file } | IpMode::Prefix { key_file, .. } => key_file.as_deref(),
         }
     }
 
     /// A mutable reference to the key file's path, to resolve it against the config's directory.
     pub fn key_file_mut(&mut self) -> Option<&mut PathBuf> {
         match self {
-            IpMode::Hmac { key_file } => key_file.as_mut(),
-            IpMode::Prefix { .. } => None,
+            IpMode::Hmac { key_file } | IpMode::Prefix { key_file, .. } => key_file.as_mut(),
         }
     }
 }
@@ -276,6 +280,7 @@ impl Minimizer {
             IpMode::Prefix {
                 ipv4_prefix,
                 ipv6_prefix,
+                ..
             } => match ip {
                 IpAddr::V4(v4) => {
                     let bits = u32::from(v4) & mask32(ipv4_prefix);
@@ -377,6 +382,7 @@ mod tests {
             IpMode::Prefix {
                 ipv4_prefix: 16,
                 ipv6_prefix: 32,
+                key_file: None,
             },
             None,
         );
@@ -395,7 +401,6 @@ mod tests {
             ("ipv4_prefix: 32\n", "at most 24"),
             ("ipv6_prefix: 64\n", "at most 48"),
             ("mode: hmac\nipv4_prefix: 16\n", "are for `mode: prefix`"),
-            ("key_file: /k\n", "is for `mode: hmac`"),
             ("mode: hmac\nkey_file: ''\n", "key_file is empty"),
             ("mode: hmac\nkeyfile: /k\n", "unknown field `keyfile`"),
             ("mode: sha1\n", "unknown variant `sha1`"),
@@ -403,6 +408,10 @@ mod tests {
             let e = mode(yaml).unwrap_err();
             assert!(e.contains(expected), "{yaml}: {e}");
         }
+        assert_eq!(
+            mode("key_file: /k\n").unwrap().key_file(),
+            Some(Path::new("/k"))
+        );
         assert_eq!(
             mode("mode: hmac\nkey_file: /run/k\n").unwrap(),
             IpMode::Hmac {

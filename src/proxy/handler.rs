@@ -249,6 +249,21 @@ fn accept_checks(ctx: &mut Ctx, req: &Request<Incoming>) -> Option<Response<Inne
             "bad_request",
         )));
     }
+    // RFC 9113 §8.3.1: a Host naming another host than :authority makes the request malformed
+    // (one proxy in front could route by one, this one by the other).
+    if req.version() == Version::HTTP_2
+        && let (Some(authority), Some(host)) = (
+            req.uri().authority(),
+            req.headers().get(HOST).and_then(|h| h.to_str().ok()),
+        )
+        && sites::host_of(authority.as_str()) != sites::host_of(host)
+    {
+        return Some(ctx.refuse(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the Host header names another host than :authority\n",
+            "bad_request",
+        ));
+    }
     let misdirected = ctx.misdirected.or_else(|| {
         let s = ctx.settings();
         let upstream = &ctx.site().upstream.authority;
@@ -701,10 +716,10 @@ fn plain(status: StatusCode, text: &'static str) -> Response<InnerBody> {
 /// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
 /// An HTTP/1 absolute-form target's authority replaces `Host` (RFC 9112, section 3.2.2).
 fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let absolute = (req.version() != Version::HTTP_2)
-        .then(|| req.uri().authority())
-        .flatten();
-    absolute
+    // An HTTP/1 absolute-form target's authority (RFC 9112 §3.2.2), or HTTP/2's :authority
+    // (RFC 9113 §8.3.1), ahead of Host.
+    req.uri()
+        .authority()
         .map(|a| a.as_str().to_string())
         .or_else(|| {
             req.headers()
@@ -712,7 +727,6 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
         })
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
 }
 
 /// `resp`, closing the connection after it: what follows on it cannot be trusted to start a

@@ -188,6 +188,10 @@ impl Metrics {
             .map(|site| {
                 let site = Some(site.clone());
                 let series = Metrics::decision_series(&m.decisions, &site);
+                // Shown at 0 from the start, as for a proxy without sites.
+                let label = SiteLabel { site: site.clone() };
+                let _ = m.tags_neutralized.get_or_create(&label);
+                let _ = m.blocked.get_or_create(&label);
                 (site, series)
             })
             .collect();

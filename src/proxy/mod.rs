@@ -48,6 +48,18 @@ pub struct Keys {
     /// The key of the banner's CSRF tokens: derived from the key file's secret, so that every
     /// replica accepts the forms of the others, else drawn at random.
     pub csrf: [u8; 32],
+    /// The key file's secret they come from, if any.
+    secret: Option<Secret>,
+}
+
+/// What changed of the keys on a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysChange {
+    Nothing,
+    /// `client_ip` changed, the secret did not: open banner forms stay valid.
+    Mode,
+    /// The key file's secret changed (or came or went): new pseudonyms and a new form key.
+    Secret,
 }
 
 impl Keys {
@@ -57,9 +69,28 @@ impl Keys {
             .as_ref()
             .map_or_else(ip::fresh_key, |s| s.derive("banner-csrf"));
         Keys {
-            minimizer: Arc::new(Minimizer::new(mode.clone(), secret)),
+            minimizer: Arc::new(Minimizer::new(mode.clone(), secret.clone())),
             csrf,
+            secret,
         }
+    }
+
+    /// The keys after a reload with `mode` and `secret`: these, where neither changed; the same
+    /// form key unless the secret changed, so that a change of `client_ip` alone does not
+    /// invalidate the forms visitors have open.
+    pub fn reloaded(&self, mode: &IpMode, secret: Option<Secret>) -> (Keys, KeysChange) {
+        if secret != self.secret {
+            return (Keys::new(mode, secret), KeysChange::Secret);
+        }
+        if self.minimizer.same(mode, secret.as_ref()) {
+            return (self.clone(), KeysChange::Nothing);
+        }
+        let keys = Keys {
+            minimizer: Arc::new(Minimizer::new(mode.clone(), secret.clone())),
+            csrf: self.csrf,
+            secret,
+        };
+        (keys, KeysChange::Mode)
     }
 }
 

@@ -127,6 +127,16 @@ impl CertSet {
         Ok(CertSet { entries })
     }
 
+    /// Whether a certificate names `host` (exactly or by a wildcard).
+    fn covers(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.entries.iter().any(|e| {
+            e.names
+                .iter()
+                .any(|n| *n == host || wildcard_covers(n, &host))
+        })
+    }
+
     /// An exact name wins over a wildcard; without SNI or a match, the first certificate.
     fn choose(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         let first = self.entries.first().map(|e| &e.key);
@@ -202,6 +212,12 @@ impl Tls {
         let set = CertSet::load(files)?;
         self.resolver.set.store(Arc::new(set));
         Ok(())
+    }
+
+    /// Whether one of the certificates in use names `host`; a client asking for a name none
+    /// covers gets the first certificate, which it refuses.
+    pub fn covers(&self, host: &str) -> bool {
+        self.resolver.set.load().covers(host)
     }
 
     /// The certificate and key files, each once, in configuration order.

@@ -358,7 +358,6 @@ pub async fn metric(proxy: &Proxy, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// `data` in a content coding.
 /// Waits until a metric of the proxy reaches `at_least` (10 s at most).
 pub async fn wait_for_metric(proxy: &Proxy, series: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -378,6 +377,7 @@ pub fn replace(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// `data` in a content coding.
 pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
     use async_compression::tokio::bufread::{
         BrotliEncoder, DeflateEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder,

@@ -251,7 +251,11 @@ fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
     };
     if let Err(e) = conn.execute_batch(batch) {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(format!("cannot {doing} the consent_records table: {e}"));
+        // Another process opening the same file migrated it in between.
+        let migrated = version == 1 && e.to_string().contains("duplicate column name");
+        if !migrated {
+            return Err(format!("cannot {doing} the consent_records table: {e}"));
+        }
     }
     Ok(conn)
 }
