@@ -364,26 +364,13 @@ impl RecordStoreFile {
 }
 
 impl<'de> Deserialize<'de> for RecordStoreFile {
-    /// Checked inside the section's own deserialization (not with `try_from`), so that an error
-    /// points at the section rather than at the top of the file.
+    /// Checked at the section (not with `try_from`), so that an error points at the section
+    /// rather than at the top of the file.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Section;
-        impl<'de> serde::de::Visitor<'de> for Section {
-            type Value = RecordStoreFile;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("the consent_records settings (store, path, url, url_file, retention)")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<RecordStoreFile, A::Error> {
-                let fields = RecordStoreFields::deserialize(
-                    serde::de::value::MapAccessDeserializer::new(map),
-                )?;
-                RecordStoreFile::try_from(fields).map_err(serde::de::Error::custom)
-            }
-        }
-        d.deserialize_map(Section)
+        crate::located::checked_section::<D, RecordStoreFields, RecordStoreFile>(
+            d,
+            "the consent_records settings (store, path, url, url_file, retention)",
+        )
     }
 }
 

@@ -223,6 +223,34 @@ fn plain_type_names(message: &str) -> String {
     )
 }
 
+/// Deserializes a section as `F` (its keys exactly as written) and checks it into `T` while the
+/// parser still stands at the section, so that an error, an unknown key or one `T::try_from`
+/// finds, carries the section's line and column (`#[serde(try_from)]` would place it at the
+/// top of the file). `expecting` says what the section holds.
+pub fn checked_section<'de, D, F, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    F: serde::Deserialize<'de>,
+    T: TryFrom<F, Error = String>,
+{
+    struct Section<F, T>(&'static str, std::marker::PhantomData<fn() -> (F, T)>);
+    impl<'de, F, T> serde::de::Visitor<'de> for Section<F, T>
+    where
+        F: serde::Deserialize<'de>,
+        T: TryFrom<F, Error = String>,
+    {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let fields = F::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            T::try_from(fields).map_err(serde::de::Error::custom)
+        }
+    }
+    d.deserialize_map(Section::<F, T>(expecting, std::marker::PhantomData))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,10 +147,7 @@ impl Routes {
                     _ => Ok(site),
                 }
             }
-            None => by_sni
-                .flatten()
-                .ok_or(Misdirected::UnknownHost)
-                .map_err(|_| Misdirected::UnknownHost),
+            None => by_sni.flatten().ok_or(Misdirected::UnknownHost),
         }
     }
 }

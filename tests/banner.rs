@@ -8,7 +8,6 @@ use bytes::Bytes;
 use common::postgres;
 use common::*;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::Value;
 
 const POLICY: &str = "extends: builtin\nbanner:\n  enabled: true\n  privacy_policy: /privacy\n";
@@ -71,45 +70,6 @@ fn choice(got: &Got) -> Option<String> {
     let at: u64 = at.parse().unwrap();
     assert!(at <= now && now - at < 120, "choice dated {at}, now {now}");
     Some(list.to_string())
-}
-
-/// The value of a cookie a response sets.
-fn cookie_value(got: &Got, name: &str) -> Option<String> {
-    got.set_cookies().iter().find_map(|c| {
-        let (pair, _) = c.split_once(';').unwrap_or((c, ""));
-        let (n, v) = pair.split_once('=')?;
-        (n == name).then(|| v.to_string())
-    })
-}
-
-/// The value of the hidden `csrf` field of the form in `html`.
-fn form_token(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a token")
-        + 19;
-    html[at..at + 32].to_string()
-}
-
-/// Posts `form` to `path` with `headers`.
-async fn post(proxy: &Proxy, path: &str, headers: &[(&str, &str)], form: &str) -> Got {
-    let mut req =
-        Request::post(proxy.url(path)).header("content-type", "application/x-www-form-urlencoded");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let body = http_body_util::Full::new(Bytes::from(form.to_string()))
-        .map_err(|e| match e {})
-        .boxed();
-    let resp = http1().request(req.body(body).unwrap()).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        version: parts.version,
-    }
 }
 
 /// A first visit: the page with its banner, the CSRF cookie and the form's token.

@@ -12,7 +12,6 @@
 //!   answers cut short.)
 
 mod common;
-use bytes::Bytes;
 use common::postgres::PgServer;
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
@@ -139,15 +138,7 @@ fn config(dir: &Path, name: &str, upstream: &str, key_file: &Path, pg_url: &str)
 
 /// Starts a replica on `port` (0: any).
 fn replica(config: &Path, port: u16) -> Proxy {
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--config",
-    ])
-    .arg(config);
-    Proxy::spawn(cmd)
+    Proxy::with_config(config, &format!("127.0.0.1:{port}"))
 }
 
 /// The pseudonym of `ip` today under the secret `key`, derived as README.md documents it:
@@ -169,47 +160,26 @@ fn expected_pseudonym(key: &[u8], ip: std::net::Ipv4Addr) -> String {
     format!("hmac:{hex}")
 }
 
-async fn send(req: Request<ClientBody>) -> Got {
-    let resp = http1().request(req).await.expect("request");
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        version: parts.version,
-    }
-}
-
-/// The value of a cookie a response sets.
-fn set_cookie(got: &Got, name: &str) -> Option<String> {
-    got.set_cookies().iter().find_map(|c| {
-        let pair = c.split(';').next()?;
-        let (n, v) = pair.split_once('=')?;
-        (n == name).then(|| v.to_string())
-    })
-}
-
 /// Posts the banner's "accept" to `proxy` as the balancer would pass it on: the site's host,
 /// the visitor's form token and CSRF cookie.
 async fn accept(proxy: &Proxy, host: &str, csrf_cookie: &str, token: &str) -> Got {
     let origin = format!("http://{host}");
-    let req = Request::post(proxy.url("/.well-known/consent-proxy/preferences"))
-        .header("host", host)
-        .header("origin", &origin)
-        .header("sec-fetch-site", "same-origin")
-        .header("x-forwarded-for", VISITOR)
-        .header("cookie", format!("consent_proxy_csrf={csrf_cookie}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            http_body_util::Full::new(Bytes::from(format!(
-                "csrf={token}&return=%2Ftracked&choice=accept"
-            )))
-            .map_err(|e| match e {})
-            .boxed(),
-        )
-        .unwrap();
-    send(req).await
+    let cookie = format!("consent_proxy_csrf={csrf_cookie}");
+    let headers = [
+        ("host", host),
+        ("origin", origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("x-forwarded-for", VISITOR),
+        ("cookie", cookie.as_str()),
+    ];
+    let form = format!("csrf={token}&return=%2Ftracked&choice=accept");
+    post(
+        proxy,
+        "/.well-known/consent-proxy/preferences",
+        &headers,
+        &form,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,16 +263,13 @@ async fn two_replicas_agree_and_a_rolling_restart_loses_no_request() {
 
     // 2. A form made by one replica is accepted by the other; the record is read back through
     // either. The control, with another key file, refuses the form.
-    let page = get(&http1(), &replicas[0].url("/tracked"), &[("host", &host)]).await;
-    let csrf = set_cookie(&page, "consent_proxy_csrf").expect("a CSRF cookie");
-    let at = page.body.find("name=\"csrf\" value=\"").expect("a form") + 19;
-    let token = page.body[at..at + 32].to_string();
+    let (csrf, token) = form(&replicas[0], &host).await;
     let control_proxy = replica(&control, 0);
     let refused = accept(&control_proxy, &host, &csrf, &token).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     let got = accept(&replicas[1], &host, &csrf, &token).await;
     assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
-    let id = set_cookie(&got, "cookie_consent_id").expect("a consent ID");
+    let id = cookie_value(&got, "cookie_consent_id").expect("a consent ID");
     let mut records = Vec::new();
     for r in [&replicas[0], &replicas[1], &control_proxy] {
         let got = get(&http1(), &admin(r, &format!("/consents/{id}")), &[]).await;
@@ -431,12 +398,11 @@ fn single(dir: &Path, upstream: &str, client_ip: &str) -> PathBuf {
     path
 }
 
-/// The banner's form as a first visit gets it: (CSRF cookie, token).
-async fn form(proxy: &Proxy) -> (String, String) {
-    let page = get(&http1(), &proxy.url("/tracked"), &[]).await;
-    let csrf = set_cookie(&page, "consent_proxy_csrf").expect("a CSRF cookie");
-    let at = page.body.find("name=\"csrf\" value=\"").expect("a form") + 19;
-    (csrf, page.body[at..at + 32].to_string())
+/// The banner's form as a first visit to `host` through `proxy` gets it: (CSRF cookie, token).
+async fn form(proxy: &Proxy, host: &str) -> (String, String) {
+    let page = get(&http1(), &proxy.url("/tracked"), &[("host", host)]).await;
+    let csrf = cookie_value(&page, "consent_proxy_csrf").expect("a CSRF cookie");
+    (csrf, form_token(&page.body))
 }
 
 /// The client address of the visitor's next request, as the decision log has it.
@@ -486,7 +452,7 @@ async fn a_rotated_key_file_is_taken_and_a_client_ip_change_keeps_open_forms() {
     );
 
     // Rotation: a new secret in the file.
-    let (csrf, token) = form(&proxy).await;
+    let (csrf, token) = form(&proxy, &host).await;
     replace(&key_file, std::str::from_utf8(&second).unwrap());
     wait_for_line(&proxy, "the key file's secret changed");
     assert_eq!(
@@ -508,7 +474,7 @@ async fn a_rotated_key_file_is_taken_and_a_client_ip_change_keeps_open_forms() {
     let proxy = replica(&config, 0);
     let host = proxy.addr.to_string();
     assert_eq!(pseudonym_now(&proxy).await, "203.0.113.0/24");
-    let (csrf, token) = form(&proxy).await;
+    let (csrf, token) = form(&proxy, &host).await;
     single(dir.path(), &up.url(), "{ mode: prefix, ipv4_prefix: 16 }");
     wait_for_line(&proxy, "reload: client_ip changed");
     assert_eq!(pseudonym_now(&proxy).await, "203.0.0.0/16");

@@ -55,12 +55,7 @@ async fn each_host_reaches_its_own_site() {
     let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
     let dir = tempfile::tempdir().unwrap();
     let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
-    let proxy = Proxy::spawn({
-        let mut c = std::process::Command::new(bin());
-        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config);
-        c
-    });
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
     let said = proxy.stderr.lock().unwrap().join("\n");
     assert!(
         said.contains("2 sites: site shop (shop.example, *.shop.example)")
@@ -289,12 +284,7 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
         &blog_up.url(),
         [&tls(&shop_cert, &shop_key), &tls(&blog_cert, &blog_key)],
     );
-    let proxy = Proxy::spawn({
-        let mut c = std::process::Command::new(bin());
-        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config);
-        c
-    });
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
 
     // Each name gets its site's certificate: a client trusting only that one completes.
     let request = |host: &'static str| {
@@ -339,12 +329,7 @@ async fn a_bad_policy_on_reload_keeps_that_site_and_not_the_others() {
     let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
     let dir = tempfile::tempdir().unwrap();
     let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
-    let proxy = Proxy::spawn({
-        let mut c = std::process::Command::new(bin());
-        c.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config);
-        c
-    });
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
     let grants = |host: &'static str, cookie: &'static str| {
         let proxy = &proxy;
         async move {

@@ -114,22 +114,13 @@ impl TryFrom<IpModeFields> for IpMode {
 }
 
 impl<'de> Deserialize<'de> for IpMode {
-    /// Checked inside the section's own deserialization, so that an error (an unknown key, a
-    /// setting of the other mode) points at the section, with its line and column.
+    /// Checked at the section, so that an error (an unknown key, a setting of the other mode)
+    /// carries its line and column.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Section;
-        impl<'de> serde::de::Visitor<'de> for Section {
-            type Value = IpMode;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("the client_ip settings (mode, ipv4_prefix, ipv6_prefix, key_file)")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<IpMode, A::Error> {
-                let fields =
-                    IpModeFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                IpMode::try_from(fields).map_err(serde::de::Error::custom)
-            }
-        }
-        d.deserialize_map(Section)
+        crate::located::checked_section::<D, IpModeFields, IpMode>(
+            d,
+            "the client_ip settings (mode, ipv4_prefix, ipv6_prefix, key_file)",
+        )
     }
 }
 

@@ -713,11 +713,9 @@ fn plain(status: StatusCode, text: &'static str) -> Response<InnerBody> {
     resp
 }
 
-/// The Host the client asked for: the `Host` header, or the authority of an HTTP/2 request.
-/// An HTTP/1 absolute-form target's authority replaces `Host` (RFC 9112, section 3.2.2).
+/// The host the client asked for: an HTTP/1 absolute-form target's authority (RFC 9112
+/// §3.2.2) or HTTP/2's `:authority` (RFC 9113 §8.3.1), else the `Host` header.
 fn request_host(req: &Request<Incoming>) -> Option<String> {
-    // An HTTP/1 absolute-form target's authority (RFC 9112 §3.2.2), or HTTP/2's :authority
-    // (RFC 9113 §8.3.1), ahead of Host.
     req.uri()
         .authority()
         .map(|a| a.as_str().to_string())

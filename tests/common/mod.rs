@@ -462,6 +462,14 @@ impl Proxy {
         Proxy::spawn(cmd)
     }
 
+    /// Starts `consent-proxy serve --listen LISTEN --config CONFIG` and waits until it listens.
+    pub fn with_config(config: &Path, listen: &str) -> Proxy {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", listen, "--config"])
+            .arg(config);
+        Proxy::spawn(cmd)
+    }
+
     pub fn spawn(cmd: Command) -> Proxy {
         Proxy::spawn_with_stderr(cmd, None)
     }
@@ -690,6 +698,11 @@ pub async fn get(
         .request(req.body(empty_body()).unwrap())
         .await
         .expect("request");
+    whole(resp).await
+}
+
+/// An answer, read whole.
+async fn whole(resp: Response<Incoming>) -> Got {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
     Got {
@@ -698,6 +711,39 @@ pub async fn get(
         body: String::from_utf8_lossy(&body).into_owned(),
         version: parts.version,
     }
+}
+
+/// Sends a request over HTTP/1.1 and reads the answer whole.
+pub async fn send(req: Request<ClientBody>) -> Got {
+    whole(http1().request(req).await.expect("request")).await
+}
+
+/// Posts `form` (URL-encoded) to `path` on the proxy, with `headers`.
+pub async fn post(proxy: &Proxy, path: &str, headers: &[(&str, &str)], form: &str) -> Got {
+    let mut req =
+        Request::post(proxy.url(path)).header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(boxed(form.to_string())).unwrap()).await
+}
+
+/// The value of a cookie a response sets.
+pub fn cookie_value(got: &Got, name: &str) -> Option<String> {
+    got.set_cookies().iter().find_map(|c| {
+        let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+        let (n, v) = pair.split_once('=')?;
+        (n == name).then(|| v.to_string())
+    })
+}
+
+/// The value of the hidden `csrf` field of the banner's form in `html`.
+pub fn form_token(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a token")
+        + 19;
+    html[at..at + 32].to_string()
 }
 
 /// The names in a JSON array of strings.
