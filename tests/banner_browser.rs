@@ -281,11 +281,16 @@ impl Journey {
         }
     }
 
-    /// Clicks `css` and waits for the page at `url` (a prefix) to have loaded.
+    /// Clicks `css` and waits for the page at `url` (a prefix) to have loaded. The page before
+    /// the click is marked first, so that a click leading back to the same address (a form's
+    /// redirect to `/` from `/`) is not taken as done before the new page replaced the old.
     async fn click_to(&self, css: &str, url: &str) {
+        self.eval("window.__cpBeforeClick = true; return true;")
+            .await;
         self.browser.click(css).await;
         let script = format!(
-            "return location.href.startsWith({}) && document.readyState === 'complete';",
+            "return window.__cpBeforeClick === undefined && location.href.startsWith({}) \
+             && document.readyState === 'complete';",
             json!(url)
         );
         self.wait_until(&format!("clicking {css} leads to {url}"), &script)
