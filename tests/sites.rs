@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-const SHOP_POLICY: &str = "extends: builtin\nconsent_cookie: shop_consent\ndeclarations:\n  gpc: { last_update: 2026-11-01 }\nbanner:\n  enabled: true\n  texts:\n    en: { preferences_title: Cookies at the shop }\n";
+const SHOP_POLICY: &str = "extends: builtin\nconsent_cookie: shop_consent\ncookies:\n  - { name: basket_7f3, category: necessary }\ndeclarations:\n  gpc: { last_update: 2026-11-01 }\nbanner:\n  enabled: true\n  texts:\n    en: { preferences_title: Cookies at the shop }\n";
 const BLOG_POLICY: &str = "extends: builtin\nconsent_cookie: blog_consent\nbanner:\n  enabled: true\n  texts:\n    en: { preferences_title: Cookies on the blog }\n";
 
 /// A config of two sites, `shop` (shop.example and any one label before it) and `blog`
@@ -228,6 +228,67 @@ async fn each_host_reaches_its_own_site() {
     ] {
         assert_eq!(metric(&proxy, series).await, value, "{series}");
     }
+
+    // The cookie inventory is kept per site, each name classified by its own site's policy:
+    // `basket_7f3` is necessary at the shop, which names it, and unknown on the blog.
+    let basket = [("x-set-cookie", "basket_7f3=1; Path=/")];
+    let basket_kept = |got: Got| got.set_cookie_names().contains(&"basket_7f3".to_string());
+    assert!(basket_kept(
+        at(&proxy, "shop.example", "/inv", &basket).await
+    ));
+    assert!(!basket_kept(
+        at(&proxy, "blog.example", "/inv", &basket).await
+    ));
+    let inventory = |query: &'static str| {
+        let proxy = &proxy;
+        async move { get(&http1(), &admin(proxy, &format!("/cookies{query}")), &[]).await }
+    };
+    let rows = |got: &Got| -> Vec<(String, String, serde_json::Value, u64, u64)> {
+        let report: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        report["cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["site"].as_str().unwrap().to_string(),
+                    e["name"].as_str().unwrap().to_string(),
+                    e["category"].clone(),
+                    e["seen"].as_u64().unwrap(),
+                    e["stripped"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let row = |site: &str, name: &str, category: serde_json::Value, seen, stripped| {
+        (site.to_string(), name.to_string(), category, seen, stripped)
+    };
+    let all = inventory("").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(
+        rows(&all),
+        [
+            row("blog", "basket_7f3", serde_json::Value::Null, 1, 1),
+            row("shop", "_ga", "analytics".into(), 2, 1),
+            row("blog", "_ga", "analytics".into(), 1, 0),
+            row("shop", "basket_7f3", "necessary".into(), 1, 0),
+        ]
+    );
+    let blog = inventory("?site=blog").await;
+    assert_eq!(
+        rows(&blog),
+        [
+            row("blog", "basket_7f3", serde_json::Value::Null, 1, 1),
+            row("blog", "_ga", "analytics".into(), 1, 0),
+        ]
+    );
+    let got = inventory("?site=news").await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        "no site is named \"news\"; the sites are: shop, blog\n"
+    );
+    assert_eq!(inventory("?sight=blog").await.status, 400);
 }
 
 /// A TLS client trusting only `cert_pem`, asking for `name`.

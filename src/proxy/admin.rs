@@ -41,12 +41,12 @@ fn answer(
 }
 
 /// Answers one admin request.
-pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>> {
+pub fn route(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != Method::GET && method != Method::HEAD {
         return answer(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
     }
-    match path {
+    match uri.path() {
         HEALTHZ => answer(StatusCode::OK, TEXT, "ok\n"),
         READYZ if state.is_ready() => answer(StatusCode::OK, TEXT, "ready\n"),
         READYZ => answer(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n"),
@@ -57,9 +57,16 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
         ),
         COOKIES => {
             let snapshot = state.current.load();
-            let policies: Vec<&crate::policy::CompiledPolicy> =
-                snapshot.sites.iter().map(|s| &*s.policy).collect();
-            let report = state.inventory.report(&policies);
+            let sites: Vec<(&str, &crate::policy::CompiledPolicy)> = snapshot
+                .sites
+                .iter()
+                .map(|s| (&*s.name, &*s.policy))
+                .collect();
+            let only = match cookies_site(uri.query(), &sites) {
+                Ok(only) => only,
+                Err(e) => return answer(StatusCode::BAD_REQUEST, TEXT, e),
+            };
+            let report = state.inventory.report(&sites, only.as_deref());
             match serde_json::to_vec_pretty(&report) {
                 Ok(json) => answer(StatusCode::OK, "application/json", json),
                 Err(_) => answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "cannot encode\n"),
@@ -71,6 +78,28 @@ pub fn route(state: &State, method: &Method, path: &str) -> Response<Full<Bytes>
             "not found: /healthz, /readyz, /metrics, /cookies, /consents\n",
         ),
     }
+}
+
+/// The site `/cookies?site=NAME` asks for (`None`: every site), or what is wrong with the query.
+fn cookies_site(
+    query: Option<&str>,
+    sites: &[(&str, &crate::policy::CompiledPolicy)],
+) -> Result<Option<String>, String> {
+    let mut only = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "site" {
+            return Err("the one parameter is site\n".into());
+        }
+        if !sites.iter().any(|(name, _)| *name == v) {
+            let names: Vec<&str> = sites.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "no site is named {v:?}; the sites are: {}\n",
+                names.join(", ")
+            ));
+        }
+        only = Some(v.into_owned());
+    }
+    Ok(only)
 }
 
 /// Consent records: one by its consent ID, as JSON, or those of a time range as JSON lines
@@ -203,7 +232,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, stop: impl Future<O
                             let resp = if path == CONSENTS || path.starts_with("/consents/") {
                                 consents(&state, req.method(), req.uri()).await
                             } else {
-                                route(&state, req.method(), path)
+                                route(&state, req.method(), req.uri())
                             };
                             Ok::<_, Infallible>(resp)
                         }

@@ -1,13 +1,13 @@
-//! The cookie inventory: every cookie name the site set through the proxy, with how often it was
-//! set and stripped. An operator completes a policy from it: unknown names come first.
+//! The cookie inventory: every cookie name each site set through the proxy, with how often it
+//! was set and stripped. An operator completes a site's policy from it: unknown names come first.
 
 use crate::policy::{CompiledPolicy, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Names beyond this many are counted but not listed, so that a site that sets random cookie
-/// names cannot grow the proxy's memory without bound.
+/// Names beyond this many (over all sites) are counted but not listed, so that a site that sets
+/// random cookie names cannot grow the proxy's memory without bound.
 pub const MAX_NAMES: usize = 10_000;
 /// A longer name is counted but not listed.
 pub const MAX_NAME_LEN: usize = 256;
@@ -20,7 +20,10 @@ struct Counts {
 
 #[derive(Default)]
 struct Inner {
-    names: HashMap<String, Counts>,
+    /// By site, in the order of the config's sites (the list is fixed for the process's life).
+    sites: Vec<HashMap<String, Counts>>,
+    /// Names listed, over all sites.
+    listed: usize,
     /// `Set-Cookie` headers whose name was not listed because the inventory was full.
     overflow: u64,
 }
@@ -31,8 +34,10 @@ pub struct Inventory(Mutex<Inner>);
 /// One line of the inventory as `/cookies` shows it.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Entry {
+    /// The site whose upstream set the cookie.
+    pub site: String,
     pub name: String,
-    /// The category under the policy in force now; `null` when no rule names the cookie.
+    /// The category under the site's policy in force now; `null` when no rule names the cookie.
     pub category: Option<&'static str>,
     pub vendor: Option<String>,
     pub seen: u64,
@@ -47,52 +52,61 @@ pub struct Report {
 }
 
 impl Inventory {
-    /// Counts one `Set-Cookie` from the site.
-    pub fn record(&self, name: &str, stripped: bool) {
+    /// Counts one `Set-Cookie` from the upstream of the `site`th site.
+    pub fn record(&self, site: usize, name: &str, stripped: bool) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if name.len() > MAX_NAME_LEN {
             inner.overflow += 1;
             return;
         }
-        let full = inner.names.len() >= MAX_NAMES;
-        let counts = match inner.names.get_mut(name) {
+        let full = inner.listed >= MAX_NAMES;
+        if inner.sites.len() <= site {
+            inner.sites.resize_with(site + 1, HashMap::new);
+        }
+        let Inner {
+            sites,
+            listed,
+            overflow,
+        } = &mut *inner;
+        let names = &mut sites[site];
+        let counts = match names.get_mut(name) {
             Some(c) => c,
             None if full => {
-                inner.overflow += 1;
+                *overflow += 1;
                 return;
             }
-            None => inner.names.entry(name.to_string()).or_default(),
+            None => {
+                *listed += 1;
+                names.entry(name.to_string()).or_default()
+            }
         };
         counts.seen += 1;
         counts.stripped += u64::from(stripped);
     }
 
-    /// The inventory classified under `policy`: unknown names first, then by how often they
-    /// were seen, then by name.
-    /// The names seen, each classified by the first of `policies` (the sites' policies, in
-    /// order) that knows it.
-    pub fn report(&self, policies: &[&CompiledPolicy]) -> Report {
+    /// The names each of `sites` (name and policy, in the config's order) has set, classified
+    /// by that site's policy: unknown names first, then by how often they were seen, then by
+    /// site and name. With `only`, the names of that site alone.
+    pub fn report(&self, sites: &[(&str, &CompiledPolicy)], only: Option<&str>) -> Report {
         // Copied out, so that classifying and sorting do not hold up the requests.
         let (names, unlisted) = {
             let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                inner
-                    .names
-                    .iter()
-                    .map(|(n, c)| (n.clone(), *c))
-                    .collect::<Vec<_>>(),
-                inner.overflow,
-            )
+            let names: Vec<(usize, String, Counts)> = inner
+                .sites
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    only.is_none_or(|only| sites.get(*i).is_some_and(|(n, _)| *n == only))
+                })
+                .flat_map(|(i, names)| names.iter().map(move |(n, c)| (i, n.clone(), *c)))
+                .collect();
+            (names, inner.overflow)
         };
         let mut cookies: Vec<Entry> = names
             .into_iter()
-            .map(|(name, c)| {
-                let verdict = policies
-                    .iter()
-                    .map(|p| p.classify(&name))
-                    .find(|v| !matches!(v, Verdict::Unknown))
-                    .unwrap_or(Verdict::Unknown);
-                let (category, vendor) = match verdict {
+            .filter_map(|(i, name, c)| {
+                let (site, policy) = sites.get(i)?;
+                let (category, vendor) = match policy.classify(&name) {
                     Verdict::ConsentCookie => (Some("necessary"), Some("consent".to_string())),
                     Verdict::Known(k) => (
                         Some(k.category.as_str()),
@@ -100,21 +114,29 @@ impl Inventory {
                     ),
                     Verdict::Unknown => (None, None),
                 };
-                Entry {
+                Some(Entry {
+                    site: (*site).to_string(),
                     name,
                     category,
                     vendor,
                     seen: c.seen,
                     stripped: c.stripped,
-                }
+                })
             })
             .collect();
         cookies.sort_by(|a, b| {
-            (a.category.is_some(), std::cmp::Reverse(a.seen), &a.name).cmp(&(
-                b.category.is_some(),
-                std::cmp::Reverse(b.seen),
-                &b.name,
-            ))
+            (
+                a.category.is_some(),
+                std::cmp::Reverse(a.seen),
+                &a.site,
+                &a.name,
+            )
+                .cmp(&(
+                    b.category.is_some(),
+                    std::cmp::Reverse(b.seen),
+                    &b.site,
+                    &b.name,
+                ))
         });
         Report { cookies, unlisted }
     }
@@ -129,13 +151,13 @@ mod tests {
         let inv = Inventory::default();
         let policy = crate::policy::builtin().unwrap();
         for _ in 0..3 {
-            inv.record("_ga", true);
+            inv.record(0, "_ga", true);
         }
-        inv.record("mystery", true);
-        inv.record("sessionid", false);
-        inv.record("zzz_unknown", true);
-        inv.record("zzz_unknown", false);
-        let r = inv.report(&[&policy]);
+        inv.record(0, "mystery", true);
+        inv.record(0, "sessionid", false);
+        inv.record(0, "zzz_unknown", true);
+        inv.record(0, "zzz_unknown", false);
+        let r = inv.report(&[("default", &policy)], None);
         let names: Vec<&str> = r.cookies.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["zzz_unknown", "mystery", "_ga", "sessionid"]);
         assert_eq!(r.cookies[0].category, None);
@@ -143,17 +165,17 @@ mod tests {
         assert_eq!(r.cookies[2].category, Some("analytics"));
         assert_eq!(r.cookies[2].vendor.as_deref(), Some("Google Analytics"));
         for i in 0..MAX_NAMES + 5 {
-            inv.record(&format!("n{i}"), true);
+            inv.record(0, &format!("n{i}"), true);
         }
-        let r = inv.report(&[&policy]);
+        let r = inv.report(&[("default", &policy)], None);
         assert_eq!(r.cookies.len(), MAX_NAMES);
         assert_eq!(r.unlisted, 9);
-        inv.record(&"x".repeat(MAX_NAME_LEN + 1), true);
-        assert_eq!(inv.report(&[&policy]).unlisted, 10);
+        inv.record(0, &"x".repeat(MAX_NAME_LEN + 1), true);
+        assert_eq!(inv.report(&[("default", &policy)], None).unlisted, 10);
         // A name already listed is still counted when the inventory is full.
-        inv.record("_ga", true);
+        inv.record(0, "_ga", true);
         assert_eq!(
-            inv.report(&[&policy])
+            inv.report(&[("default", &policy)], None)
                 .cookies
                 .iter()
                 .find(|e| e.name == "_ga")
@@ -161,5 +183,51 @@ mod tests {
                 .seen,
             4
         );
+    }
+
+    #[test]
+    fn each_site_has_its_names_under_its_own_policy() {
+        let builtin = crate::policy::builtin().unwrap();
+        let shop = crate::policy::compile(
+            "shop.yaml",
+            "extends: builtin\ncookies:\n  - { name: basket_7f3, category: necessary }\n",
+        )
+        .unwrap();
+        let sites = [("blog", &builtin), ("shop", &shop)];
+        let inv = Inventory::default();
+        // The shop (site 1) sets `basket_7f3` twice and `_ga`; the blog (site 0) sets `basket_7f3` once.
+        inv.record(1, "basket_7f3", false);
+        inv.record(1, "basket_7f3", false);
+        inv.record(1, "_ga", true);
+        inv.record(0, "basket_7f3", true);
+        let r = inv.report(&sites, None);
+        let rows: Vec<(&str, &str, Option<&str>, u64)> = r
+            .cookies
+            .iter()
+            .map(|e| (e.site.as_str(), e.name.as_str(), e.category, e.seen))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("blog", "basket_7f3", None, 1),
+                ("shop", "basket_7f3", Some("necessary"), 2),
+                ("shop", "_ga", Some("analytics"), 1),
+            ]
+        );
+        let blog = inv.report(&sites, Some("blog"));
+        let only: Vec<(&str, &str)> = blog
+            .cookies
+            .iter()
+            .map(|e| (e.site.as_str(), e.name.as_str()))
+            .collect();
+        assert_eq!(only, [("blog", "basket_7f3")]);
+        assert!(inv.report(&sites, Some("nowhere")).cookies.is_empty());
+        // The bound is over all sites together.
+        for i in 0..MAX_NAMES {
+            inv.record(i % 2, &format!("n{i}"), true);
+        }
+        let r = inv.report(&sites, None);
+        assert_eq!(r.cookies.len(), MAX_NAMES);
+        assert_eq!(r.unlisted, 3);
     }
 }
