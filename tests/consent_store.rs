@@ -284,7 +284,22 @@ async fn a_postgres_table_without_the_site_column_gains_it() {
     assert_eq!((old.kind, old.site), (ChoiceKind::Accept, None));
     let new = record(6, ChoiceKind::Reject);
     store.insert(&new).await.unwrap();
-    assert_eq!(store.get(&new.id).await.unwrap(), Some(new));
+    assert_eq!(store.get(&new.id).await.unwrap(), Some(new.clone()));
+    // An export of one site has its records only; the old record, of no site, is in an export
+    // of every site.
+    let of = |site: Option<&'static str>| {
+        let store = &store;
+        async move {
+            let got = store.export_site(site, 0, i64::MAX, 100).await.unwrap();
+            got.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(of(Some("shop")).await, std::slice::from_ref(&new.id));
+    assert!(of(Some("blog")).await.is_empty());
+    assert_eq!(
+        of(None).await,
+        ["0123456789abcdef0123456789abcdef".to_string(), new.id]
+    );
     // Opened again, the column is there: nothing to add.
     ConsentStore::open(&postgres(PostgresUrl::Inline(url)))
         .await

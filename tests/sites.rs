@@ -1,8 +1,8 @@
 //! End to end: several sites in one proxy (`sites:`). Each host reaches its own upstream under
 //! its own policy, declarations and banner texts; an unknown host is answered 421; on TLS the
 //! server name picks the certificate and must agree with the host; the decision log and the
-//! metrics name the site; and a site whose policy breaks on reload keeps its old one while the
-//! others take their new ones.
+//! metrics name the site; the cookie inventory and the consent records are kept per site; and a
+//! site whose policy breaks on reload keeps its old one while the others take their new ones.
 
 mod common;
 use bytes::Bytes;
@@ -570,5 +570,74 @@ fn a_config_with_sites_is_checked_site_by_site() {
         String::from_utf8_lossy(&out.stderr).contains("set them in each site"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A choice made on each site is recorded with its site, and an export can ask for one site's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_records_carry_their_site_and_export_by_site() {
+    let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    for (host, choice) in [("shop.example", "accept"), ("blog.example", "reject")] {
+        let page = at(&proxy, host, "/tracked", &[]).await;
+        let csrf = cookie_value(&page, "consent_proxy_csrf").expect("a CSRF cookie");
+        let (origin, cookie) = (
+            format!("http://{host}"),
+            format!("consent_proxy_csrf={csrf}"),
+        );
+        let got = post(
+            &proxy,
+            "/.well-known/consent-proxy/preferences",
+            &[
+                ("host", host),
+                ("origin", &origin),
+                ("sec-fetch-site", "same-origin"),
+                ("cookie", &cookie),
+            ],
+            &format!(
+                "csrf={}&return=%2Ftracked&choice={choice}",
+                form_token(&page.body)
+            ),
+        )
+        .await;
+        assert_eq!(got.status, 303, "{host}: {}", got.body);
+    }
+    let export = |query: &'static str| {
+        let proxy = &proxy;
+        async move { get(&http1(), &admin(proxy, &format!("/consents{query}")), &[]).await }
+    };
+    let sites_and_kinds = |got: Got| -> Vec<(String, String)> {
+        assert_eq!(got.status, 200, "{}", got.body);
+        got.body
+            .lines()
+            .map(|l| {
+                let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    r["site"].as_str().unwrap().to_string(),
+                    r["kind"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |site: &str, kind: &str| (site.to_string(), kind.to_string());
+    // Both (ordered here: two records of one millisecond are in the order of their IDs).
+    let mut both = sites_and_kinds(export("").await);
+    both.sort();
+    assert_eq!(both, [pair("blog", "reject"), pair("shop", "accept")]);
+    assert_eq!(
+        sites_and_kinds(export("?site=shop").await),
+        [pair("shop", "accept")]
+    );
+    assert_eq!(
+        sites_and_kinds(export("?site=blog&limit=5").await),
+        [pair("blog", "reject")]
+    );
+    let got = export("?site=news").await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body,
+        "no site is named \"news\"; the sites are: shop, blog\n"
     );
 }

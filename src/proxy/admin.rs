@@ -62,7 +62,7 @@ pub fn route(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<B
                 .iter()
                 .map(|s| (&*s.name, &*s.policy))
                 .collect();
-            let only = match cookies_site(uri.query(), &sites) {
+            let only = match only_site(uri.query(), &sites) {
                 Ok(only) => only,
                 Err(e) => return answer(StatusCode::BAD_REQUEST, TEXT, e),
             };
@@ -81,7 +81,7 @@ pub fn route(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<B
 }
 
 /// The site `/cookies?site=NAME` asks for (`None`: every site), or what is wrong with the query.
-fn cookies_site(
+fn only_site(
     query: Option<&str>,
     sites: &[(&str, &crate::policy::CompiledPolicy)],
 ) -> Result<Option<String>, String> {
@@ -90,21 +90,29 @@ fn cookies_site(
         if k != "site" {
             return Err("the one parameter is site\n".into());
         }
-        if !sites.iter().any(|(name, _)| *name == v) {
-            let names: Vec<&str> = sites.iter().map(|(name, _)| *name).collect();
-            return Err(format!(
-                "no site is named {v:?}; the sites are: {}\n",
-                names.join(", ")
-            ));
-        }
-        only = Some(v.into_owned());
+        only = Some(site_named(&v, sites.iter().map(|(name, _)| *name))?);
     }
     Ok(only)
 }
 
+/// `name` if one of the `sites` has it, else an error that lists them.
+fn site_named<'a>(
+    name: &str,
+    sites: impl Iterator<Item = &'a str> + Clone,
+) -> Result<String, String> {
+    if sites.clone().any(|s| s == name) {
+        return Ok(name.to_string());
+    }
+    let names: Vec<&str> = sites.collect();
+    Err(format!(
+        "no site is named {name:?}; the sites are: {}\n",
+        names.join(", ")
+    ))
+}
+
 /// Consent records: one by its consent ID, as JSON, or those of a time range as JSON lines
 /// (`from` and `to` as RFC 3339 times or Unix milliseconds; `limit`, 10,000 unless given, at
-/// most 100,000), one export at a time.
+/// most 100,000; `site`, one site's records), one export at a time.
 pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != Method::GET && method != Method::HEAD {
@@ -144,9 +152,15 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
         };
     }
     let (mut from, mut to, mut limit) = (0i64, i64::MAX, DEFAULT_EXPORT);
+    let mut site = None;
+    let snapshot = state.current.load();
     for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let time = || parse_time(&v);
         match &*k {
+            "site" => match site_named(&v, snapshot.sites.iter().map(|s| &*s.name)) {
+                Ok(name) => site = Some(name),
+                Err(e) => return answer(StatusCode::BAD_REQUEST, TEXT, e),
+            },
             "from" => match time() {
                 Some(t) => from = t,
                 None => return answer(StatusCode::BAD_REQUEST, TEXT, BAD_TIME),
@@ -169,11 +183,12 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
                 return answer(
                     StatusCode::BAD_REQUEST,
                     TEXT,
-                    "the parameters are from, to and limit\n",
+                    "the parameters are from, to, limit and site\n",
                 );
             }
         }
     }
+    drop(snapshot);
     let Ok(_one) = EXPORTING.try_acquire() else {
         return answer(
             StatusCode::TOO_MANY_REQUESTS,
@@ -181,7 +196,7 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
             "another export is running: try again when it is done\n",
         );
     };
-    match store.export(from, to, limit).await {
+    match store.export_site(site.as_deref(), from, to, limit).await {
         Ok(records) => {
             let mut out = Vec::new();
             for r in &records {

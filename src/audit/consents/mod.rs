@@ -309,13 +309,26 @@ impl ConsentStore {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<ConsentRecord>, StoreError> {
+        self.export_site(None, from_ms, to_ms, limit).await
+    }
+
+    /// As [`Store::export`], of one site's records when `site` is given (records stored before
+    /// the store had sites have none, and are only in an export of every site).
+    pub async fn export_site(
+        &self,
+        site: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
         if from_ms >= to_ms || limit == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let site = site.map(str::to_string);
         match &self.backend {
-            Backend::Sqlite(s) => s.export(from_ms, to_ms, limit).await,
-            Backend::Postgres(p) => p.export(from_ms, to_ms, limit).await,
+            Backend::Sqlite(s) => s.export(site, from_ms, to_ms, limit).await,
+            Backend::Postgres(p) => p.export(site, from_ms, to_ms, limit).await,
         }
     }
 

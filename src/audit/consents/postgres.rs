@@ -275,13 +275,16 @@ impl Postgres {
 
     pub(super) async fn export(
         &self,
+        site: Option<String>,
         from_ms: i64,
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<ConsentRecord>, StoreError> {
         let rows = self
-            .run("export", |c| async move {
-                c.client.query(&c.export, &[&from_ms, &to_ms, &limit]).await
+            .run("export", move |c| async move {
+                c.client
+                    .query(&c.export, &[&from_ms, &to_ms, &limit, &site])
+                    .await
             })
             .await?;
         rows.iter().map(|row| self.record(row)).collect()
@@ -332,7 +335,10 @@ impl Postgres {
 /// The statements, prepared on `client` (in one round trip).
 async fn prepare(client: Client) -> Result<Conn, tokio_postgres::Error> {
     let get = format!("{SELECT} WHERE id = $1");
-    let export = format!("{SELECT} WHERE ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3");
+    let export = format!(
+        "{SELECT} WHERE ts_ms >= $1 AND ts_ms < $2 AND ($4::text IS NULL OR site = $4) \
+         ORDER BY ts_ms, id LIMIT $3"
+    );
     let (insert, get, export, purge) = tokio::try_join!(
         client.prepare(INSERT),
         client.prepare(&get),

@@ -53,6 +53,7 @@ enum Job {
     Insert(Box<ConsentRecord>, Reply<()>),
     Get(String, Reply<Option<ConsentRecord>>),
     Export {
+        site: Option<String>,
         from_ms: i64,
         to_ms: i64,
         limit: i64,
@@ -183,11 +184,13 @@ impl Sqlite {
 
     pub(super) async fn export(
         &self,
+        site: Option<String>,
         from_ms: i64,
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<ConsentRecord>, StoreError> {
         self.call("export", |reply| Job::Export {
+            site,
             from_ms,
             to_ms,
             limit,
@@ -290,12 +293,13 @@ fn serve(mut conn: Connection, mut queue: mpsc::Receiver<Job>, name: &str) {
                 let _ = reply.send(get(&conn, &id, name));
             }
             Job::Export {
+                site,
                 from_ms,
                 to_ms,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(export(&conn, from_ms, to_ms, limit, name));
+                let _ = reply.send(export(&conn, site.as_deref(), from_ms, to_ms, limit, name));
             }
             Job::Purge {
                 older_than_ms,
@@ -448,6 +452,7 @@ fn get(conn: &Connection, id: &str, name: &str) -> Result<Option<ConsentRecord>,
 
 fn export(
     conn: &Connection,
+    site: Option<&str>,
     from_ms: i64,
     to_ms: i64,
     limit: i64,
@@ -456,9 +461,9 @@ fn export(
     let run = || -> rusqlite::Result<Result<Vec<ConsentRecord>, StoreError>> {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM consent_records WHERE ts_ms >= ?1 AND ts_ms < ?2 \
-             ORDER BY ts_ms, id LIMIT ?3"
+             AND (?4 IS NULL OR site = ?4) ORDER BY ts_ms, id LIMIT ?3"
         ))?;
-        let mut rows = stmt.query(params![from_ms, to_ms, limit])?;
+        let mut rows = stmt.query(params![from_ms, to_ms, limit, site])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             match read_row(row, name)? {
@@ -710,6 +715,21 @@ mod tests {
         assert_eq!(
             store.get(&new.id).await.unwrap().unwrap().site.as_deref(),
             Some("shop")
+        );
+        // An export of one site has its records only; the old record, of no site, is in an
+        // export of every site.
+        let ids = |records: Vec<super::super::ConsentRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.id).collect()
+        };
+        let of = |site| store.export_site(site, 0, i64::MAX, 100);
+        assert_eq!(
+            ids(of(Some("shop")).await.unwrap()),
+            std::slice::from_ref(&new.id)
+        );
+        assert!(of(Some("blog")).await.unwrap().is_empty());
+        assert_eq!(
+            ids(of(None).await.unwrap()),
+            ["0123456789abcdef0123456789abcdef".to_string(), new.id]
         );
         drop(store);
         let version: i64 = Connection::open(&path)
