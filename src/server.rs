@@ -370,9 +370,16 @@ impl Contents {
 }
 
 /// Every file a reload reads: the config, the policies (those in force, and those the config
-/// names now if they have not loaded), what the policies name, the key file, the certificates.
-fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<PathBuf> {
+/// names now if they have not loaded), what the policies name, the key file, the certificates
+/// in force.
+fn files_read(state: &State, sources: &Sources) -> Vec<PathBuf> {
     let current = state.current.load();
+    let tls_files = current
+        .settings
+        .tls
+        .as_ref()
+        .map(tls::Tls::files_to_watch)
+        .unwrap_or_default();
     let mut files: Vec<PathBuf> = sources.config.iter().cloned().collect();
     let in_force = current
         .sites
@@ -382,7 +389,7 @@ fn files_read(state: &State, sources: &Sources, tls_files: &[PathBuf]) -> Vec<Pa
     for f in in_force
         .chain(key)
         .chain(sources.files_named())
-        .chain(tls_files.iter().cloned())
+        .chain(tls_files)
     {
         if !files.contains(&f) {
             files.push(f);
@@ -416,13 +423,8 @@ fn spawn_reloader(
             }
         });
     }
-    let tls_files = started
-        .tls
-        .as_ref()
-        .map(tls::Tls::files_to_watch)
-        .unwrap_or_default();
     let mut watch = Watch::new(tx);
-    let files = files_read(&state, &sources, &tls_files);
+    let files = files_read(&state, &sources);
     files.iter().for_each(|f| watch.add(f));
     let mut seen = Contents::of(&files);
     tokio::spawn(async move {
@@ -439,25 +441,31 @@ fn spawn_reloader(
             }
             let state = state.clone();
             let (sources, started, tls) = (sources.clone(), started.clone(), tls.clone());
-            let tls_files = tls_files.clone();
             let before = seen.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                let now = Contents::of(&files_read(&state, &sources, &tls_files));
+                let now = Contents::of(&files_read(&state, &sources));
                 if trigger == Trigger::FileEvent && now == before {
                     return (now, None);
                 }
                 let why = trigger.as_str();
-                if let (Some(tls), Some(files)) = (&tls, &started.tls)
-                    && let Err(e) = tls.reload(files)
-                {
-                    state.metrics.reloaded(false);
-                    tracing::error!("reload ({why}): the certificates in force stay: {e}");
-                }
                 let result = reload(&state, &sources, &started, now == before);
+                // The certificates the config in force names: the same files with new contents,
+                // or, with sites added or removed, other files.
+                let current = state.current.load();
+                if let (Some(tls), Some(files)) = (&tls, &current.settings.tls) {
+                    match tls.reload(files) {
+                        Ok(()) => warn_uncovered(&current.settings, tls),
+                        Err(e) => {
+                            state.metrics.reloaded(false);
+                            tracing::error!("reload ({why}): the certificates in force stay: {e}");
+                        }
+                    }
+                }
+                drop(current);
                 // A config may name another policy, which may name other files: look at them
                 // from now on, whether they loaded or not. (Read after the reload: a change in
                 // between reloads again.)
-                let files = files_read(&state, &sources, &tls_files);
+                let files = files_read(&state, &sources);
                 let now = if files.len() == now.0.len()
                     && files.iter().zip(&now.0).all(|(a, (b, _))| a == b)
                 {
@@ -582,11 +590,13 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 }
 
 /// Validates the config and policies as they are now on disk and puts them in force. What a
-/// running process cannot change (listen addresses, the sites with their names, upstreams and
-/// certificates, TLS files, log file) keeps its value from startup; a change to it is reported.
-/// Each site's policy is judged alone: one that does not load keeps that site's policy in
-/// force, and the others take theirs. When the config (or the key file) does not load, or no
-/// site's policy does, nothing changes and the error is returned. `unchanged`: no file has
+/// running process cannot change (listen addresses, whether there are `sites` or one upstream,
+/// whether the listener has TLS, the log file, the upstream CA) keeps its value from startup; a
+/// change to it is reported. Sites may be added, removed or changed (names, upstream, policy,
+/// certificates). Each site's policy is judged alone: one that does not load keeps that site's
+/// policy in force (a new site whose policy does not load is not added), and the others take
+/// theirs. When the config (or the key file) does not load, or no site's policy does, nothing
+/// changes and the error is returned. `unchanged`: no file has
 /// changed since the last look, for the log. A site's rewrite memo stays when its policy's
 /// contents are the same as those in force (its pages were rewritten under the same rules).
 pub fn reload(
@@ -607,28 +617,16 @@ pub fn reload(
             )
         };
     }
-    // The sites as they route and forward; their policies may change.
-    let layout = |s: &Settings| {
-        let sites: Vec<_> = s
-            .sites
-            .iter()
-            .map(|x| {
-                (
-                    x.name.clone(),
-                    x.server_names.clone(),
-                    x.upstream.clone(),
-                    x.tls.clone(),
-                )
-            })
-            .collect();
-        (sites, s.virtual_hosts, s.server_names.clone())
-    };
+    // Between one upstream and `sites` the listener's routing changes: that takes a restart.
+    let mode_changed = new.virtual_hosts != started.virtual_hosts;
+    // The listener is TLS or not from start; its certificates may change.
+    let tls_changed = new.tls.is_some() != started.tls.is_some();
     let fixed = [
         changed!(listen),
         changed!(admin_listen),
-        ("sites", layout(&new) != layout(started)),
+        ("sites", mode_changed),
+        ("tls", tls_changed),
         changed!(upstream_ca),
-        changed!(tls),
         changed!(log),
         changed!(limits.upstream_idle_connections),
         // Read when the listener starts.
@@ -644,37 +642,42 @@ pub fn reload(
     ];
     for (name, changed) in fixed {
         if changed {
-            let name = if name == "sites" {
-                "sites, upstream or server_names"
-            } else {
-                name
+            let name = match name {
+                "sites" => "`sites` (one upstream or several sites)".to_string(),
+                "tls" => "`tls` (a listener with or without TLS)".to_string(),
+                name => format!("`{name}`"),
             };
-            tracing::warn!("reload: `{name}` changed; it takes effect on restart");
+            tracing::warn!("reload: {name} changed; it takes effect on restart");
         }
     }
     let current = state.current.load();
     let old = &current.settings;
-    // The sites stay as they started; each takes the policy file its entry names now.
-    let policy_files: Vec<Option<PathBuf>> = old
-        .sites
-        .iter()
-        .map(
-            |site| match new.sites.iter().find(|n| n.name == site.name) {
-                Some(n) => n.policy.clone(),
-                None => site.policy.clone(),
-            },
-        )
-        .collect();
+    if mode_changed {
+        // The sites stay as they are; each takes the policy file its entry names now.
+        let policy_files: Vec<Option<PathBuf>> = old
+            .sites
+            .iter()
+            .map(
+                |site| match new.sites.iter().find(|n| n.name == site.name) {
+                    Some(n) => n.policy.clone(),
+                    None => site.policy.clone(),
+                },
+            )
+            .collect();
+        new.sites = old.sites.clone();
+        for (site, file) in new.sites.iter_mut().zip(policy_files) {
+            site.policy = file;
+        }
+        new.virtual_hosts = old.virtual_hosts;
+        new.server_names = old.server_names.clone();
+    }
+    if mode_changed || tls_changed {
+        // The certificates of the sites in force.
+        new.tls = old.tls.clone();
+    }
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;
-    new.sites = old.sites.clone();
-    for (site, file) in new.sites.iter_mut().zip(policy_files) {
-        site.policy = file;
-    }
-    new.virtual_hosts = old.virtual_hosts;
-    new.server_names = old.server_names.clone();
     new.upstream_ca = old.upstream_ca.clone();
-    new.tls = old.tls.clone();
     new.log = old.log.clone();
     let loaded: Vec<Result<CompiledPolicy, String>> = new
         .sites
@@ -699,18 +702,18 @@ pub fn reload(
     }
     let mut failed = false;
     let mut policies = Vec::with_capacity(loaded.len());
-    for (site, policy) in current.sites.iter().zip(loaded) {
-        match policy {
-            Ok(policy) => {
-                let same_rules = policy.digest == site.policy.digest
-                    && new.limits.rewrite_cache == old.limits.rewrite_cache;
+    let mut sites = Vec::with_capacity(loaded.len());
+    for (site, policy) in std::mem::take(&mut new.sites).into_iter().zip(loaded) {
+        let before = current.site(&site.name);
+        let label = if new.virtual_hosts {
+            format!("site {}: ", site.name)
+        } else {
+            String::new()
+        };
+        match (policy, before) {
+            (Ok(policy), _) => {
                 tracing::info!(
-                    "reloaded: {}policy {} ({} mode){}",
-                    if new.virtual_hosts {
-                        format!("site {}: ", site.name)
-                    } else {
-                        String::new()
-                    },
+                    "reloaded: {label}policy {} ({} mode){}",
                     policy.source,
                     policy.mode.as_str(),
                     if unchanged { ", no file changed" } else { "" }
@@ -721,19 +724,50 @@ pub fn reload(
                          start: it is shown once the proxy restarts"
                     );
                 }
-                let memo = site.memo.clone().filter(|_| same_rules);
+                // The memo stays when the rules are those its pages were rewritten under.
+                let memo = before
+                    .filter(|b| {
+                        policy.digest == b.policy.digest
+                            && new.limits.rewrite_cache == old.limits.rewrite_cache
+                    })
+                    .and_then(|b| b.memo.clone());
                 policies.push((Arc::new(policy), memo));
             }
-            Err(e) => {
+            (Err(e), Some(before)) => {
                 failed = true;
                 tracing::error!(
                     "reload ({}) failed for this site, its policy in force stays: {e}",
                     site.name
                 );
-                policies.push((site.policy.clone(), site.memo.clone()));
+                policies.push((before.policy.clone(), before.memo.clone()));
+            }
+            (Err(e), None) => {
+                failed = true;
+                tracing::error!(
+                    "reload: site {} is not added, its policy does not load: {e}",
+                    site.name
+                );
+                continue;
             }
         }
+        if before.is_none() {
+            tracing::info!(
+                "reload: site {} added ({})",
+                site.name,
+                site.server_names.join(", ")
+            );
+            state.metrics.show_site(&site.name);
+        }
+        sites.push(site);
     }
+    for gone in current
+        .sites
+        .iter()
+        .filter(|s| !sites.iter().any(|n| *n.name == *s.name))
+    {
+        tracing::info!("reload: site {} removed", gone.name);
+    }
+    new.sites = sites;
     state.current.store(Arc::new(proxy::Snapshot::new(
         new,
         policies,

@@ -1,8 +1,9 @@
 //! End to end: several sites in one proxy (`sites:`). Each host reaches its own upstream under
 //! its own policy, declarations and banner texts; an unknown host is answered 421; on TLS the
 //! server name picks the certificate and must agree with the host; the decision log and the
-//! metrics name the site; the cookie inventory and the consent records are kept per site; and a
-//! site whose policy breaks on reload keeps its old one while the others take their new ones.
+//! metrics name the site; the cookie inventory and the consent records are kept per site; a
+//! site whose policy breaks on reload keeps its old one while the others take their new ones;
+//! and sites (with their certificates) are added, changed and removed on reload.
 
 mod common;
 use bytes::Bytes;
@@ -383,6 +384,62 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
     let resp = send.send_request(request("blog.example")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(blog_up.hits.load(Ordering::SeqCst), 1);
+
+    // On reload, the blog goes and a news site comes with its own certificate: its name gets
+    // that certificate, and the blog's is no longer offered.
+    let news_up = Upstream::start().await;
+    let (news_cert, news_key) = certificate(dir.path(), "news.example");
+    std::fs::write(
+        dir.path().join("news.yaml"),
+        "extends: builtin
+",
+    )
+    .unwrap();
+    replace(
+        &config,
+        &sites_config(
+            dir.path(),
+            &[
+                (
+                    "shop",
+                    "shop.example",
+                    &shop_up.url(),
+                    "shop.yaml",
+                    &tls(&shop_cert, &shop_key),
+                ),
+                (
+                    "news",
+                    "news.example",
+                    &news_up.url(),
+                    "news.yaml",
+                    &tls(&news_cert, &news_key),
+                ),
+            ],
+        ),
+    );
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"success\"}",
+        1.0,
+    )
+    .await;
+    let news = tls_to(proxy.addr, &news_cert, "news.example")
+        .await
+        .expect("the news site's certificate");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(news))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send.send_request(request("news.example")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(news_up.hits.load(Ordering::SeqCst), 1);
+    assert!(
+        tls_to(proxy.addr, &blog_cert, "blog.example")
+            .await
+            .is_err(),
+        "the removed blog's certificate is still offered"
+    );
+    assert!(tls_to(proxy.addr, &shop_cert, "shop.example").await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,4 +697,191 @@ async fn consent_records_carry_their_site_and_export_by_site() {
         got.body,
         "no site is named \"news\"; the sites are: shop, blog\n"
     );
+}
+
+/// The config of `sites` (name, server names, upstream, policy file, extra lines) in `dir`.
+fn sites_config(dir: &Path, sites: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut text = String::from("consent_records: { path: records.db }\nsites:\n");
+    for (name, names, upstream, policy, extra) in sites {
+        text.push_str(&format!(
+            "  - name: {name}\n    server_names: [{names}]\n    upstream: {upstream}\n    \
+             policy: {}\n{extra}",
+            dir.join(policy).display()
+        ));
+    }
+    text
+}
+
+/// Whether a request to `host` with `cookie` keeps the `_ga` its upstream sets, and its status.
+async fn visit(proxy: &Proxy, host: &str, cookie: &str) -> (u16, bool) {
+    let got = at(
+        proxy,
+        host,
+        "/r",
+        &[("cookie", cookie), ("x-set-cookie", "_ga=1; Path=/")],
+    )
+    .await;
+    (
+        got.status.as_u16(),
+        got.set_cookie_names().contains(&"_ga".to_string()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_are_added_changed_and_removed_on_reload() {
+    let (shop_up, blog_up) = (Upstream::start().await, Upstream::start().await);
+    let (moved_up, news_up) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_sites(dir.path(), &shop_up.url(), &blog_up.url(), ["", ""]);
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    let successes = "consent_proxy_policy_reloads_total{result=\"success\"}";
+    let failures = "consent_proxy_policy_reloads_total{result=\"failure\"}";
+    assert_eq!(
+        visit(&proxy, "blog.example", "blog_consent=all").await,
+        (200, true)
+    );
+    assert_eq!(visit(&proxy, "news.example", "").await.0, 421);
+
+    // The blog goes, the news site comes, the shop moves to another upstream and gains a name.
+    std::fs::write(
+        dir.path().join("news.yaml"),
+        "extends: builtin\nconsent_cookie: news_consent\n",
+    )
+    .unwrap();
+    let (moved_url, news_url) = (moved_up.url(), news_up.url());
+    replace(
+        &config,
+        &sites_config(
+            dir.path(),
+            &[
+                (
+                    "shop",
+                    "shop.example, store.example",
+                    &moved_url,
+                    "shop.yaml",
+                    "",
+                ),
+                ("news", "news.example", &news_url, "news.yaml", ""),
+            ],
+        ),
+    );
+    wait_for_metric(&proxy, successes, 1.0).await;
+    assert_eq!(
+        visit(&proxy, "news.example", "news_consent=all").await,
+        (200, true)
+    );
+    assert_eq!(
+        visit(&proxy, "news.example", "shop_consent=all").await,
+        (200, false)
+    );
+    assert_eq!(news_up.last_seen().path, "/r");
+    assert_eq!(
+        visit(&proxy, "store.example", "shop_consent=all").await,
+        (200, true)
+    );
+    assert_eq!(visit(&proxy, "shop.example", "").await, (200, false));
+    assert_eq!(moved_up.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(shop_up.hits.load(Ordering::SeqCst), 0);
+    let blog_hits = blog_up.hits.load(Ordering::SeqCst);
+    assert_eq!(
+        visit(&proxy, "blog.example", "blog_consent=all").await.0,
+        421
+    );
+    assert_eq!(blog_up.hits.load(Ordering::SeqCst), blog_hits);
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("reload: site news added (news.example)")
+            && said.contains("reload: site blog removed"),
+        "{said}"
+    );
+    // The new site's series are shown from 0; its log records name it.
+    let metrics = get(&http1(), &admin(&proxy, "/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains("consent_proxy_tags_neutralized_total{site=\"news\"} 0"),
+        "{metrics}"
+    );
+    let logs = proxy.logs(3);
+    assert!(
+        logs.iter()
+            .any(|r| r["host"] == "news.example" && r["site"] == "news"),
+        "{logs:?}"
+    );
+
+    // A site whose policy does not load is not added; the same reload's other changes are made.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "cookies:\n  - { name: x, category: bogus }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("news.yaml"),
+        "extends: builtin\nconsent_cookie: news_new\n",
+    )
+    .unwrap();
+    replace(
+        &config,
+        &sites_config(
+            dir.path(),
+            &[
+                (
+                    "shop",
+                    "shop.example, store.example",
+                    &moved_url,
+                    "shop.yaml",
+                    "",
+                ),
+                ("news", "news.example", &news_url, "news.yaml", ""),
+                ("broken", "broken.example", &news_url, "broken.yaml", ""),
+            ],
+        ),
+    );
+    wait_for_metric(&proxy, failures, 1.0).await;
+    assert_eq!(visit(&proxy, "broken.example", "").await.0, 421);
+    assert_eq!(
+        visit(&proxy, "news.example", "news_new=all").await,
+        (200, true)
+    );
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("reload: site broken is not added, its policy does not load")
+            && said.contains("bogus"),
+        "{said}"
+    );
+
+    // Switching from sites to one upstream takes a restart: the sites stay as they are.
+    let before = metric(&proxy, successes).await;
+    replace(&config, &format!("upstream: {}\n", blog_up.url()));
+    wait_for_metric(&proxy, successes, before + 1.0).await;
+    assert_eq!(
+        visit(&proxy, "news.example", "news_new=all").await,
+        (200, true)
+    );
+    assert_eq!(visit(&proxy, "blog.example", "").await.0, 421);
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains(
+            "reload: `sites` (one upstream or several sites) changed; it takes effect on restart"
+        ),
+        "{said}"
+    );
+}
+
+/// Without `sites`, the one upstream moves on reload too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sites_the_upstream_moves_on_reload() {
+    let (first, second) = (Upstream::start().await, Upstream::start().await);
+    let (_dir, config) = temp_file("config.yaml", &format!("upstream: {}\n", first.url()));
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    assert_eq!(get(&http1(), &proxy.url("/one"), &[]).await.status, 200);
+    replace(&config, &format!("upstream: {}\n", second.url()));
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"success\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(get(&http1(), &proxy.url("/two"), &[]).await.status, 200);
+    assert_eq!(first.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(second.last_seen().path, "/two");
+    assert_eq!(proxy.log(2)["site"], "default");
 }

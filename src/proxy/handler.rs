@@ -518,7 +518,7 @@ fn upstream_headers(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<Incomin
     let (mut parts, body) = resp.into_parts();
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(&mut parts.headers, switched);
-    let (state, site) = (ctx.state.clone(), ctx.site);
+    let (state, site) = (ctx.state.clone(), &ctx.snapshot.sites[ctx.site].name);
     response::filter_set_cookies(
         &mut parts.headers,
         &ctx.snapshot.sites[ctx.site].policy,

@@ -4,7 +4,7 @@
 use crate::policy::{CompiledPolicy, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Names beyond this many (over all sites) are counted but not listed, so that a site that sets
 /// random cookie names cannot grow the proxy's memory without bound.
@@ -20,8 +20,8 @@ struct Counts {
 
 #[derive(Default)]
 struct Inner {
-    /// By site, in the order of the config's sites (the list is fixed for the process's life).
-    sites: Vec<HashMap<String, Counts>>,
+    /// By site name.
+    sites: HashMap<Arc<str>, HashMap<String, Counts>>,
     /// Names listed, over all sites.
     listed: usize,
     /// `Set-Cookie` headers whose name was not listed because the inventory was full.
@@ -52,23 +52,23 @@ pub struct Report {
 }
 
 impl Inventory {
-    /// Counts one `Set-Cookie` from the upstream of the `site`th site.
-    pub fn record(&self, site: usize, name: &str, stripped: bool) {
+    /// Counts one `Set-Cookie` from the upstream of `site`.
+    pub fn record(&self, site: &Arc<str>, name: &str, stripped: bool) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if name.len() > MAX_NAME_LEN {
             inner.overflow += 1;
             return;
         }
         let full = inner.listed >= MAX_NAMES;
-        if inner.sites.len() <= site {
-            inner.sites.resize_with(site + 1, HashMap::new);
-        }
         let Inner {
             sites,
             listed,
             overflow,
         } = &mut *inner;
-        let names = &mut sites[site];
+        let names = match sites.get_mut(&**site) {
+            Some(names) => names,
+            None => sites.entry(site.clone()).or_default(),
+        };
         let counts = match names.get_mut(name) {
             Some(c) => c,
             None if full => {
@@ -84,28 +84,30 @@ impl Inventory {
         counts.stripped += u64::from(stripped);
     }
 
-    /// The names each of `sites` (name and policy, in the config's order) has set, classified
-    /// by that site's policy: unknown names first, then by how often they were seen, then by
-    /// site and name. With `only`, the names of that site alone.
+    /// The names each of `sites` (name and policy) has set, classified by that site's policy:
+    /// unknown names first, then by how often they were seen, then by site and name. With
+    /// `only`, the names of that site alone. The names of a site no longer in `sites` (removed
+    /// on a reload) are not shown.
     pub fn report(&self, sites: &[(&str, &CompiledPolicy)], only: Option<&str>) -> Report {
         // Copied out, so that classifying and sorting do not hold up the requests.
         let (names, unlisted) = {
             let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let names: Vec<(usize, String, Counts)> = inner
+            let names: Vec<(Arc<str>, String, Counts)> = inner
                 .sites
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| {
-                    only.is_none_or(|only| sites.get(*i).is_some_and(|(n, _)| *n == only))
+                .filter(|(site, _)| only.is_none_or(|only| &***site == only))
+                .flat_map(|(site, names)| {
+                    names
+                        .iter()
+                        .map(move |(n, c)| (site.clone(), n.clone(), *c))
                 })
-                .flat_map(|(i, names)| names.iter().map(move |(n, c)| (i, n.clone(), *c)))
                 .collect();
             (names, inner.overflow)
         };
         let mut cookies: Vec<Entry> = names
             .into_iter()
-            .filter_map(|(i, name, c)| {
-                let (site, policy) = sites.get(i)?;
+            .filter_map(|(site, name, c)| {
+                let (site, policy) = sites.iter().find(|(s, _)| *s == &*site)?;
                 let (category, vendor) = match policy.classify(&name) {
                     Verdict::ConsentCookie => (Some("necessary"), Some("consent".to_string())),
                     Verdict::Known(k) => (
@@ -150,13 +152,14 @@ mod tests {
     fn unknown_first_then_by_count_and_bounded() {
         let inv = Inventory::default();
         let policy = crate::policy::builtin().unwrap();
+        let default: Arc<str> = Arc::from("default");
         for _ in 0..3 {
-            inv.record(0, "_ga", true);
+            inv.record(&default, "_ga", true);
         }
-        inv.record(0, "mystery", true);
-        inv.record(0, "sessionid", false);
-        inv.record(0, "zzz_unknown", true);
-        inv.record(0, "zzz_unknown", false);
+        inv.record(&default, "mystery", true);
+        inv.record(&default, "sessionid", false);
+        inv.record(&default, "zzz_unknown", true);
+        inv.record(&default, "zzz_unknown", false);
         let r = inv.report(&[("default", &policy)], None);
         let names: Vec<&str> = r.cookies.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["zzz_unknown", "mystery", "_ga", "sessionid"]);
@@ -165,15 +168,15 @@ mod tests {
         assert_eq!(r.cookies[2].category, Some("analytics"));
         assert_eq!(r.cookies[2].vendor.as_deref(), Some("Google Analytics"));
         for i in 0..MAX_NAMES + 5 {
-            inv.record(0, &format!("n{i}"), true);
+            inv.record(&default, &format!("n{i}"), true);
         }
         let r = inv.report(&[("default", &policy)], None);
         assert_eq!(r.cookies.len(), MAX_NAMES);
         assert_eq!(r.unlisted, 9);
-        inv.record(0, &"x".repeat(MAX_NAME_LEN + 1), true);
+        inv.record(&default, &"x".repeat(MAX_NAME_LEN + 1), true);
         assert_eq!(inv.report(&[("default", &policy)], None).unlisted, 10);
         // A name already listed is still counted when the inventory is full.
-        inv.record(0, "_ga", true);
+        inv.record(&default, "_ga", true);
         assert_eq!(
             inv.report(&[("default", &policy)], None)
                 .cookies
@@ -194,12 +197,13 @@ mod tests {
         )
         .unwrap();
         let sites = [("blog", &builtin), ("shop", &shop)];
+        let (blog_name, shop_name): (Arc<str>, Arc<str>) = (Arc::from("blog"), Arc::from("shop"));
         let inv = Inventory::default();
         // The shop (site 1) sets `basket_7f3` twice and `_ga`; the blog (site 0) sets `basket_7f3` once.
-        inv.record(1, "basket_7f3", false);
-        inv.record(1, "basket_7f3", false);
-        inv.record(1, "_ga", true);
-        inv.record(0, "basket_7f3", true);
+        inv.record(&shop_name, "basket_7f3", false);
+        inv.record(&shop_name, "basket_7f3", false);
+        inv.record(&shop_name, "_ga", true);
+        inv.record(&blog_name, "basket_7f3", true);
         let r = inv.report(&sites, None);
         let rows: Vec<(&str, &str, Option<&str>, u64)> = r
             .cookies
@@ -224,7 +228,8 @@ mod tests {
         assert!(inv.report(&sites, Some("nowhere")).cookies.is_empty());
         // The bound is over all sites together.
         for i in 0..MAX_NAMES {
-            inv.record(i % 2, &format!("n{i}"), true);
+            let site = if i % 2 == 0 { &blog_name } else { &shop_name };
+            inv.record(site, &format!("n{i}"), true);
         }
         let r = inv.report(&sites, None);
         assert_eq!(r.cookies.len(), MAX_NAMES);

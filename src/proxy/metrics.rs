@@ -187,11 +187,8 @@ impl Metrics {
             .iter()
             .map(|site| {
                 let site = Some(site.clone());
+                m.show_site(site.as_deref().unwrap_or_default());
                 let series = Metrics::decision_series(&m.decisions, &site);
-                // Shown at 0 from the start, as for a proxy without sites.
-                let label = SiteLabel { site: site.clone() };
-                let _ = m.tags_neutralized.get_or_create(&label);
-                let _ = m.blocked.get_or_create(&label);
                 (site, series)
             })
             .collect();
@@ -200,6 +197,15 @@ impl Metrics {
             decision_series,
             ..m
         }
+    }
+
+    /// Shows a site's series at 0 before its first request, as for a proxy without sites.
+    pub fn show_site(&self, site: &str) {
+        let site = Some(Arc::from(site));
+        let _ = Metrics::decision_series(&self.decisions, &site);
+        let label = SiteLabel { site };
+        let _ = self.tags_neutralized.get_or_create(&label);
+        let _ = self.blocked.get_or_create(&label);
     }
 
     /// The `decisions` series of one site.
