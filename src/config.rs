@@ -552,19 +552,26 @@ pub struct SiteFile {
     pub tls: Option<TlsFiles>,
 }
 
-/// A site's name: it goes into log records and metric labels as it is.
-fn de_site_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let name = String::deserialize(d)?;
+/// Whether `name` can be a site's name (it goes into log records and metric labels as it is),
+/// or what is wrong with it.
+pub fn check_site_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if !ok {
-        return Err(serde::de::Error::custom(format!(
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
             "site name `{name}`: use 1 to 64 of a-z, 0-9, `-`, `_` and `.`"
-        )));
+        ))
     }
+}
+
+fn de_site_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    check_site_name(&name).map_err(serde::de::Error::custom)?;
     Ok(name)
 }
 

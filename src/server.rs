@@ -448,20 +448,7 @@ fn spawn_reloader(
                     return (now, None);
                 }
                 let why = trigger.as_str();
-                let result = reload(&state, &sources, &started, now == before);
-                // The certificates the config in force names: the same files with new contents,
-                // or, with sites added or removed, other files.
-                let current = state.current.load();
-                if let (Some(tls), Some(files)) = (&tls, &current.settings.tls) {
-                    match tls.reload(files) {
-                        Ok(()) => warn_uncovered(&current.settings, tls),
-                        Err(e) => {
-                            state.metrics.reloaded(false);
-                            tracing::error!("reload ({why}): the certificates in force stay: {e}");
-                        }
-                    }
-                }
-                drop(current);
+                let result = reload(&state, tls.as_deref(), &sources, &started, now == before);
                 // A config may name another policy, which may name other files: look at them
                 // from now on, whether they loaded or not. (Read after the reload: a change in
                 // between reloads again.)
@@ -601,6 +588,7 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 /// contents are the same as those in force (its pages were rewritten under the same rules).
 pub fn reload(
     state: &State,
+    tls: Option<&tls::Tls>,
     sources: &Sources,
     started: &Settings,
     unchanged: bool,
@@ -652,43 +640,66 @@ pub fn reload(
     }
     let current = state.current.load();
     let old = &current.settings;
-    if mode_changed {
-        // The sites stay as they are; each takes the policy file its entry names now.
-        let policy_files: Vec<Option<PathBuf>> = old
-            .sites
-            .iter()
-            .map(
-                |site| match new.sites.iter().find(|n| n.name == site.name) {
-                    Some(n) => n.policy.clone(),
-                    None => site.policy.clone(),
-                },
-            )
-            .collect();
-        new.sites = old.sites.clone();
-        for (site, file) in new.sites.iter_mut().zip(policy_files) {
-            site.policy = file;
-        }
-        new.virtual_hosts = old.virtual_hosts;
-        new.server_names = old.server_names.clone();
-    }
-    if mode_changed || tls_changed {
-        // The certificates of the sites in force.
-        new.tls = old.tls.clone();
-    }
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;
     new.upstream_ca = old.upstream_ca.clone();
     new.log = old.log.clone();
-    let loaded: Vec<Result<CompiledPolicy, String>> = new
-        .sites
-        .iter()
-        .map(|site| site_policy(&new, site))
-        .collect();
+    if tls_changed {
+        new.tls = old.tls.clone();
+    }
+    let load_policies = |s: &Settings| -> Vec<Result<CompiledPolicy, String>> {
+        s.sites.iter().map(|site| site_policy(s, site)).collect()
+    };
+    let load_certificates = |s: &Settings| match (tls, &s.tls) {
+        (Some(_), Some(files)) => Some(tls::Tls::prepare(files)),
+        _ => None,
+    };
+    // The sites the config asks for, if every one of their policies and certificates loads;
+    // else the sites in force, each with the policy file its entry names now.
+    let mut failed = false;
+    let mut kept = mode_changed || layout(&new) == layout(old);
+    let mut loaded = Vec::new();
+    let mut certificates = None;
+    if !kept {
+        loaded = load_policies(&new);
+        certificates = load_certificates(&new);
+        let errors: Vec<&String> = loaded
+            .iter()
+            .filter_map(|p| p.as_ref().err())
+            .chain(certificates.as_ref().and_then(|c| c.as_ref().err()))
+            .collect();
+        if !errors.is_empty() {
+            failed = true;
+            kept = true;
+            tracing::error!(
+                "reload: the sites stay as they are, since not all of the new ones load: {}",
+                errors
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+    }
+    if kept {
+        keep_sites(&mut new, old);
+        loaded = load_policies(&new);
+        certificates = load_certificates(&new);
+    }
     if loaded.iter().all(Result::is_err) {
         state.metrics.reloaded(false);
         let errors: Vec<String> = loaded.into_iter().filter_map(Result::err).collect();
         return Err(errors.join("; "));
     }
+    let certificates = match certificates {
+        Some(Err(e)) => {
+            failed = true;
+            tracing::error!("reload: the certificates in force stay: {e}");
+            None
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     // The same keys (the same daily HMAC key, the same form key) unless `client_ip` or the key
     // file's secret changed; the same form key unless the secret changed.
     let (keys, change) = current.keys.reloaded(&new.client_ip, secret);
@@ -700,20 +711,19 @@ pub fn reload(
              banner form key"
         ),
     }
-    let mut failed = false;
     let mut policies = Vec::with_capacity(loaded.len());
     let mut sites = Vec::with_capacity(loaded.len());
     for (site, policy) in std::mem::take(&mut new.sites).into_iter().zip(loaded) {
         let before = current.site(&site.name);
-        let label = if new.virtual_hosts {
-            format!("site {}: ", site.name)
-        } else {
-            String::new()
-        };
         match (policy, before) {
             (Ok(policy), _) => {
                 tracing::info!(
-                    "reloaded: {label}policy {} ({} mode){}",
+                    "reloaded: {}policy {} ({} mode){}",
+                    if new.virtual_hosts {
+                        format!("site {}: ", site.name)
+                    } else {
+                        String::new()
+                    },
                     policy.source,
                     policy.mode.as_str(),
                     if unchanged { ", no file changed" } else { "" }
@@ -735,22 +745,22 @@ pub fn reload(
             }
             (Err(e), Some(before)) => {
                 failed = true;
-                tracing::error!(
-                    "reload ({}) failed for this site, its policy in force stays: {e}",
-                    site.name
-                );
+                tracing::error!("reload: {e}; the policy in force for this site stays");
                 policies.push((before.policy.clone(), before.memo.clone()));
             }
+            // Not met: the sites kept are those in force, and new ones are taken only when
+            // all of their policies load.
             (Err(e), None) => {
                 failed = true;
-                tracing::error!(
-                    "reload: site {} is not added, its policy does not load: {e}",
-                    site.name
-                );
+                tracing::error!("reload: site {} is not added: {e}", site.name);
                 continue;
             }
         }
-        if before.is_none() {
+        sites.push(site);
+    }
+    new.sites = sites;
+    if !kept {
+        for site in new.sites.iter().filter(|s| current.site(&s.name).is_none()) {
             tracing::info!(
                 "reload: site {} added ({})",
                 site.name,
@@ -758,25 +768,71 @@ pub fn reload(
             );
             state.metrics.show_site(&site.name);
         }
-        sites.push(site);
+        for gone in old
+            .sites
+            .iter()
+            .filter(|s| !new.sites.iter().any(|n| n.name == s.name))
+        {
+            tracing::info!("reload: site {} removed", gone.name);
+        }
     }
-    for gone in current
-        .sites
-        .iter()
-        .filter(|s| !sites.iter().any(|n| *n.name == *s.name))
-    {
-        tracing::info!("reload: site {} removed", gone.name);
+    let snapshot = Arc::new(proxy::Snapshot::new(new, policies, keys, &state.metrics));
+    state.current.store(snapshot.clone());
+    if let (Some(tls), Some(certificates)) = (tls, certificates) {
+        tls.install(certificates);
+        if !kept {
+            warn_uncovered(&snapshot.settings, tls);
+        }
     }
-    new.sites = sites;
-    state.current.store(Arc::new(proxy::Snapshot::new(
-        new,
-        policies,
-        keys,
-        &state.metrics,
-    )));
+    state
+        .inventory
+        .retain_sites(snapshot.sites.iter().map(|s| &*s.name));
     // Counted once in force, so that whoever watches the count sees the new policy.
     state.metrics.reloaded(!failed);
     Ok(())
+}
+
+/// What a reload changes of the sites beside their policies: which sites there are, their
+/// server names, upstreams and certificates.
+fn layout(s: &Settings) -> impl PartialEq + use<> {
+    let sites: Vec<_> = s
+        .sites
+        .iter()
+        .map(|x| {
+            (
+                x.name.clone(),
+                x.server_names.clone(),
+                x.upstream.clone(),
+                x.tls.clone(),
+            )
+        })
+        .collect();
+    (
+        sites,
+        s.virtual_hosts,
+        s.server_names.clone(),
+        s.tls.clone(),
+    )
+}
+
+/// Puts the sites of `old` into `new`, each with the policy file its entry in `new` names (or
+/// its own, when `new` has no entry of that name).
+fn keep_sites(new: &mut Settings, old: &Settings) {
+    let sites = old
+        .sites
+        .iter()
+        .map(|site| {
+            let mut site = site.clone();
+            if let Some(n) = new.sites.iter().find(|n| n.name == site.name) {
+                site.policy = n.policy.clone();
+            }
+            site
+        })
+        .collect();
+    new.sites = sites;
+    new.virtual_hosts = old.virtual_hosts;
+    new.server_names = old.server_names.clone();
+    new.tls = old.tls.clone();
 }
 
 #[cfg(test)]

@@ -395,28 +395,27 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
 ",
     )
     .unwrap();
-    replace(
-        &config,
-        &sites_config(
-            dir.path(),
-            &[
-                (
-                    "shop",
-                    "shop.example",
-                    &shop_up.url(),
-                    "shop.yaml",
-                    &tls(&shop_cert, &shop_key),
-                ),
-                (
-                    "news",
-                    "news.example",
-                    &news_up.url(),
-                    "news.yaml",
-                    &tls(&news_cert, &news_key),
-                ),
-            ],
-        ),
+    let (shop_tls, news_tls) = (tls(&shop_cert, &shop_key), tls(&news_cert, &news_key));
+    let shop_and_news = sites_config(
+        dir.path(),
+        &[
+            (
+                "shop",
+                "shop.example",
+                &shop_up.url(),
+                "shop.yaml",
+                &shop_tls,
+            ),
+            (
+                "news",
+                "news.example",
+                &news_up.url(),
+                "news.yaml",
+                &news_tls,
+            ),
+        ],
     );
+    replace(&config, &shop_and_news);
     wait_for_metric(
         &proxy,
         "consent_proxy_policy_reloads_total{result=\"success\"}",
@@ -440,6 +439,38 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
         "the removed blog's certificate is still offered"
     );
     assert!(tls_to(proxy.addr, &shop_cert, "shop.example").await.is_ok());
+
+    // A new site whose certificate does not load is not added: the sites and certificates in
+    // force stay.
+    let mut with_bad = shop_and_news.clone();
+    with_bad.push_str(&format!(
+        "  - name: late
+    server_names: [late.example]
+    upstream: {}
+{}",
+        news_up.url(),
+        tls(
+            &dir.path().join("late.pem"),
+            &dir.path().join("late-key.pem")
+        )
+    ));
+    replace(&config, &with_bad);
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"failure\"}",
+        1.0,
+    )
+    .await;
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("reload: the sites stay as they are, since not all of the new ones load")
+            && said.contains("late.pem"),
+        "{said}"
+    );
+    assert!(!said.contains("site late added"), "{said}");
+    let metrics = get(&http1(), &admin(&proxy, "/metrics"), &[]).await.body;
+    assert!(!metrics.contains("site=\"late\""), "{metrics}");
+    assert!(tls_to(proxy.addr, &news_cert, "news.example").await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,7 +527,9 @@ async fn a_bad_policy_on_reload_keeps_that_site_and_not_the_others() {
     assert!(!grants("blog.example", "blog_new=all").await);
     let said = proxy.stderr.lock().unwrap().join("\n");
     assert!(
-        said.contains("reload (blog) failed for this site") && said.contains("bogus"),
+        said.contains("reload: site `blog`: ")
+            && said.contains("bogus")
+            && said.contains("the policy in force for this site stays"),
         "{said}"
     );
     assert!(said.contains("reloaded: site shop: policy"), "{said}");
@@ -691,11 +724,13 @@ async fn consent_records_carry_their_site_and_export_by_site() {
         sites_and_kinds(export("?site=blog&limit=5").await),
         [pair("blog", "reject")]
     );
-    let got = export("?site=news").await;
+    // A site not configured (any more) may still have records: none here.
+    assert_eq!(sites_and_kinds(export("?site=news").await), []);
+    let got = export("?site=News%20Site").await;
     assert_eq!(got.status, 400);
     assert_eq!(
         got.body,
-        "no site is named \"news\"; the sites are: shop, blog\n"
+        "site name `News Site`: use 1 to 64 of a-z, 0-9, `-`, `_` and `.`\n"
     );
 }
 
@@ -807,7 +842,9 @@ async fn sites_are_added_changed_and_removed_on_reload() {
         "{logs:?}"
     );
 
-    // A site whose policy does not load is not added; the same reload's other changes are made.
+    // A new site whose policy does not load is not added, and the sites stay as they are (the
+    // shop does not gain its new name) until every new one loads; the news site's policy, in a
+    // site kept, is taken.
     std::fs::write(
         dir.path().join("broken.yaml"),
         "cookies:\n  - { name: x, category: bogus }\n",
@@ -818,6 +855,7 @@ async fn sites_are_added_changed_and_removed_on_reload() {
         "extends: builtin\nconsent_cookie: news_new\n",
     )
     .unwrap();
+    let failed = metric(&proxy, failures).await;
     replace(
         &config,
         &sites_config(
@@ -825,7 +863,7 @@ async fn sites_are_added_changed_and_removed_on_reload() {
             &[
                 (
                     "shop",
-                    "shop.example, store.example",
+                    "shop.example, store.example, extra.example",
                     &moved_url,
                     "shop.yaml",
                     "",
@@ -835,18 +873,60 @@ async fn sites_are_added_changed_and_removed_on_reload() {
             ],
         ),
     );
-    wait_for_metric(&proxy, failures, 1.0).await;
+    wait_for_metric(&proxy, failures, failed + 1.0).await;
     assert_eq!(visit(&proxy, "broken.example", "").await.0, 421);
+    assert_eq!(visit(&proxy, "extra.example", "").await.0, 421);
     assert_eq!(
         visit(&proxy, "news.example", "news_new=all").await,
         (200, true)
     );
     let said = proxy.stderr.lock().unwrap().join("\n");
     assert!(
-        said.contains("reload: site broken is not added, its policy does not load")
+        said.contains("reload: the sites stay as they are, since not all of the new ones load")
             && said.contains("bogus"),
         "{said}"
     );
+
+    // A rename is a new site: with a policy that does not load, the shop stays, under its
+    // name, upstream and policy.
+    let failed = metric(&proxy, failures).await;
+    replace(
+        &config,
+        &sites_config(
+            dir.path(),
+            &[
+                (
+                    "store",
+                    "shop.example, store.example",
+                    &moved_url,
+                    "broken.yaml",
+                    "",
+                ),
+                ("news", "news.example", &news_url, "news.yaml", ""),
+            ],
+        ),
+    );
+    wait_for_metric(&proxy, failures, failed + 1.0).await;
+    assert_eq!(
+        visit(&proxy, "shop.example", "shop_consent=all").await,
+        (200, true)
+    );
+    assert_eq!(
+        at(&proxy, "shop.example", "/renamed", &[]).await.status,
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = proxy.logs(0).into_iter().find(|r| r["path"] == "/renamed") {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of /renamed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(record["site"], "shop");
 
     // Switching from sites to one upstream takes a restart: the sites stay as they are.
     let before = metric(&proxy, successes).await;

@@ -88,26 +88,20 @@ fn only_site(
     let mut only = None;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if k != "site" {
-            return Err("the one parameter is site\n".into());
+            return Err(format!(
+                "unknown parameter {k:?}: the one parameter is site\n"
+            ));
         }
-        only = Some(site_named(&v, sites.iter().map(|(name, _)| *name))?);
+        if !sites.iter().any(|(name, _)| *name == v) {
+            let names: Vec<&str> = sites.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "no site is named {v:?}; the sites are: {}\n",
+                names.join(", ")
+            ));
+        }
+        only = Some(v.into_owned());
     }
     Ok(only)
-}
-
-/// `name` if one of the `sites` has it, else an error that lists them.
-fn site_named<'a>(
-    name: &str,
-    sites: impl Iterator<Item = &'a str> + Clone,
-) -> Result<String, String> {
-    if sites.clone().any(|s| s == name) {
-        return Ok(name.to_string());
-    }
-    let names: Vec<&str> = sites.collect();
-    Err(format!(
-        "no site is named {name:?}; the sites are: {}\n",
-        names.join(", ")
-    ))
 }
 
 /// Consent records: one by its consent ID, as JSON, or those of a time range as JSON lines
@@ -153,13 +147,13 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
     }
     let (mut from, mut to, mut limit) = (0i64, i64::MAX, DEFAULT_EXPORT);
     let mut site = None;
-    let snapshot = state.current.load();
     for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let time = || parse_time(&v);
         match &*k {
-            "site" => match site_named(&v, snapshot.sites.iter().map(|s| &*s.name)) {
-                Ok(name) => site = Some(name),
-                Err(e) => return answer(StatusCode::BAD_REQUEST, TEXT, e),
+            // Any site's name, also of a site no longer configured: its records stay.
+            "site" => match crate::config::check_site_name(&v) {
+                Ok(()) => site = Some(v.into_owned()),
+                Err(e) => return answer(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
             },
             "from" => match time() {
                 Some(t) => from = t,
@@ -188,7 +182,6 @@ pub async fn consents(state: &State, method: &Method, uri: &http::Uri) -> Respon
             }
         }
     }
-    drop(snapshot);
     let Ok(_one) = EXPORTING.try_acquire() else {
         return answer(
             StatusCode::TOO_MANY_REQUESTS,

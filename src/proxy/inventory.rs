@@ -84,10 +84,19 @@ impl Inventory {
         counts.stripped += u64::from(stripped);
     }
 
+    /// Forgets the names of every site but `sites` (those removed on a reload), making room
+    /// for others.
+    pub fn retain_sites<'a>(&self, sites: impl Iterator<Item = &'a str> + Clone) {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .sites
+            .retain(|name, _| sites.clone().any(|s| s == &**name));
+        inner.listed = inner.sites.values().map(HashMap::len).sum();
+    }
+
     /// The names each of `sites` (name and policy) has set, classified by that site's policy:
     /// unknown names first, then by how often they were seen, then by site and name. With
-    /// `only`, the names of that site alone. The names of a site no longer in `sites` (removed
-    /// on a reload) are not shown.
+    /// `only`, the names of that site alone. `unlisted` counts over all sites.
     pub fn report(&self, sites: &[(&str, &CompiledPolicy)], only: Option<&str>) -> Report {
         // Copied out, so that classifying and sorting do not hold up the requests.
         let (names, unlisted) = {
@@ -234,5 +243,18 @@ mod tests {
         let r = inv.report(&sites, None);
         assert_eq!(r.cookies.len(), MAX_NAMES);
         assert_eq!(r.unlisted, 3);
+        // The blog removed: its names are forgotten, which makes room for new ones.
+        inv.retain_sites(["shop"].into_iter());
+        let r = inv.report(&sites, None);
+        assert!(r.cookies.iter().all(|e| e.site == "shop"));
+        // The shop's two, and its half (odd `i`) of the 9,997 names listed before the bound.
+        assert_eq!(r.cookies.len(), 2 + 4_998);
+        inv.record(&shop_name, "after", false);
+        assert!(
+            inv.report(&sites, Some("shop"))
+                .cookies
+                .iter()
+                .any(|e| e.name == "after")
+        );
     }
 }

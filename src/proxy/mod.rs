@@ -96,7 +96,8 @@ impl Keys {
 
 /// What a reload replaces, as one unit: a request sees one settings-and-policies set.
 pub struct Snapshot {
-    /// The listeners, TLS files, sites and upstreams stay as they were at start.
+    /// The listeners, the log file and the upstream CA stay as they were at start; the sites,
+    /// their upstreams and certificates follow the config.
     pub settings: Settings,
     /// In the order of `settings.sites`.
     pub sites: Vec<Site>,

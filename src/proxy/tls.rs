@@ -163,6 +163,10 @@ fn wildcard_covers(pattern: &str, host: &str) -> bool {
         .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix)
 }
 
+/// Certificates loaded, not yet in use.
+#[derive(Debug)]
+pub struct Certificates(CertSet);
+
 /// Chooses among the certificates by SNI; the set is swapped whole on reload.
 #[derive(Debug)]
 struct SniResolver {
@@ -209,9 +213,18 @@ impl Tls {
     /// Replaces the certificates once all the new ones have loaded; on an error the old ones
     /// stay in use. Connections already established keep theirs.
     pub fn reload(&self, files: &TlsFiles) -> Result<(), String> {
-        let set = CertSet::load(files)?;
-        self.resolver.set.store(Arc::new(set));
+        self.install(Tls::prepare(files)?);
         Ok(())
+    }
+
+    /// Loads certificates to [`install`](Tls::install) later, all or none.
+    pub fn prepare(files: &TlsFiles) -> Result<Certificates, String> {
+        CertSet::load(files).map(Certificates)
+    }
+
+    /// Puts certificates loaded by [`prepare`](Tls::prepare) in use for new handshakes.
+    pub fn install(&self, certificates: Certificates) {
+        self.resolver.set.store(Arc::new(certificates.0));
     }
 
     /// Whether one of the certificates in use names `host`; a client asking for a name none

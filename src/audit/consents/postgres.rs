@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS consent_records (
     site TEXT
 );
 CREATE INDEX IF NOT EXISTS consent_records_ts ON consent_records (ts_ms, id);
+CREATE INDEX IF NOT EXISTS consent_records_site ON consent_records (site, ts_ms, id);
 COMMIT;
 "#;
 
@@ -44,6 +45,7 @@ const ADD_SITE: &str = r#"
 BEGIN;
 SELECT pg_advisory_xact_lock(7228164017385160385);
 ALTER TABLE consent_records ADD COLUMN IF NOT EXISTS site TEXT;
+CREATE INDEX IF NOT EXISTS consent_records_site ON consent_records (site, ts_ms, id);
 COMMIT;
 "#;
 
@@ -65,6 +67,8 @@ struct Conn {
     insert: Statement,
     get: Statement,
     export: Statement,
+    /// One site's records (by the site index).
+    export_site: Statement,
     purge: Statement,
 }
 
@@ -282,9 +286,14 @@ impl Postgres {
     ) -> Result<Vec<ConsentRecord>, StoreError> {
         let rows = self
             .run("export", move |c| async move {
-                c.client
-                    .query(&c.export, &[&from_ms, &to_ms, &limit, &site])
-                    .await
+                match &site {
+                    None => c.client.query(&c.export, &[&from_ms, &to_ms, &limit]).await,
+                    Some(site) => {
+                        c.client
+                            .query(&c.export_site, &[&from_ms, &to_ms, &limit, site])
+                            .await
+                    }
+                }
             })
             .await?;
         rows.iter().map(|row| self.record(row)).collect()
@@ -335,14 +344,15 @@ impl Postgres {
 /// The statements, prepared on `client` (in one round trip).
 async fn prepare(client: Client) -> Result<Conn, tokio_postgres::Error> {
     let get = format!("{SELECT} WHERE id = $1");
-    let export = format!(
-        "{SELECT} WHERE ts_ms >= $1 AND ts_ms < $2 AND ($4::text IS NULL OR site = $4) \
-         ORDER BY ts_ms, id LIMIT $3"
+    let export = format!("{SELECT} WHERE ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3");
+    let export_site = format!(
+        "{SELECT} WHERE site = $4 AND ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3"
     );
-    let (insert, get, export, purge) = tokio::try_join!(
+    let (insert, get, export, export_site, purge) = tokio::try_join!(
         client.prepare(INSERT),
         client.prepare(&get),
         client.prepare(&export),
+        client.prepare(&export_site),
         client.prepare(PURGE),
     )?;
     Ok(Conn {
@@ -350,6 +360,7 @@ async fn prepare(client: Client) -> Result<Conn, tokio_postgres::Error> {
         insert,
         get,
         export,
+        export_site,
         purge,
     })
 }
