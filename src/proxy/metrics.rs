@@ -69,7 +69,8 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     /// Per site, the `decisions` series, `[granted, denied]` per non-necessary category (in
     /// `Category::ALL` order), looked up once instead of per request.
-    decision_series: Vec<(Site, DecisionSeries)>,
+    /// Sites added on a reload join it.
+    decision_series: arc_swap::ArcSwap<Vec<(Site, DecisionSeries)>>,
     cookies_stripped: Family<DirectionLabel, Counter>,
     tags_neutralized: Family<SiteLabel, Counter>,
     blocked: Family<SiteLabel, Counter>,
@@ -97,7 +98,7 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             decisions: Family::default(),
-            decision_series: Vec::new(),
+            decision_series: Default::default(),
             cookies_stripped: Family::default(),
             tags_neutralized: Family::default(),
             blocked: Family::default(),
@@ -183,26 +184,27 @@ impl Metrics {
             "Diagnostic lines not written because their place wrote too many in 10 s",
             crate::logs::suppressed_lines().clone(),
         );
-        let decision_series = sites
-            .iter()
-            .map(|site| {
-                let site = Some(site.clone());
-                m.show_site(site.as_deref().unwrap_or_default());
-                let series = Metrics::decision_series(&m.decisions, &site);
-                (site, series)
-            })
-            .collect();
-        Metrics {
-            registry,
-            decision_series,
-            ..m
+        let m = Metrics { registry, ..m };
+        for site in sites {
+            m.show_site(site);
         }
+        m
     }
 
-    /// Shows a site's series at 0 before its first request, as for a proxy without sites.
+    /// Shows a site's series at 0 before its first request, as for a proxy without sites, and
+    /// looks up its `decisions` series once for all its requests.
     pub fn show_site(&self, site: &str) {
-        let site = Some(Arc::from(site));
-        let _ = Metrics::decision_series(&self.decisions, &site);
+        let site: Site = Some(Arc::from(site));
+        self.decision_series.rcu(|known| {
+            let mut known = Vec::clone(known);
+            if !known.iter().any(|(s, _)| *s == site) {
+                known.push((
+                    site.clone(),
+                    Metrics::decision_series(&self.decisions, &site),
+                ));
+            }
+            known
+        });
         let label = SiteLabel { site };
         let _ = self.tags_neutralized.get_or_create(&label);
         let _ = self.blocked.get_or_create(&label);
@@ -238,7 +240,8 @@ impl Metrics {
             })
             .inc();
         let looked_up;
-        let series = match self.decision_series.iter().find(|(s, _)| s == site) {
+        let known = self.decision_series.load();
+        let series = match known.iter().find(|(s, _)| s == site) {
             Some((_, series)) => series,
             None => {
                 looked_up = Metrics::decision_series(&self.decisions, site);
