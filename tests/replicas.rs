@@ -14,7 +14,6 @@
 mod common;
 use common::postgres::PgServer;
 use common::*;
-use hmac::{Hmac, KeyInit, Mac};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -141,23 +140,63 @@ fn replica(config: &Path, port: u16) -> Proxy {
     Proxy::with_config(config, &format!("127.0.0.1:{port}"))
 }
 
-/// The pseudonym of `ip` today under the secret `key`, derived as README.md documents it:
-/// HKDF-SHA256 (salt `consent-proxy v1`, info `client-ip YYYY-MM-DD`) gives the day's key, and
-/// the pseudonym is the first 16 bytes of HMAC-SHA256 of the address's bytes under it.
+/// The pseudonym of `ip` today under the secret `key`, derived as README.md documents it, by
+/// another implementation than the proxy's (the OpenSSL command line): HKDF-SHA256 (salt
+/// `consent-proxy v1`, info `client-ip YYYY-MM-DD`, the UTC date) gives the day's key, and the
+/// pseudonym is the first 16 bytes of HMAC-SHA256 of the address's bytes under it.
 fn expected_pseudonym(key: &[u8], ip: std::net::Ipv4Addr) -> String {
     let today = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"consent-proxy v1"), key);
-    let mut day_key = [0u8; 32];
-    hk.expand(
-        format!("client-ip {}", &today[..10]).as_bytes(),
-        &mut day_key,
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let openssl = |args: &[String], input: &[u8]| -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the openssl command (scripts/test installs it)");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // `openssl kdf` prints the key as colon-separated hexadecimal pairs.
+    let day_key = openssl(
+        &[
+            "kdf".into(),
+            "-keylen".into(),
+            "32".into(),
+            "-kdfopt".into(),
+            "digest:SHA256".into(),
+            "-kdfopt".into(),
+            format!("hexkey:{}", hex(key)),
+            "-kdfopt".into(),
+            "salt:consent-proxy v1".into(),
+            "-kdfopt".into(),
+            format!("info:client-ip {}", &today[..10]),
+            "HKDF".into(),
+        ],
+        b"",
     )
-    .unwrap();
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&day_key).unwrap();
-    mac.update(&ip.octets());
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("hmac:{hex}")
+    .trim()
+    .replace(':', "")
+    .to_ascii_lowercase();
+    assert_eq!(day_key.len(), 64, "{day_key}");
+    // `openssl dgst` prints `HMAC-SHA2-256(stdin)= HEX`.
+    let mac = openssl(
+        &[
+            "dgst".into(),
+            "-sha256".into(),
+            "-mac".into(),
+            "HMAC".into(),
+            "-macopt".into(),
+            format!("hexkey:{day_key}"),
+        ],
+        &ip.octets(),
+    );
+    let digest = mac.trim().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(digest.len(), 64, "{mac}");
+    format!("hmac:{}", &digest[..32])
 }
 
 /// Posts the banner's "accept" to `proxy` as the balancer would pass it on: the site's host,
