@@ -579,12 +579,12 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 /// Validates the config and policies as they are now on disk and puts them in force. What a
 /// running process cannot change (listen addresses, whether there are `sites` or one upstream,
 /// whether the listener has TLS, the log file, the upstream CA) keeps its value from startup; a
-/// change to it is reported. Sites may be added, removed or changed (names, upstream, policy,
-/// certificates). Each site's policy is judged alone: one that does not load keeps that site's
-/// policy in force (a new site whose policy does not load is not added), and the others take
-/// theirs. When the config (or the key file) does not load, or no site's policy does, nothing
-/// changes and the error is returned. `unchanged`: no file has
-/// changed since the last look, for the log. A site's rewrite memo stays when its policy's
+/// change to it is reported. Sites may be added, removed or changed (names, upstream,
+/// certificates) when every new site's policy and the whole certificate list load; otherwise
+/// the sites in force stay. Each site's policy is judged alone: one that does not load keeps
+/// that site's policy in force, and the others take theirs. When the config (or the key file)
+/// does not load, or no site's policy does, nothing changes and the error is returned.
+/// `unchanged`: no file has changed since the last look, for the log. A site's rewrite memo stays when its policy's
 /// contents are the same as those in force (its pages were rewritten under the same rules).
 pub fn reload(
     state: &State,

@@ -315,6 +315,22 @@ async fn tls_to(
         .await
 }
 
+/// An HTTP/1 connection over TLS to `addr`, trusting only `cert_pem`, opened for `name`.
+async fn tls_http1(
+    addr: std::net::SocketAddr,
+    cert_pem: &Path,
+    name: &str,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let tls = tls_to(addr, cert_pem, name)
+        .await
+        .unwrap_or_else(|e| panic!("a TLS connection for {name}: {e}"));
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 /// Writes a self-signed certificate for `name` and its key; returns their paths.
 fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
@@ -355,13 +371,7 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
             .body(Empty::<Bytes>::new())
             .unwrap()
     };
-    let shop = tls_to(proxy.addr, &shop_cert, "shop.example")
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(shop))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = tls_http1(proxy.addr, &shop_cert, "shop.example").await;
     let resp = send.send_request(request("shop.example")).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
@@ -374,13 +384,7 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
     assert_eq!(blog_up.hits.load(Ordering::SeqCst), 0);
     assert_eq!(shop_up.hits.load(Ordering::SeqCst), 1);
 
-    let blog = tls_to(proxy.addr, &blog_cert, "blog.example")
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(blog))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = tls_http1(proxy.addr, &blog_cert, "blog.example").await;
     let resp = send.send_request(request("blog.example")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(blog_up.hits.load(Ordering::SeqCst), 1);
@@ -389,12 +393,7 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
     // that certificate, and the blog's is no longer offered.
     let news_up = Upstream::start().await;
     let (news_cert, news_key) = certificate(dir.path(), "news.example");
-    std::fs::write(
-        dir.path().join("news.yaml"),
-        "extends: builtin
-",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("news.yaml"), "extends: builtin\n").unwrap();
     let (shop_tls, news_tls) = (tls(&shop_cert, &shop_key), tls(&news_cert, &news_key));
     let shop_and_news = sites_config(
         dir.path(),
@@ -422,13 +421,7 @@ async fn the_tls_server_name_picks_the_certificate_and_must_agree_with_the_host(
         1.0,
     )
     .await;
-    let news = tls_to(proxy.addr, &news_cert, "news.example")
-        .await
-        .expect("the news site's certificate");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(news))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = tls_http1(proxy.addr, &news_cert, "news.example").await;
     let resp = send.send_request(request("news.example")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(news_up.hits.load(Ordering::SeqCst), 1);

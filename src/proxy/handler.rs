@@ -518,14 +518,14 @@ fn upstream_headers(ctx: &mut Ctx, resp: Response<Incoming>) -> Response<Incomin
     let (mut parts, body) = resp.into_parts();
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(&mut parts.headers, switched);
-    let (state, site) = (ctx.state.clone(), &ctx.snapshot.sites[ctx.site].name);
+    let (state, site) = (ctx.state.clone(), &ctx.snapshot.sites[ctx.site]);
     response::filter_set_cookies(
         &mut parts.headers,
-        &ctx.snapshot.sites[ctx.site].policy,
+        &site.policy,
         ctx.consent.granted,
         ctx.enforce,
         &mut ctx.guard.decision.cookies,
-        |name, stripped| state.inventory.record(site, name, stripped),
+        |name, stripped| state.inventory.record(&site.name, name, stripped),
     );
     Response::from_parts(parts, body)
 }

@@ -208,7 +208,7 @@ mod tests {
         let sites = [("blog", &builtin), ("shop", &shop)];
         let (blog_name, shop_name): (Arc<str>, Arc<str>) = (Arc::from("blog"), Arc::from("shop"));
         let inv = Inventory::default();
-        // The shop (site 1) sets `basket_7f3` twice and `_ga`; the blog (site 0) sets `basket_7f3` once.
+        // The shop sets `basket_7f3` twice and `_ga`; the blog sets `basket_7f3` once.
         inv.record(&shop_name, "basket_7f3", false);
         inv.record(&shop_name, "basket_7f3", false);
         inv.record(&shop_name, "_ga", true);

@@ -344,10 +344,11 @@ impl Postgres {
 /// The statements, prepared on `client` (in one round trip).
 async fn prepare(client: Client) -> Result<Conn, tokio_postgres::Error> {
     let get = format!("{SELECT} WHERE id = $1");
-    let export = format!("{SELECT} WHERE ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3");
-    let export_site = format!(
-        "{SELECT} WHERE site = $4 AND ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3"
-    );
+    // Two statements, so that each is planned on its own index.
+    let export = |site: &str| {
+        format!("{SELECT} WHERE {site}ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id LIMIT $3")
+    };
+    let (export, export_site) = (export(""), export("site = $4 AND "));
     let (insert, get, export, export_site, purge) = tokio::try_join!(
         client.prepare(INSERT),
         client.prepare(&get),

@@ -452,6 +452,16 @@ fn get(conn: &Connection, id: &str, name: &str) -> Result<Option<ConsentRecord>,
     }
 }
 
+/// The export's statement: of every site, or of the site `?4` (two statements, so that each
+/// is planned on its own index).
+fn export_sql(by_site: bool) -> String {
+    let site = if by_site { "site = ?4 AND " } else { "" };
+    format!(
+        "SELECT {COLUMNS} FROM consent_records WHERE {site}ts_ms >= ?1 AND ts_ms < ?2 \
+         ORDER BY ts_ms, id LIMIT ?3"
+    )
+}
+
 fn export(
     conn: &Connection,
     site: Option<&str>,
@@ -461,23 +471,10 @@ fn export(
     name: &str,
 ) -> Result<Vec<ConsentRecord>, StoreError> {
     let run = || -> rusqlite::Result<Result<Vec<ConsentRecord>, StoreError>> {
-        // Two statements, so that each is planned on its own index.
-        let mut stmt;
+        let mut stmt = conn.prepare(&export_sql(site.is_some()))?;
         let mut rows = match site {
-            None => {
-                stmt = conn.prepare(&format!(
-                    "SELECT {COLUMNS} FROM consent_records WHERE ts_ms >= ?1 AND ts_ms < ?2 \
-                     ORDER BY ts_ms, id LIMIT ?3"
-                ))?;
-                stmt.query(params![from_ms, to_ms, limit])?
-            }
-            Some(site) => {
-                stmt = conn.prepare(&format!(
-                    "SELECT {COLUMNS} FROM consent_records WHERE site = ?4 AND ts_ms >= ?1 \
-                     AND ts_ms < ?2 ORDER BY ts_ms, id LIMIT ?3"
-                ))?;
-                stmt.query(params![from_ms, to_ms, limit, site])?
-            }
+            None => stmt.query(params![from_ms, to_ms, limit])?,
+            Some(site) => stmt.query(params![from_ms, to_ms, limit, site])?,
         };
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -755,8 +752,7 @@ mod tests {
         // One site's export is planned on the site index, not on a scan of the time range.
         let plan: String = conn
             .query_row(
-                "EXPLAIN QUERY PLAN SELECT id FROM consent_records WHERE site = ?4 \
-                 AND ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id LIMIT ?3",
+                &format!("EXPLAIN QUERY PLAN {}", export_sql(true)),
                 params![0, 10, 10, "shop"],
                 |r| r.get(3),
             )
