@@ -427,6 +427,7 @@ fn spawn_reloader(
     let files = files_read(&state, &sources);
     files.iter().for_each(|f| watch.add(f));
     let mut seen = Contents::of(&files);
+    let records = started.consent_records.clone();
     tokio::spawn(async move {
         while let Some(mut trigger) = rx.recv().await {
             if trigger == Trigger::FileEvent {
@@ -439,10 +440,11 @@ fn spawn_reloader(
                     trigger = t;
                 }
             }
-            let state = state.clone();
+            let state_now = state.clone();
             let (sources, started, tls) = (sources.clone(), started.clone(), tls.clone());
             let before = seen.clone();
             let outcome = tokio::task::spawn_blocking(move || {
+                let state = state_now;
                 let now = Contents::of(&files_read(&state, &sources));
                 if trigger == Trigger::FileEvent && now == before {
                     return (now, None);
@@ -479,8 +481,36 @@ fn spawn_reloader(
                 }
                 Err(_) => tracing::error!("the reload task failed"),
             }
+            open_store_for_banner(&state, &records).await;
         }
     });
+}
+
+/// Opens the store of consent records when a reload has switched a site's banner on and none
+/// was opened at start: the banner is shown, and its choices recorded, from then on. The store's
+/// settings are those of the start (`consent_records` changes take a restart). A store that
+/// cannot be opened is logged and tried again on the next reload; until then the banner stays
+/// hidden and the preference centre answers 503, as at start.
+async fn open_store_for_banner(state: &State, records: &crate::config::RecordStore) {
+    if state.consents.get().is_some() {
+        return;
+    }
+    let banner = state
+        .current
+        .load()
+        .sites
+        .iter()
+        .any(|s| s.policy.banner.is_some());
+    if !banner {
+        return;
+    }
+    match open_consent_store(state, records).await {
+        Ok(()) => tracing::info!("reload: the banner is switched on; consent records are opened"),
+        Err(e) => tracing::error!(
+            "reload: the banner is switched on, but the consent records cannot be opened, so it \
+             stays hidden: {e}"
+        ),
+    }
 }
 
 /// The files a reload reads, watched through their directories (a file replaced by a rename is
@@ -728,12 +758,6 @@ pub fn reload(
                     policy.mode.as_str(),
                     if unchanged { ", no file changed" } else { "" }
                 );
-                if policy.banner.is_some() && state.consents.get().is_none() {
-                    tracing::warn!(
-                        "reload: the banner is switched on, but consent records are opened at \
-                         start: it is shown once the proxy restarts"
-                    );
-                }
                 // The memo stays when the rules are those its pages were rewritten under.
                 let memo = before
                     .filter(|b| {
@@ -759,6 +783,7 @@ pub fn reload(
         sites.push(site);
     }
     new.sites = sites;
+    let mut gone = Vec::new();
     if !kept {
         for site in new.sites.iter().filter(|s| current.site(&s.name).is_none()) {
             tracing::info!(
@@ -768,12 +793,13 @@ pub fn reload(
             );
             state.metrics.show_site(&site.name);
         }
-        for gone in old
+        for removed in old
             .sites
             .iter()
             .filter(|s| !new.sites.iter().any(|n| n.name == s.name))
         {
-            tracing::info!("reload: site {} removed", gone.name);
+            tracing::info!("reload: site {} removed", removed.name);
+            gone.push(removed.name.clone());
         }
     }
     let snapshot = Arc::new(proxy::Snapshot::new(new, policies, keys, &state.metrics));
@@ -787,6 +813,9 @@ pub fn reload(
     state
         .inventory
         .retain_sites(snapshot.sites.iter().map(|s| &*s.name));
+    for name in gone {
+        state.metrics.forget_site(&name);
+    }
     // Counted once in force, so that whoever watches the count sees the new policy.
     state.metrics.reloaded(!failed);
     Ok(())

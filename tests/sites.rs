@@ -822,12 +822,14 @@ async fn sites_are_added_changed_and_removed_on_reload() {
             && said.contains("reload: site blog removed"),
         "{said}"
     );
-    // The new site's series are shown from 0; its log records name it.
+    // The new site's series are shown from 0, the removed site's are gone; the new site's log
+    // records name it.
     let metrics = get(&http1(), &admin(&proxy, "/metrics"), &[]).await.body;
     assert!(
         metrics.contains("consent_proxy_tags_neutralized_total{site=\"news\"} 0"),
         "{metrics}"
     );
+    assert!(!metrics.contains("site=\"blog\""), "{metrics}");
     let logs = proxy.logs(3);
     assert!(
         logs.iter()
@@ -935,6 +937,63 @@ async fn sites_are_added_changed_and_removed_on_reload() {
         said.contains(
             "reload: `sites` (one upstream or several sites) changed; it takes effect on restart"
         ),
+        "{said}"
+    );
+}
+
+/// A reload that switches a banner on, when no site had it at start, opens the consent records
+/// (those `consent_records` named at start): the admin listener's `/consents` answers, and the
+/// preference centre is the proxy's, with the site's texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banner_switched_on_by_a_reload_opens_the_consent_records() {
+    let shop_up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "extends: builtin\nconsent_cookie: shop_consent\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    let url = shop_up.url();
+    std::fs::write(
+        &config,
+        sites_config(
+            dir.path(),
+            &[("shop", "shop.example", &url, "shop.yaml", "")],
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    let consents = admin(&proxy, "/consents?limit=5");
+    assert_eq!(get(&http1(), &consents, &[]).await.status, 404);
+    let prefs = "/.well-known/consent-proxy/preferences";
+    // The banner off, the preference page is the site's own.
+    let page = at(&proxy, "shop.example", prefs, &[]).await;
+    assert!(!page.body.contains("Cookies at the shop"), "{}", page.body);
+    assert_eq!(shop_up.last_seen().path, prefs);
+
+    std::fs::write(dir.path().join("shop.yaml"), SHOP_POLICY).unwrap();
+    wait_for_metric(
+        &proxy,
+        "consent_proxy_policy_reloads_total{result=\"success\"}",
+        1.0,
+    )
+    .await;
+    // The store opens just after the new policy is in force.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&http1(), &consents, &[]).await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consent records were not opened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let page = at(&proxy, "shop.example", prefs, &[]).await;
+    assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
+    assert_eq!(shop_up.hits.load(Ordering::SeqCst), 1);
+    let said = proxy.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("reload: the banner is switched on; consent records are opened"),
         "{said}"
     );
 }

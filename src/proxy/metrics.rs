@@ -210,6 +210,44 @@ impl Metrics {
         let _ = self.blocked.get_or_create(&label);
     }
 
+    /// Drops a site removed by a reload: its series leave `/metrics`, and a request to it that
+    /// was still under way is not counted when it ends (it would bring them back).
+    pub fn forget_site(&self, site: &str) {
+        let site: Site = Some(Arc::from(site));
+        self.decision_series.rcu(|known| {
+            known
+                .iter()
+                .filter(|(s, _)| *s != site)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        for c in Category::ALL {
+            for action in ["granted", "denied"] {
+                self.decisions.remove(&DecisionLabels {
+                    site: site.clone(),
+                    category: c.as_str(),
+                    action,
+                });
+            }
+        }
+        // Every status an HTTP response can have.
+        for status in 100..=999 {
+            self.requests.remove(&StatusLabel {
+                site: site.clone(),
+                status,
+            });
+        }
+        for direction in ["request", "response"] {
+            self.cookies_stripped.remove(&DirectionLabel {
+                site: site.clone(),
+                direction,
+            });
+        }
+        let label = SiteLabel { site };
+        self.tags_neutralized.remove(&label);
+        self.blocked.remove(&label);
+    }
+
     /// The `decisions` series of one site.
     fn decision_series(decisions: &Family<DecisionLabels, Counter>, site: &Site) -> DecisionSeries {
         Category::ALL
@@ -233,21 +271,23 @@ impl Metrics {
     /// Counts a finished request from its decision record.
     pub fn record(&self, d: &Decision) {
         let site = &d.site;
+        let looked_up;
+        let known = self.decision_series.load();
+        let series = match known.iter().find(|(s, _)| s == site) {
+            Some((_, series)) => series,
+            // A site removed by a reload while this request was under way.
+            None if site.is_some() => return,
+            None => {
+                looked_up = Metrics::decision_series(&self.decisions, site);
+                &looked_up
+            }
+        };
         self.requests
             .get_or_create(&StatusLabel {
                 site: site.clone(),
                 status: d.status,
             })
             .inc();
-        let looked_up;
-        let known = self.decision_series.load();
-        let series = match known.iter().find(|(s, _)| s == site) {
-            Some((_, series)) => series,
-            None => {
-                looked_up = Metrics::decision_series(&self.decisions, site);
-                &looked_up
-            }
-        };
         for (c, [granted, denied]) in series {
             if d.granted.contains(*c) {
                 granted.inc();
@@ -402,5 +442,24 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+
+        // A site removed by a reload leaves; a request to it still under way is not counted.
+        let other = Decision {
+            site: Some("blog".into()),
+            ..d.clone()
+        };
+        m.show_site("blog");
+        m.record(&other);
+        m.forget_site("shop");
+        m.record(&d);
+        let text = m.encode();
+        assert!(!text.contains("site=\"shop\""), "{text}");
+        for line in [
+            "consent_proxy_requests_total{site=\"blog\",status=\"204\"} 1",
+            "consent_proxy_decisions_total{site=\"blog\",category=\"analytics\",action=\"granted\"} 1",
+            "consent_proxy_tags_neutralized_total{site=\"blog\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

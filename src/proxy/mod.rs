@@ -160,8 +160,8 @@ pub struct State {
     pub tasks: tokio_util::task::TaskTracker,
     /// Requests in flight (`limits.max_requests`, fixed at start).
     pub capacity: admission::Capacity,
-    /// Where consent choices are recorded: opened at start when a site's policy has the banner
-    /// on.
+    /// Where consent choices are recorded: opened when a site's policy has the banner on, at
+    /// start or on the reload that switches it on.
     pub consents: std::sync::OnceLock<crate::audit::consents::ConsentStore>,
 }
 
