@@ -427,9 +427,23 @@ fn spawn_reloader(
     let files = files_read(&state, &sources);
     files.iter().for_each(|f| watch.add(f));
     let mut seen = Contents::of(&files);
-    let records = started.consent_records.clone();
     tokio::spawn(async move {
-        while let Some(mut trigger) = rx.recv().await {
+        loop {
+            // A banner on with no store opened: try again now and then, not only on a reload.
+            let wanted = store_wanted(&state);
+            let next = if wanted {
+                tokio::time::timeout(STORE_RETRY, rx.recv()).await
+            } else {
+                Ok(rx.recv().await)
+            };
+            let mut trigger = match next {
+                Ok(Some(trigger)) => trigger,
+                Ok(None) => break,
+                Err(_) => {
+                    open_store_for_banner(&state).await;
+                    continue;
+                }
+            };
             if trigger == Trigger::FileEvent {
                 // Editors write a file in several steps: take them as one.
                 tokio::time::sleep(DEBOUNCE).await;
@@ -481,34 +495,43 @@ fn spawn_reloader(
                 }
                 Err(_) => tracing::error!("the reload task failed"),
             }
-            open_store_for_banner(&state, &records).await;
+            open_store_for_banner(&state).await;
         }
     });
 }
 
+/// How often a store of consent records that a banner needs, and that could not be opened, is
+/// tried again.
+const STORE_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether a site's banner is on and no store of consent records is open.
+fn store_wanted(state: &State) -> bool {
+    state.consents.get().is_none()
+        && state
+            .current
+            .load()
+            .sites
+            .iter()
+            .any(|s| s.policy.banner.is_some())
+}
+
 /// Opens the store of consent records when a reload has switched a site's banner on and none
-/// was opened at start: the banner is shown, and its choices recorded, from then on. The store's
-/// settings are those of the start (`consent_records` changes take a restart). A store that
-/// cannot be opened is logged and tried again on the next reload; until then the banner stays
-/// hidden and the preference centre answers 503, as at start.
-async fn open_store_for_banner(state: &State, records: &crate::config::RecordStore) {
-    if state.consents.get().is_some() {
+/// was opened at start: the banner is shown, and its choices recorded, from then on. The store is
+/// the one `consent_records` names in the config in force (once open, a change to it takes a
+/// restart). A store that cannot be opened is logged and tried again on the next reload or
+/// after `STORE_RETRY`; until then the banner stays hidden and the preference centre answers
+/// 503, as at start.
+async fn open_store_for_banner(state: &State) {
+    if !store_wanted(state) {
         return;
     }
-    let banner = state
-        .current
-        .load()
-        .sites
-        .iter()
-        .any(|s| s.policy.banner.is_some());
-    if !banner {
-        return;
-    }
-    match open_consent_store(state, records).await {
-        Ok(()) => tracing::info!("reload: the banner is switched on; consent records are opened"),
+    let records = state.current.load().settings.consent_records.clone();
+    match open_consent_store(state, &records).await {
+        Ok(()) => tracing::info!("the banner is switched on; consent records are opened"),
         Err(e) => tracing::error!(
-            "reload: the banner is switched on, but the consent records cannot be opened, so it \
-             stays hidden: {e}"
+            "the banner is switched on, but the consent records cannot be opened, so it stays \
+             hidden (tried again in {} s, or at the next reload): {e}",
+            STORE_RETRY.as_secs()
         ),
     }
 }
@@ -656,7 +679,13 @@ pub fn reload(
         changed!(timeouts.header_read),
         changed!(timeouts.upstream_connect),
         changed!(timeouts.shutdown_grace),
-        changed!(consent_records),
+        // Read when the store is opened: at start, or after the reload that switches a banner
+        // on. Once it is open, the snapshot keeps the settings it was opened with (below).
+        (
+            "consent_records",
+            state.consents.get().is_some()
+                && new.consent_records != state.current.load().settings.consent_records,
+        ),
     ];
     for (name, changed) in fixed {
         if changed {
@@ -674,6 +703,9 @@ pub fn reload(
     new.admin_listen = old.admin_listen;
     new.upstream_ca = old.upstream_ca.clone();
     new.log = old.log.clone();
+    if state.consents.get().is_some() {
+        new.consent_records = old.consent_records.clone();
+    }
     if tls_changed {
         new.tls = old.tls.clone();
     }

@@ -955,15 +955,17 @@ async fn a_banner_switched_on_by_a_reload_opens_the_consent_records() {
     .unwrap();
     let config = dir.path().join("config.yaml");
     let url = shop_up.url();
+    let with_records = |policy: &str, db: &Path| {
+        sites_config(dir.path(), &[("shop", "shop.example", &url, policy, "")])
+            .replace("records.db", &db.display().to_string())
+    };
     std::fs::write(
         &config,
-        sites_config(
-            dir.path(),
-            &[("shop", "shop.example", &url, "shop.yaml", "")],
-        ),
+        with_records("shop.yaml", &dir.path().join("before.db")),
     )
     .unwrap();
     let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    let (before, after) = (dir.path().join("before.db"), dir.path().join("after.db"));
     let consents = admin(&proxy, "/consents?limit=5");
     assert_eq!(get(&http1(), &consents, &[]).await.status, 404);
     let prefs = "/.well-known/consent-proxy/preferences";
@@ -972,7 +974,10 @@ async fn a_banner_switched_on_by_a_reload_opens_the_consent_records() {
     assert!(!page.body.contains("Cookies at the shop"), "{}", page.body);
     assert_eq!(shop_up.last_seen().path, prefs);
 
-    std::fs::write(dir.path().join("shop.yaml"), SHOP_POLICY).unwrap();
+    // The banner is switched on (a policy file with it) and the store moved in one change of
+    // the config: the store opened is the config's new one.
+    std::fs::write(dir.path().join("banner.yaml"), SHOP_POLICY).unwrap();
+    replace(&config, &with_records("banner.yaml", &after));
     wait_for_metric(
         &proxy,
         "consent_proxy_policy_reloads_total{result=\"success\"}",
@@ -991,11 +996,88 @@ async fn a_banner_switched_on_by_a_reload_opens_the_consent_records() {
     let page = at(&proxy, "shop.example", prefs, &[]).await;
     assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
     assert_eq!(shop_up.hits.load(Ordering::SeqCst), 1);
-    let said = proxy.stderr.lock().unwrap().join("\n");
-    assert!(
-        said.contains("reload: the banner is switched on; consent records are opened"),
-        "{said}"
+    assert!(after.exists() && !before.exists());
+    // The line is logged after the store is in place: wait for it.
+    while !proxy
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("the banner is switched on; consent records are opened"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            proxy.stderr.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A banner switched on by a reload whose store cannot be opened stays hidden, and is shown
+/// once a later attempt opens the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_opened_yet_is_tried_again() {
+    let shop_up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let db = missing.join("records.db").display().to_string();
+    let config = dir.path().join("config.yaml");
+    let url = shop_up.url();
+    let text = |policy: &str, touch: &str| {
+        sites_config(dir.path(), &[("shop", "shop.example", &url, policy, "")])
+            .replace("records.db", &db)
+            + touch
+    };
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "extends: builtin\nconsent_cookie: shop_consent\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("banner.yaml"), SHOP_POLICY).unwrap();
+    std::fs::write(&config, text("shop.yaml", "")).unwrap();
+    let proxy = Proxy::with_config(&config, "127.0.0.1:0");
+    let successes = "consent_proxy_policy_reloads_total{result=\"success\"}";
+    let prefs = "/.well-known/consent-proxy/preferences";
+
+    replace(&config, &text("banner.yaml", ""));
+    wait_for_metric(&proxy, successes, 1.0).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let hidden = "the banner is switched on, but the consent records cannot be opened";
+    while !proxy
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains(hidden) && l.contains("not-yet"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no error logged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // No store: the preference centre refuses (a choice would have nowhere to go).
+    let page = at(&proxy, "shop.example", prefs, &[]).await;
+    assert_eq!(page.status, 503);
+    assert_eq!(
+        page.body,
+        "503 Service Unavailable: consent records are not configured on this proxy\n"
     );
+    let consents = admin(&proxy, "/consents?limit=5");
+    assert_eq!(get(&http1(), &consents, &[]).await.status, 404);
+
+    // The directory appears; the next reload opens the store.
+    std::fs::create_dir(&missing).unwrap();
+    replace(&config, &text("banner.yaml", "# again\n"));
+    wait_for_metric(&proxy, successes, 2.0).await;
+    while get(&http1(), &consents, &[]).await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store was not opened on the next reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let page = at(&proxy, "shop.example", prefs, &[]).await;
+    assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
+    assert!(missing.join("records.db").exists());
 }
 
 /// Without `sites`, the one upstream moves on reload too.

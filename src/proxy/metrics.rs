@@ -221,6 +221,11 @@ impl Metrics {
                 .cloned()
                 .collect::<Vec<_>>()
         });
+        self.remove_series(&site);
+    }
+
+    /// Removes every series of `site` from the families.
+    fn remove_series(&self, site: &Site) {
         for c in Category::ALL {
             for action in ["granted", "denied"] {
                 self.decisions.remove(&DecisionLabels {
@@ -243,7 +248,7 @@ impl Metrics {
                 direction,
             });
         }
-        let label = SiteLabel { site };
+        let label = SiteLabel { site: site.clone() };
         self.tags_neutralized.remove(&label);
         self.blocked.remove(&label);
     }
@@ -318,6 +323,10 @@ impl Metrics {
             self.blocked
                 .get_or_create(&SiteLabel { site: site.clone() })
                 .inc();
+        }
+        // Removed while this request was counted: what it brought back goes again.
+        if site.is_some() && !self.decision_series.load().iter().any(|(s, _)| s == site) {
+            self.remove_series(site);
         }
     }
 
