@@ -522,11 +522,15 @@ fn store_wanted(state: &State) -> bool {
 /// after `STORE_RETRY`; until then the banner stays hidden and the preference centre answers
 /// 503, as at start.
 async fn open_store_for_banner(state: &State) {
-    if !store_wanted(state) {
+    let wanted = store_wanted(state);
+    state.metrics.banner_hidden(wanted);
+    if !wanted {
         return;
     }
     let records = state.current.load().settings.consent_records.clone();
-    match open_consent_store(state, &records).await {
+    let opened = open_consent_store(state, &records).await;
+    state.metrics.banner_hidden(opened.is_err());
+    match opened {
         Ok(()) => tracing::info!("the banner is switched on; consent records are opened"),
         Err(e) => tracing::error!(
             "the banner is switched on, but the consent records cannot be opened, so it stays \

@@ -1054,7 +1054,9 @@ async fn a_store_that_cannot_be_opened_yet_is_tried_again() {
         assert!(std::time::Instant::now() < deadline, "no error logged");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // No store: the preference centre refuses (a choice would have nowhere to go).
+    // No store: the gauge says so, and the preference centre refuses (a choice would have
+    // nowhere to go).
+    wait_for_metric(&proxy, "consent_proxy_banner_hidden", 1.0).await;
     let page = at(&proxy, "shop.example", prefs, &[]).await;
     assert_eq!(page.status, 503);
     assert_eq!(
@@ -1078,6 +1080,13 @@ async fn a_store_that_cannot_be_opened_yet_is_tried_again() {
     let page = at(&proxy, "shop.example", prefs, &[]).await;
     assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
     assert!(missing.join("records.db").exists());
+    let metrics = get(&http1(), &admin(&proxy, "/metrics"), &[]).await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "consent_proxy_banner_hidden 0"),
+        "{metrics}"
+    );
 }
 
 /// Without `sites`, the one upstream moves on reload too.

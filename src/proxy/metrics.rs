@@ -82,6 +82,8 @@ pub struct Metrics {
     connections_failed: Family<ReasonLabel, Counter>,
     consent_choices: Family<KindLabel, Counter>,
     consent_record_failures: Counter,
+    /// 1 while a site's banner is on and no store of consent records could be opened for it.
+    banner_hidden: Gauge,
     started: std::sync::atomic::AtomicU64,
 }
 
@@ -111,6 +113,7 @@ impl Metrics {
             connections_failed: Family::default(),
             consent_choices: Family::default(),
             consent_record_failures: Counter::default(),
+            banner_hidden: Gauge::default(),
             started: Default::default(),
             registry: Registry::default(),
         };
@@ -178,6 +181,11 @@ impl Metrics {
             "consent_record_failures",
             "Consent choices refused because their record could not be stored",
             m.consent_record_failures.clone(),
+        );
+        registry.register(
+            "banner_hidden",
+            "1 while a banner is switched on but the store of consent records cannot be opened, so that it is not shown",
+            m.banner_hidden.clone(),
         );
         registry.register(
             "log_lines_suppressed",
@@ -372,6 +380,11 @@ impl Metrics {
                 .get_or_create(&ReasonLabel { reason })
                 .inc_by(n as u64);
         }
+    }
+
+    /// Whether a banner is on with no store of consent records to record its choices in.
+    pub fn banner_hidden(&self, hidden: bool) {
+        self.banner_hidden.set(i64::from(hidden));
     }
 
     /// Counts a recorded consent choice of `kind`.
