@@ -641,8 +641,9 @@ fn concerns(watched: &[PathBuf], path: &Path) -> bool {
 /// the sites in force stay. Each site's policy is judged alone: one that does not load keeps
 /// that site's policy in force, and the others take theirs. When the config (or the key file)
 /// does not load, or no site's policy does, nothing changes and the error is returned.
-/// `unchanged`: no file has changed since the last look, for the log. A site's rewrite memo stays when its policy's
-/// contents are the same as those in force (its pages were rewritten under the same rules).
+/// `unchanged`: no file has changed since the last look, for the log. A site's rewrite memo
+/// stays when its policy's contents are the same as those in force (its pages were rewritten
+/// under the same rules).
 pub fn reload(
     state: &State,
     tls: Option<&tls::Tls>,
@@ -662,6 +663,7 @@ pub fn reload(
             )
         };
     }
+    let current = state.current.load();
     // Between one upstream and `sites` the listener's routing changes: that takes a restart.
     let mode_changed = new.virtual_hosts != started.virtual_hosts;
     // The listener is TLS or not from start; its certificates may change.
@@ -688,7 +690,7 @@ pub fn reload(
         (
             "consent_records",
             state.consents.get().is_some()
-                && new.consent_records != state.current.load().settings.consent_records,
+                && new.consent_records != current.settings.consent_records,
         ),
     ];
     for (name, changed) in fixed {
@@ -701,7 +703,6 @@ pub fn reload(
             tracing::warn!("reload: {name} changed; it takes effect on restart");
         }
     }
-    let current = state.current.load();
     let old = &current.settings;
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;
@@ -748,8 +749,24 @@ pub fn reload(
         }
     }
     if kept {
+        // A site in both sets keeps its policy file: what was loaded for the new set serves.
+        let mut tried: Vec<(String, Result<CompiledPolicy, String>)> = new
+            .sites
+            .iter()
+            .map(|s| s.name.clone())
+            .zip(std::mem::take(&mut loaded))
+            .collect();
         keep_sites(&mut new, old);
-        loaded = load_policies(&new);
+        loaded = new
+            .sites
+            .iter()
+            .map(
+                |site| match tried.iter().position(|(name, _)| *name == site.name) {
+                    Some(i) => tried.swap_remove(i).1,
+                    None => site_policy(&new, site),
+                },
+            )
+            .collect();
         certificates = load_certificates(&new);
     }
     if loaded.iter().all(Result::is_err) {

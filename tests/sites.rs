@@ -504,14 +504,10 @@ async fn a_bad_policy_on_reload_keeps_that_site_and_not_the_others() {
         1.0,
     )
     .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !grants("shop.example", "shop_new=all").await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the shop never took its new policy"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the shop never took its new policy", async || {
+        grants("shop.example", "shop_new=all").await
+    })
+    .await;
     assert!(!grants("shop.example", "shop_consent=all").await);
     assert!(
         grants("blog.example", "blog_consent=all").await,
@@ -532,14 +528,10 @@ async fn a_bad_policy_on_reload_keeps_that_site_and_not_the_others() {
         &dir.path().join("blog.yaml"),
         &BLOG_POLICY.replace("blog_consent", "blog_new"),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !grants("blog.example", "blog_new=all").await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the blog never took its fixed policy"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the blog never took its fixed policy", async || {
+        grants("blog.example", "blog_new=all").await
+    })
+    .await;
     assert!(grants("shop.example", "shop_new=all").await);
 }
 
@@ -910,18 +902,9 @@ async fn sites_are_added_changed_and_removed_on_reload() {
         at(&proxy, "shop.example", "/renamed", &[]).await.status,
         200
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let record = loop {
-        if let Some(r) = proxy.logs(0).into_iter().find(|r| r["path"] == "/renamed") {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no record of /renamed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
-    assert_eq!(record["site"], "shop");
+    let renamed = || proxy.logs(0).into_iter().find(|r| r["path"] == "/renamed");
+    wait_until("no record of /renamed", async || renamed().is_some()).await;
+    assert_eq!(renamed().unwrap()["site"], "shop");
 
     // Switching from sites to one upstream takes a restart: the sites stay as they are.
     let before = metric(&proxy, successes).await;
@@ -985,33 +968,20 @@ async fn a_banner_switched_on_by_a_reload_opens_the_consent_records() {
     )
     .await;
     // The store opens just after the new policy is in force.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while get(&http1(), &consents, &[]).await.status != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the consent records were not opened"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("the consent records were not opened", async || {
+        get(&http1(), &consents, &[]).await.status == 200
+    })
+    .await;
     let page = at(&proxy, "shop.example", prefs, &[]).await;
     assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
     assert_eq!(shop_up.hits.load(Ordering::SeqCst), 1);
     assert!(after.exists() && !before.exists());
     // The line is logged after the store is in place: wait for it.
-    while !proxy
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("the banner is switched on; consent records are opened"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            proxy.stderr.lock().unwrap().join("\n")
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let opened = "the banner is switched on; consent records are opened";
+    wait_until(&format!("no line `{opened}`"), async || {
+        proxy.said(|l| l.contains(opened))
+    })
+    .await;
 }
 
 /// A banner switched on by a reload whose store cannot be opened stays hidden, and is shown
@@ -1042,18 +1012,11 @@ async fn a_store_that_cannot_be_opened_yet_is_tried_again() {
 
     replace(&config, &text("banner.yaml", ""));
     wait_for_metric(&proxy, successes, 1.0).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let hidden = "the banner is switched on, but the consent records cannot be opened";
-    while !proxy
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains(hidden) && l.contains("not-yet"))
-    {
-        assert!(std::time::Instant::now() < deadline, "no error logged");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("no error logged", async || {
+        proxy.said(|l| l.contains(hidden) && l.contains("not-yet"))
+    })
+    .await;
     // No store: the gauge says so, and the preference centre refuses (a choice would have
     // nowhere to go).
     wait_for_metric(&proxy, "consent_proxy_banner_hidden", 1.0).await;
@@ -1070,13 +1033,10 @@ async fn a_store_that_cannot_be_opened_yet_is_tried_again() {
     std::fs::create_dir(&missing).unwrap();
     replace(&config, &text("banner.yaml", "# again\n"));
     wait_for_metric(&proxy, successes, 2.0).await;
-    while get(&http1(), &consents, &[]).await.status != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store was not opened on the next reload"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("the store was not opened on the next reload", async || {
+        get(&http1(), &consents, &[]).await.status == 200
+    })
+    .await;
     let page = at(&proxy, "shop.example", prefs, &[]).await;
     assert!(page.body.contains("Cookies at the shop"), "{}", page.body);
     assert!(missing.join("records.db").exists());

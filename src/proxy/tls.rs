@@ -205,24 +205,19 @@ impl Tls {
     }
 
     /// An acceptor for new connections. Acceptors share the certificates, so one made before
-    /// a [`reload`](Tls::reload) serves the new ones after it.
+    /// an [`install`](Tls::install) serves the new ones after it.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.clone())
     }
 
-    /// Replaces the certificates once all the new ones have loaded; on an error the old ones
-    /// stay in use. Connections already established keep theirs.
-    pub fn reload(&self, files: &TlsFiles) -> Result<(), String> {
-        self.install(Tls::prepare(files)?);
-        Ok(())
-    }
-
-    /// Loads certificates to [`install`](Tls::install) later, all or none.
+    /// Loads certificates to [`install`](Tls::install) later, all or none: on an error the
+    /// certificates in use stay.
     pub fn prepare(files: &TlsFiles) -> Result<Certificates, String> {
         CertSet::load(files).map(Certificates)
     }
 
     /// Puts certificates loaded by [`prepare`](Tls::prepare) in use for new handshakes.
+    /// Connections already established keep theirs.
     pub fn install(&self, certificates: Certificates) {
         self.resolver.set.store(Arc::new(certificates.0));
     }
@@ -563,8 +558,7 @@ mod tests {
         let (cert, _) = handshake(tls.acceptor(), &old.der, "site.example", true, &[]).await;
         assert_eq!(cert, old.der);
 
-        tls.reload(&files(vec![write(dir.path(), "new", &new)]))
-            .unwrap();
+        tls.install(Tls::prepare(&files(vec![write(dir.path(), "new", &new)])).unwrap());
         let (cert, _) = handshake(made_before.clone(), &new.der, "site.example", true, &[]).await;
         assert_eq!(cert, new.der);
 
@@ -572,12 +566,12 @@ mod tests {
             cert: dir.path().join("missing.pem"),
             key: dir.path().join("missing-key.pem"),
         }]);
-        assert!(tls.reload(&bad).is_err());
+        assert!(Tls::prepare(&bad).is_err());
         let mismatched = files(vec![CertificateFiles {
             cert: dir.path().join("old.pem"),
             key: dir.path().join("new-key.pem"),
         }]);
-        assert!(tls.reload(&mismatched).is_err());
+        assert!(Tls::prepare(&mismatched).is_err());
         let (cert, _) = handshake(tls.acceptor(), &new.der, "site.example", true, &[]).await;
         assert_eq!(cert, new.der);
     }

@@ -360,13 +360,18 @@ pub async fn metric(proxy: &Proxy, series: &str) -> f64 {
 
 /// Waits until a metric of the proxy reaches `at_least` (10 s at most).
 pub async fn wait_for_metric(proxy: &Proxy, series: &str, at_least: f64) {
+    wait_until(&format!("{series} never reached {at_least}"), async || {
+        metric(proxy, series).await >= at_least
+    })
+    .await;
+}
+
+/// Waits until `done` (10 s at most, asking every 20 ms); `failure` says what did not happen.
+pub async fn wait_until(failure: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(proxy, series).await < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{series} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -542,6 +547,11 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Whether a line the proxy wrote to stderr so far is one that `line` accepts.
+    pub fn said(&self, line: impl Fn(&str) -> bool) -> bool {
+        self.stderr.lock().unwrap().iter().any(|l| line(l))
     }
 
     /// Waits until the decision log holds at least `n` records and returns them all.
